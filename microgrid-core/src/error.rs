@@ -1,0 +1,189 @@
+//! The one error type of `microgrid-core`.
+//!
+//! Every variant names the input it rejects (which prosumer, which
+//! timeframe, which value), so a message can be shown to an operator as is.
+
+use chrono::{DateTime, Utc};
+
+/// Everything that can go wrong in the domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A prosumer id is empty, too long or has characters other than
+    /// ASCII letters, digits, `-`, `_` and `.`.
+    #[error("invalid prosumer id {id:?}: {reason}")]
+    InvalidProsumerId {
+        /// The rejected id.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A prosumer's display name is empty or longer than 200 characters.
+    #[error("invalid name for prosumer {id}: {reason}")]
+    InvalidName {
+        /// The prosumer.
+        id: String,
+        /// What is wrong with the name.
+        reason: &'static str,
+    },
+    /// A prosumer kind name is not one of the known kinds.
+    #[error("unknown prosumer kind {0:?} (expected household, company, public or other)")]
+    UnknownProsumerKind(String),
+    /// A prosumer left before it joined.
+    #[error("prosumer {id} leaves on {left} before it joins on {joined}")]
+    LeftBeforeJoined {
+        /// The prosumer.
+        id: String,
+        /// Date it joined.
+        joined: chrono::NaiveDate,
+        /// Date it left.
+        left: chrono::NaiveDate,
+    },
+    /// A prosumer id is registered twice.
+    #[error("prosumer {0} is already registered")]
+    DuplicateProsumer(String),
+    /// A reading or query names a prosumer the registry does not know.
+    #[error("unknown prosumer {0}")]
+    UnknownProsumer(String),
+    /// A reading falls outside the prosumer's membership.
+    #[error("prosumer {id} is not active in the timeframe starting {start}")]
+    InactiveProsumer {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe of the reading.
+        start: DateTime<Utc>,
+    },
+    /// A bitcoin network name is not one of bitcoin, testnet, signet, regtest.
+    #[error("unknown bitcoin network {0:?} (expected bitcoin, testnet, signet or regtest)")]
+    UnknownNetwork(String),
+    /// A bitcoin address does not parse (bad checksum, bad length, bad
+    /// witness version or program).
+    #[error("invalid bitcoin address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The rejected address.
+        address: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A bitcoin address is valid, but for another network.
+    #[error("bitcoin address {address:?} is not valid on {network}")]
+    WrongNetwork {
+        /// The rejected address.
+        address: String,
+        /// The network it was expected on.
+        network: String,
+    },
+    /// A timeframe length does not divide a day into whole minutes.
+    #[error("invalid timeframe length of {minutes} minutes: it must divide 1440 (a day)")]
+    InvalidTimeframeLength {
+        /// The rejected length.
+        minutes: u32,
+    },
+    /// A timeframe start is not on the grid of its length.
+    #[error("timeframe start {start} is not aligned to {minutes}-minute timeframes")]
+    MisalignedTimeframe {
+        /// The rejected start.
+        start: DateTime<Utc>,
+        /// The timeframe length in minutes.
+        minutes: u32,
+    },
+    /// A range of timeframes is empty or runs backwards.
+    #[error("invalid time range [{start}, {end}): {reason}")]
+    InvalidRange {
+        /// Start of the range.
+        start: DateTime<Utc>,
+        /// End of the range.
+        end: DateTime<Utc>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An energy value is negative where only a non-negative one makes sense.
+    #[error("negative {what} of {value} Wh for prosumer {id} at {start}")]
+    NegativeEnergy {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+        /// `produced` or `consumed`.
+        what: &'static str,
+        /// The rejected value.
+        value: i64,
+    },
+    /// An energy value is larger than the plausibility limit.
+    #[error("implausible {what} of {value} Wh for prosumer {id} at {start}: the limit is {limit} Wh per timeframe")]
+    ImplausibleEnergy {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+        /// `produced` or `consumed`.
+        what: &'static str,
+        /// The rejected value.
+        value: i64,
+        /// The limit it exceeds.
+        limit: i64,
+    },
+    /// The same prosumer and timeframe appear twice in one batch with
+    /// different values.
+    #[error(
+        "prosumer {id} has two different readings for the timeframe starting {start} in one batch"
+    )]
+    DuplicateReading {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+    },
+    /// A reading differs from the stored one of a timeframe that was already
+    /// cleared.
+    #[error("reading of prosumer {id} for the timeframe starting {start} differs from the stored one, and that timeframe is already cleared")]
+    ConflictingReading {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+    },
+    /// A reading's timeframe length differs from the one the batch uses.
+    #[error("reading of prosumer {id} at {start} has a {found}-minute timeframe, the grid uses {expected}")]
+    MixedTimeframeLength {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+        /// The grid's length in minutes.
+        expected: u32,
+        /// The reading's length in minutes.
+        found: u32,
+    },
+    /// A currency code is not three ASCII capital letters.
+    #[error("invalid currency code {0:?}: expected three capital letters such as EUR")]
+    InvalidCurrency(String),
+    /// A price is negative, has too many decimals, or is otherwise unusable.
+    #[error("invalid {what} {value}: {reason}")]
+    InvalidPrice {
+        /// Which price.
+        what: &'static str,
+        /// The rejected value.
+        value: rust_decimal::Decimal,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An amount of energy or money does not fit its type.
+    #[error("arithmetic overflow in {0}")]
+    Overflow(&'static str),
+    /// Two inputs that must line up do not (for example a column of readings
+    /// shorter than the list of prosumers).
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
+    /// A text does not parse as the value it should be.
+    #[error("cannot parse {input:?} as {what}")]
+    Parse {
+        /// What was expected.
+        what: &'static str,
+        /// The rejected text.
+        input: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

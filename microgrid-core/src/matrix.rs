@@ -1,0 +1,193 @@
+//! Columnar readings for clearing many timeframes at once.
+//!
+//! A [`ReadingMatrix`] holds one row per timeframe and one column per
+//! prosumer (in id order), produced and consumed in two flat vectors. Rows
+//! are independent, so clearing touches each value twice while it is in
+//! cache and writes one value per reading (the signed community energy);
+//! everything else is derived from these on demand.
+
+use crate::clearing::{
+    clear_columns, summarize, Allocation, GridTariff, TimeframeClearing, TimeframeSummary,
+};
+use crate::energy::Wh;
+use crate::error::{Error, Result};
+use crate::pricing::PricingMechanism;
+use crate::registry::ProsumerId;
+use crate::timeframe::{TimeRange, Timeframe};
+use crate::trades::{derive_trades, Trade};
+
+/// Readings of consecutive timeframes for a fixed set of prosumers.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use microgrid_core::{clear_matrix, GridPrices, Mechanism, ReadingMatrix, TimeRange, TimeframeLength, Wh};
+/// let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+/// let range = TimeRange::new(start, start + chrono::Duration::minutes(30), TimeframeLength::default())?;
+/// let ids = vec!["a".parse()?, "b".parse()?];
+/// // two timeframes × two prosumers, row by row
+/// let produced = [500, 0, 0, 0].map(Wh::new).to_vec();
+/// let consumed = [0, 200, 100, 100].map(Wh::new).to_vec();
+/// let m = ReadingMatrix::new(ids, range, produced, consumed)?;
+/// let grid = GridPrices::new("0.30".parse()?, "0.10".parse()?)?;
+/// let cleared = clear_matrix(&m, &grid, &Mechanism::MidMarketRate)?;
+/// assert_eq!(cleared.summaries[0].shared, Wh::new(200));
+/// assert_eq!(cleared.summaries[1].import, Wh::new(200));
+/// # Ok::<(), microgrid_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingMatrix {
+    prosumers: Vec<ProsumerId>,
+    range: TimeRange,
+    produced: Vec<Wh>,
+    consumed: Vec<Wh>,
+}
+
+impl ReadingMatrix {
+    /// A matrix of `range.len()` rows of `prosumers.len()` values each.
+    /// Prosumer ids must be strictly ascending; values non-negative.
+    pub fn new(
+        prosumers: Vec<ProsumerId>,
+        range: TimeRange,
+        produced: Vec<Wh>,
+        consumed: Vec<Wh>,
+    ) -> Result<ReadingMatrix> {
+        let cells = prosumers.len() * range.len();
+        if produced.len() != cells || consumed.len() != cells {
+            return Err(Error::ShapeMismatch(format!(
+                "{} timeframes × {} prosumers need {cells} values, got {} produced and {} consumed",
+                range.len(),
+                prosumers.len(),
+                produced.len(),
+                consumed.len()
+            )));
+        }
+        if let Some(w) = prosumers.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(Error::ShapeMismatch(format!(
+                "prosumer ids must be strictly ascending, but {} comes before {}",
+                w[0], w[1]
+            )));
+        }
+        let n = prosumers.len().max(1);
+        for (i, (p, c)) in produced.iter().zip(&consumed).enumerate() {
+            for (what, v) in [("produced", p), ("consumed", c)] {
+                if v.get() < 0 {
+                    return Err(Error::NegativeEnergy {
+                        id: prosumers[i % n].to_string(),
+                        start: range.start() + range.length().duration() * (i / n) as i32,
+                        what,
+                        value: v.get(),
+                    });
+                }
+            }
+        }
+        Ok(ReadingMatrix {
+            prosumers,
+            range,
+            produced,
+            consumed,
+        })
+    }
+
+    /// The prosumers (columns), in id order.
+    pub fn prosumers(&self) -> &[ProsumerId] {
+        &self.prosumers
+    }
+
+    /// The timeframes (rows).
+    pub fn range(&self) -> &TimeRange {
+        &self.range
+    }
+
+    /// Produced and consumed of row `t`.
+    pub fn row(&self, t: usize) -> (&[Wh], &[Wh]) {
+        let n = self.prosumers.len();
+        (
+            &self.produced[t * n..(t + 1) * n],
+            &self.consumed[t * n..(t + 1) * n],
+        )
+    }
+
+    /// Number of readings.
+    pub fn len(&self) -> usize {
+        self.produced.len()
+    }
+
+    /// Whether the matrix holds no reading.
+    pub fn is_empty(&self) -> bool {
+        self.produced.is_empty()
+    }
+}
+
+/// The result of [`clear_matrix`]: a summary per timeframe and the signed
+/// community energy of every reading (+ sold, − bought), row by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearedMatrix {
+    /// One summary per timeframe, in order.
+    pub summaries: Vec<TimeframeSummary>,
+    /// Signed community energy, laid out like the readings.
+    pub community: Vec<Wh>,
+}
+
+impl ClearedMatrix {
+    /// The allocations of timeframe `t` (a row), in prosumer-id order.
+    pub fn allocations(&self, readings: &ReadingMatrix, t: usize) -> Vec<Allocation> {
+        let n = readings.prosumers.len();
+        let (produced, consumed) = readings.row(t);
+        let community = &self.community[t * n..(t + 1) * n];
+        readings
+            .prosumers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                Allocation::new(
+                    id.clone(),
+                    &self.summaries[t],
+                    produced[i],
+                    consumed[i],
+                    community[i],
+                )
+            })
+            .collect()
+    }
+
+    /// Timeframe `t` as a [`TimeframeClearing`].
+    pub fn timeframe(&self, readings: &ReadingMatrix, t: usize) -> TimeframeClearing {
+        TimeframeClearing {
+            summary: self.summaries[t].clone(),
+            allocations: self.allocations(readings, t),
+        }
+    }
+
+    /// The bilateral trades of timeframe `t`.
+    pub fn trades(&self, readings: &ReadingMatrix, t: usize) -> Vec<Trade> {
+        derive_trades(&self.summaries[t], &self.allocations(readings, t))
+    }
+}
+
+/// Clears every timeframe of the matrix.
+pub fn clear_matrix(
+    readings: &ReadingMatrix,
+    tariff: &dyn GridTariff,
+    mechanism: &dyn PricingMechanism,
+) -> Result<ClearedMatrix> {
+    let n = readings.prosumers.len();
+    let mut community = vec![Wh::ZERO; readings.len()];
+    let mut summaries = Vec::with_capacity(readings.range.len());
+    for (t, tf) in readings.range.timeframes().enumerate() {
+        let (produced, consumed) = readings.row(t);
+        let totals = clear_columns(produced, consumed, &mut community[t * n..(t + 1) * n])?;
+        summaries.push(summarize(tf, &totals, tariff.grid_prices(&tf), mechanism));
+    }
+    Ok(ClearedMatrix {
+        summaries,
+        community,
+    })
+}
+
+/// The timeframe of row `t` of `range`.
+pub fn row_timeframe(range: &TimeRange, t: usize) -> Result<Timeframe> {
+    Timeframe::new(
+        range.start() + range.length().duration() * t as i32,
+        range.length(),
+    )
+}

@@ -1,0 +1,1 @@
+//! Python bindings for `microgrid` (filled by its own issue).

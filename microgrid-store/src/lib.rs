@@ -1,0 +1,1 @@
+//! Storage for `microgrid` (filled by its own issue).

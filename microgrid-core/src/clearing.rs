@@ -509,3 +509,75 @@ pub fn clear_range(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(values: &[i64]) -> Vec<Wh> {
+        values.iter().map(|&v| Wh::new(v)).collect()
+    }
+
+    #[test]
+    fn cumulative_floor_hands_the_odd_wh_to_the_later_members() {
+        // Three equal sellers share 2 Wh: ⌊1·2/3⌋ = 0, ⌊2·2/3⌋ − 0 = 1, ⌊3·2/3⌋ − 1 = 1.
+        let produced = column(&[1, 1, 1, 0]);
+        let consumed = column(&[0, 0, 0, 2]);
+        let mut community = vec![Wh::ZERO; 4];
+        let totals = clear_columns(&produced, &consumed, &mut community).unwrap();
+        assert_eq!(community, column(&[0, 1, 1, -2]));
+        assert_eq!(
+            (totals.supply, totals.demand, totals.sellers, totals.buyers),
+            (Wh::new(3), Wh::new(2), 3, 1)
+        );
+    }
+
+    #[test]
+    fn columns_of_different_lengths_are_refused() {
+        let mut out = vec![Wh::ZERO; 1];
+        assert!(matches!(
+            clear_columns(&column(&[1, 2]), &column(&[1]), &mut out),
+            Err(Error::ShapeMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn huge_values_use_the_wide_path_and_still_conserve() {
+        let big = 4_000_000_000_000_000;
+        let produced = column(&[big, big, 0]);
+        let consumed = column(&[0, 0, big + 1]);
+        let mut community = vec![Wh::ZERO; 3];
+        clear_columns(&produced, &consumed, &mut community).unwrap();
+        assert_eq!(community[0].get() + community[1].get(), big + 1);
+        assert_eq!(community[2].get(), -(big + 1));
+    }
+
+    #[test]
+    fn totals_that_overflow_are_an_error() {
+        let mut out = vec![Wh::ZERO; 2];
+        let err = clear_columns(&column(&[i64::MAX, i64::MAX]), &column(&[0, 0]), &mut out);
+        assert!(matches!(err, Err(Error::Overflow(_))));
+    }
+
+    #[test]
+    fn readings_of_another_timeframe_or_twice_the_same_prosumer_are_refused() {
+        use chrono::TimeZone;
+        let length = crate::TimeframeLength::default();
+        let tf = Timeframe::new(
+            chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            length,
+        )
+        .unwrap();
+        let grid = GridPrices::new(Price::ZERO, Price::ZERO).unwrap();
+        let r = |t: Timeframe| Reading::new("a".parse().unwrap(), t, Wh::new(1), Wh::ZERO).unwrap();
+        let m = crate::Mechanism::MidMarketRate;
+        assert!(matches!(
+            clear_timeframe(tf, &[r(tf.next())], grid, &m),
+            Err(Error::ShapeMismatch(_))
+        ));
+        assert!(matches!(
+            clear_timeframe(tf, &[r(tf), r(tf)], grid, &m),
+            Err(Error::DuplicateReading { .. })
+        ));
+    }
+}

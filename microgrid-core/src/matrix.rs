@@ -164,24 +164,94 @@ impl ClearedMatrix {
     }
 }
 
-/// Clears every timeframe of the matrix.
-pub fn clear_matrix(
+/// Clears every timeframe of the matrix, on one thread.
+pub fn clear_matrix<T: GridTariff + ?Sized>(
     readings: &ReadingMatrix,
-    tariff: &dyn GridTariff,
+    tariff: &T,
+    mechanism: &dyn PricingMechanism,
+) -> Result<ClearedMatrix> {
+    let mut community = vec![Wh::ZERO; readings.len()];
+    let timeframes: Vec<Timeframe> = readings.range.timeframes().collect();
+    let summaries = clear_rows(readings, 0, &timeframes, &mut community, tariff, mechanism)?;
+    Ok(ClearedMatrix {
+        summaries,
+        community,
+    })
+}
+
+/// [`clear_matrix`] on all cores: rows are independent, so each thread
+/// clears a contiguous block of timeframes. Same result as
+/// [`clear_matrix`].
+pub fn clear_matrix_parallel<T: GridTariff + Sync + ?Sized>(
+    readings: &ReadingMatrix,
+    tariff: &T,
     mechanism: &dyn PricingMechanism,
 ) -> Result<ClearedMatrix> {
     let n = readings.prosumers.len();
+    let rows = readings.range.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if n == 0 || threads < 2 || rows < 2 {
+        return clear_matrix(readings, tariff, mechanism);
+    }
+    let rows_per_thread = rows.div_ceil(threads);
     let mut community = vec![Wh::ZERO; readings.len()];
-    let mut summaries = Vec::with_capacity(readings.range.len());
-    for (t, tf) in readings.range.timeframes().enumerate() {
-        let (produced, consumed) = readings.row(t);
-        let totals = clear_columns(produced, consumed, &mut community[t * n..(t + 1) * n])?;
-        summaries.push(summarize(tf, &totals, tariff.grid_prices(&tf), mechanism));
+    let timeframes: Vec<Timeframe> = readings.range.timeframes().collect();
+    let blocks: Vec<Result<Vec<TimeframeSummary>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = community
+            .chunks_mut(rows_per_thread * n)
+            .zip(timeframes.chunks(rows_per_thread))
+            .enumerate()
+            .map(|(block, (out, tfs))| {
+                scope.spawn(move || {
+                    clear_rows(
+                        readings,
+                        block * rows_per_thread,
+                        tfs,
+                        out,
+                        tariff,
+                        mechanism,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut summaries = Vec::with_capacity(rows);
+    for block in blocks {
+        summaries.extend(block?);
     }
     Ok(ClearedMatrix {
         summaries,
         community,
     })
+}
+
+/// Clears the rows `first..first + timeframes.len()` into `out` (their
+/// part of the community column).
+fn clear_rows<T: GridTariff + ?Sized>(
+    readings: &ReadingMatrix,
+    first: usize,
+    timeframes: &[Timeframe],
+    out: &mut [Wh],
+    tariff: &T,
+    mechanism: &dyn PricingMechanism,
+) -> Result<Vec<TimeframeSummary>> {
+    let n = readings.prosumers.len();
+    timeframes
+        .iter()
+        .enumerate()
+        .map(|(i, tf)| {
+            let (produced, consumed) = readings.row(first + i);
+            let totals = clear_columns(produced, consumed, &mut out[i * n..(i + 1) * n])?;
+            Ok(summarize(*tf, &totals, tariff.grid_prices(tf), mechanism))
+        })
+        .collect()
 }
 
 /// The timeframe of row `t` of `range`.

@@ -70,3 +70,21 @@ impl CommunityMetrics {
 fn ratio(part: i64, whole: i64) -> Option<Decimal> {
     (whole != 0).then(|| Decimal::from(part) / Decimal::from(whole))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_follow_their_definitions() {
+        let m = CommunityMetrics {
+            production: Wh::new(1000),
+            consumption: Wh::new(800),
+            shared: Wh::new(500),
+            import: Wh::new(200),
+            export: Wh::new(400),
+        };
+        assert_eq!(m.self_sufficiency(), Some(Decimal::new(75, 2)));
+        assert_eq!(m.self_consumption(), Some(Decimal::new(6, 1)));
+    }
+}

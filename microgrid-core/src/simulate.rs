@@ -99,10 +99,11 @@ impl Community {
         self
     }
 
-    /// The ids, `house-0001` and on (ascending).
+    /// The ids, `house-0001` and on (zero-padded so that they ascend).
     pub fn ids(&self) -> Vec<ProsumerId> {
+        let width = self.households.len().to_string().len().max(4);
         (0..self.households.len())
-            .map(|i| ProsumerId::new(format!("house-{:04}", i + 1)))
+            .map(|i| ProsumerId::new(format!("house-{:0width$}", i + 1)))
             .collect::<Result<_>>()
             .unwrap_or_default()
     }

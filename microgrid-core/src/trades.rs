@@ -74,3 +74,41 @@ pub fn derive_trades(summary: &TimeframeSummary, allocations: &[Allocation]) -> 
     }
     trades
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clear_timeframe, GridPrices, Mechanism, Reading, TimeframeLength};
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn north_west_corner_matches_sellers_and_buyers_in_id_order() {
+        let tf = Timeframe::new(
+            Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
+            TimeframeLength::default(),
+        )
+        .unwrap();
+        let r =
+            |id: &str, p, c| Reading::new(id.parse().unwrap(), tf, Wh::new(p), Wh::new(c)).unwrap();
+        // Sellers s1 (300), s2 (200); buyers b1 (100), b2 (400).
+        let readings = [
+            r("s1", 300, 0),
+            r("s2", 200, 0),
+            r("b1", 0, 100),
+            r("b2", 0, 400),
+        ];
+        let grid = GridPrices::new("0.30".parse().unwrap(), "0.10".parse().unwrap()).unwrap();
+        let cleared = clear_timeframe(tf, &readings, grid, &Mechanism::MidMarketRate).unwrap();
+        let trades: Vec<(String, String, i64)> = cleared
+            .trades()
+            .into_iter()
+            .map(|t| (t.seller.to_string(), t.buyer.to_string(), t.energy.get()))
+            .collect();
+        let expected = [("s1", "b1", 100), ("s1", "b2", 200), ("s2", "b2", 200)];
+        assert_eq!(
+            trades,
+            expected.map(|(s, b, e)| (s.to_string(), b.to_string(), e))
+        );
+        assert_eq!(cleared.trades()[0].amount(), Some("0.02".parse().unwrap()));
+    }
+}

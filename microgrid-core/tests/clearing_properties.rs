@@ -200,6 +200,7 @@ proptest! {
         }
         let matrix = ReadingMatrix::new(ids, range, produced, consumed).unwrap();
         let cleared = clear_matrix(&matrix, &g, &m).unwrap();
+        prop_assert_eq!(&clear_matrix_parallel(&matrix, &g, &m).unwrap(), &cleared);
         for (t, expected) in per_timeframe.iter().enumerate() {
             prop_assert_eq!(&cleared.timeframe(&matrix, t), expected);
         }

@@ -1,8 +1,12 @@
-//! `microgrid`: the books of a community microgrid, from meter readings to a
-//! bitcoin payout batch.
+#![doc = include_str!("../README.md")]
 //!
-//! This facade re-exports [`microgrid_core`] as [`core`] (and its items at the
-//! top level) and [`microgrid_store`] as [`store`].
+//! # This crate
+//!
+//! `microgrid` is a facade: it re-exports [`microgrid_core`] as [`core`]
+//! (and its items at the top level) and [`microgrid_store`] as [`store`],
+//! with the store's database features (`sqlite`, `postgres`, `mongodb`)
+//! passed through.
+
 pub use microgrid_core as core;
 pub use microgrid_core::*;
 pub use microgrid_store as store;

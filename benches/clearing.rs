@@ -1,6 +1,7 @@
 //! Clearing one month of 15-minute timeframes for 10,000 prosumers
 //! (28.8 M readings) with SDR, next to the physical floor: copying the same
-//! readings once in memory.
+//! readings once in memory, into fresh memory (as clearing writes its
+//! result into fresh memory) and into buffers already touched.
 //!
 //! Run: `cargo bench --bench clearing`. Set `MICROGRID_BENCH_PROSUMERS` to
 //! bench a smaller community.
@@ -10,7 +11,7 @@ use std::hint::black_box;
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use microgrid::simulate::Community;
-use microgrid::{clear_matrix, GridPrices, Mechanism};
+use microgrid::{clear_matrix, clear_matrix_into, GridPrices, Mechanism};
 
 fn prosumers() -> usize {
     std::env::var("MICROGRID_BENCH_PROSUMERS")
@@ -33,8 +34,16 @@ fn clearing_month(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.throughput(Throughput::Elements(readings.len() as u64));
-    group.bench_function("copy_readings_floor", |b| {
+    group.bench_function("copy_readings_into_fresh_memory", |b| {
         b.iter(|| black_box(readings.clone()));
+    });
+    let (mut produced, mut consumed) = (readings.produced().to_vec(), readings.consumed().to_vec());
+    group.bench_function("copy_readings_into_warm_buffers", |b| {
+        b.iter(|| {
+            produced.copy_from_slice(readings.produced());
+            consumed.copy_from_slice(readings.consumed());
+            black_box((&produced, &consumed));
+        });
     });
     group.bench_function("clear_sdr", |b| {
         b.iter(|| {
@@ -54,6 +63,25 @@ fn clearing_month(c: &mut Criterion) {
             ))
         })
     });
+    let mut reused = clear_matrix(&readings, &grid, &Mechanism::SupplyDemandRatio).expect("clears");
+    for threads in [1, 2] {
+        group.bench_function(
+            format!("clear_sdr_into_warm_buffers_{threads}_threads"),
+            |b| {
+                b.iter(|| {
+                    clear_matrix_into(
+                        &readings,
+                        &grid,
+                        &Mechanism::SupplyDemandRatio,
+                        threads,
+                        &mut reused,
+                    )
+                    .expect("clears");
+                    black_box(&reused);
+                })
+            },
+        );
+    }
     group.finish();
 }
 

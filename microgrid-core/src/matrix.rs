@@ -107,6 +107,16 @@ impl ReadingMatrix {
         )
     }
 
+    /// Every produced value, row by row.
+    pub fn produced(&self) -> &[Wh] {
+        &self.produced
+    }
+
+    /// Every consumed value, row by row.
+    pub fn consumed(&self) -> &[Wh] {
+        &self.consumed
+    }
+
     /// Number of readings.
     pub fn len(&self) -> usize {
         self.produced.len()
@@ -120,7 +130,7 @@ impl ReadingMatrix {
 
 /// The result of [`clear_matrix`]: a summary per timeframe and the signed
 /// community energy of every reading (+ sold, − bought), row by row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClearedMatrix {
     /// One summary per timeframe, in order.
     pub summaries: Vec<TimeframeSummary>,
@@ -165,18 +175,14 @@ impl ClearedMatrix {
 }
 
 /// Clears every timeframe of the matrix, on one thread.
-pub fn clear_matrix<T: GridTariff + ?Sized>(
+pub fn clear_matrix<T: GridTariff + Sync + ?Sized>(
     readings: &ReadingMatrix,
     tariff: &T,
     mechanism: &dyn PricingMechanism,
 ) -> Result<ClearedMatrix> {
-    let mut community = vec![Wh::ZERO; readings.len()];
-    let timeframes: Vec<Timeframe> = readings.range.timeframes().collect();
-    let summaries = clear_rows(readings, 0, &timeframes, &mut community, tariff, mechanism)?;
-    Ok(ClearedMatrix {
-        summaries,
-        community,
-    })
+    let mut out = ClearedMatrix::default();
+    clear_matrix_into(readings, tariff, mechanism, 1, &mut out)?;
+    Ok(out)
 }
 
 /// [`clear_matrix`] on all cores: rows are independent, so each thread
@@ -187,27 +193,51 @@ pub fn clear_matrix_parallel<T: GridTariff + Sync + ?Sized>(
     tariff: &T,
     mechanism: &dyn PricingMechanism,
 ) -> Result<ClearedMatrix> {
-    let n = readings.prosumers.len();
-    let rows = readings.range.len();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    if n == 0 || threads < 2 || rows < 2 {
-        return clear_matrix(readings, tariff, mechanism);
-    }
-    let rows_per_thread = rows.div_ceil(threads);
-    let mut community = vec![Wh::ZERO; readings.len()];
+    let mut out = ClearedMatrix::default();
+    clear_matrix_into(readings, tariff, mechanism, threads, &mut out)?;
+    Ok(out)
+}
+
+/// Clears every timeframe of the matrix on up to `threads` threads into
+/// `out`, reusing its memory (for clearing period after period without
+/// allocating). On error `out` holds no usable result.
+pub fn clear_matrix_into<T: GridTariff + Sync + ?Sized>(
+    readings: &ReadingMatrix,
+    tariff: &T,
+    mechanism: &dyn PricingMechanism,
+    threads: usize,
+    out: &mut ClearedMatrix,
+) -> Result<()> {
+    let n = readings.prosumers.len();
     let timeframes: Vec<Timeframe> = readings.range.timeframes().collect();
+    out.community.resize(readings.len(), Wh::ZERO);
+    out.summaries.clear();
+    let rows_per_thread = timeframes.len().div_ceil(threads.max(1)).max(1);
+    if n == 0 || rows_per_thread == timeframes.len() {
+        out.summaries = clear_rows(
+            readings,
+            0,
+            &timeframes,
+            &mut out.community,
+            tariff,
+            mechanism,
+        )?;
+        return Ok(());
+    }
+    let community = &mut out.community;
     let blocks: Vec<Result<Vec<TimeframeSummary>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = community
             .chunks_mut(rows_per_thread * n)
             .zip(timeframes.chunks(rows_per_thread))
             .enumerate()
-            .map(|(block, (out, tfs))| {
+            .map(|(block, (rows_out, tfs))| {
                 scope.spawn(move || {
                     clear_rows(
                         readings,
                         block * rows_per_thread,
                         tfs,
-                        out,
+                        rows_out,
                         tariff,
                         mechanism,
                     )
@@ -222,14 +252,10 @@ pub fn clear_matrix_parallel<T: GridTariff + Sync + ?Sized>(
             })
             .collect()
     });
-    let mut summaries = Vec::with_capacity(rows);
     for block in blocks {
-        summaries.extend(block?);
+        out.summaries.extend(block?);
     }
-    Ok(ClearedMatrix {
-        summaries,
-        community,
-    })
+    Ok(())
 }
 
 /// Clears the rows `first..first + timeframes.len()` into `out` (their

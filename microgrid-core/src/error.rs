@@ -175,6 +175,73 @@ pub enum Error {
     /// shorter than the list of prosumers).
     #[error("shape mismatch: {0}")]
     ShapeMismatch(String),
+    /// A billing period has a timeframe that was not cleared.
+    #[error(
+        "the period is not fully cleared: the timeframe starting {start} has no clearing result"
+    )]
+    PeriodNotCleared {
+        /// Start of the first missing timeframe.
+        start: DateTime<Utc>,
+    },
+    /// One billing period mixes per-timeframe and per-period pricing.
+    #[error("the timeframe starting {start} was priced by another kind of mechanism than the rest of the period")]
+    MixedMechanisms {
+        /// Start of the first timeframe that differs.
+        start: DateTime<Utc>,
+    },
+    /// An amount of money has more decimals than [`crate::money::AMOUNT_DECIMALS`].
+    #[error("invalid amount {value} for {what}: {reason}")]
+    InvalidAmount {
+        /// Which amount.
+        what: &'static str,
+        /// The rejected value.
+        value: rust_decimal::Decimal,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An exchange rate is zero or negative.
+    #[error("exchange rate {rate} {currency} per BTC is not positive")]
+    RateNotPositive {
+        /// The rejected rate.
+        rate: rust_decimal::Decimal,
+        /// Its currency.
+        currency: String,
+    },
+    /// Amounts in one currency are settled at a rate of another.
+    #[error("bills are in {bills} but the exchange rate is in {rate}")]
+    CurrencyMismatch {
+        /// The bills' currency.
+        bills: String,
+        /// The rate's currency.
+        rate: String,
+    },
+    /// A payout address belongs to another network than the settlement.
+    #[error("prosumer {id} has a payout address on {found}, the settlement pays on {expected}")]
+    MixedNetworks {
+        /// The prosumer (or `operator` for the operator's own address).
+        id: String,
+        /// The settlement's network.
+        expected: String,
+        /// The address's network.
+        found: String,
+    },
+    /// The operator's inputs do not cover the payouts and the fee.
+    #[error("inputs of {available} sat do not cover payouts and fee of {needed} sat")]
+    InsufficientInputs {
+        /// Payouts plus fee.
+        needed: u64,
+        /// Sum of the inputs.
+        available: u64,
+    },
+    /// A fee rate is zero, negative or absurd.
+    #[error("invalid fee rate {0} sat/vB: expected 1 to 10000")]
+    InvalidFeeRate(u64),
+    /// A bitcoin transaction id is not 64 hexadecimal characters.
+    #[error("invalid transaction id {0:?}: expected 64 hexadecimal characters")]
+    InvalidTxid(String),
+    /// Building or encoding a PSBT failed.
+    #[error("cannot build the PSBT: {0}")]
+    Psbt(String),
     /// A text does not parse as the value it should be.
     #[error("cannot parse {input:?} as {what}")]
     Parse {

@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod billing;
 pub mod clearing;
 pub mod energy;
 pub mod error;
@@ -54,6 +55,7 @@ pub mod pricing;
 pub mod reading;
 pub mod registry;
 pub mod simulate;
+pub mod tariff;
 pub mod timeframe;
 pub mod trades;
 

@@ -1,0 +1,395 @@
+//! Billing: each member's bill for a period of cleared timeframes.
+//!
+//! # Lines of a bill
+//!
+//! Positive amounts are charges, `total` is what the member owes (negative:
+//! what it is owed):
+//!
+//! ```text
+//! total = purchases − sales + imports − exports + grid_fee + fixed_fee + operator_margin
+//! ```
+//!
+//! - `purchases`, `sales`: energy bought and sold inside the community at
+//!   the community price of each timeframe;
+//! - `imports`, `exports`: the member's part of the community's grid legs,
+//!   at the grid's prices `r` and `e` of each timeframe (with bill sharing,
+//!   the member's share of the period's import cost and export revenue, and
+//!   no community lines: under bill sharing shared energy is free);
+//! - `grid_fee`: the tariff's fee per kWh imported;
+//! - `fixed_fee`: the tariff's fee per member and period;
+//! - `operator_margin`: the tariff's margin per kWh bought in the community.
+//!
+//! The **baseline** is the same member's bill without sharing: all deficit
+//! imported at `r` (with the grid fee), all surplus exported at `e`, the same
+//! fixed fee. `saving = baseline − total`.
+//!
+//! # Conservation
+//!
+//! Per timeframe the members pay exactly the community's grid bill (see
+//! [`crate::pricing`]), so over the period, exactly,
+//!
+//! ```text
+//! Σ totals = Σ (r·import − e·export) + Σ fees + Σ operator margin
+//! ```
+//!
+//! [`PeriodBills::grid_leg`], [`PeriodBills::fees`] and
+//! [`PeriodBills::operator_margin`] are computed from the timeframe
+//! summaries, independently of the bills, and the property tests check the
+//! equation for every mechanism.
+//!
+//! # Worked example
+//!
+//! One timeframe, r = 0.30, e = 0.10, SDR, grid fee 0.05 per kWh imported,
+//! fixed fee 1.00, no margin. `a` has 1 kWh surplus, `b` 1.5 kWh deficit,
+//! `c` 0.5 kWh deficit: S = 1, D = 2, so SDR = 0.5 and the community price is
+//! 0.15. `b` buys 0.75 kWh (0.1125) and imports 0.75 kWh (0.225 + fee
+//! 0.0375): total 1.375. `a` sells 1 kWh for 0.15: total 1 − 0.15 = 0.85.
+//! `c`: 0.0375 + 0.075 + 0.0125 + 1 = 1.125. Σ = 3.35 = grid leg 0.30 +
+//! fees 0.05 + 3.00.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use microgrid_core::{billing::bill_period, tariff::Tariff, *};
+//! use rust_decimal::Decimal;
+//!
+//! let tf = Timeframe::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), TimeframeLength::default())?;
+//! let period = TimeRange::new(tf.start(), tf.end(), TimeframeLength::default())?;
+//! let grid = GridPrices::new("0.30".parse()?, "0.10".parse()?)?;
+//! let tariff = Tariff::new("EUR".parse()?, grid)
+//!     .with_grid_fee("0.05".parse()?)
+//!     .with_fixed_fee(Decimal::ONE)?;
+//! let r = |id: &str, p, c| Reading::new(id.parse()?, tf, Wh::new(p), Wh::new(c));
+//! let readings = [r("a", 1000, 0)?, r("b", 0, 1500)?, r("c", 0, 500)?];
+//! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
+//!
+//! let bills = bill_period(&period, &tariff, &cleared)?;
+//! let totals: Vec<String> = bills.bills.iter().map(|b| b.total.normalize().to_string()).collect();
+//! assert_eq!(totals, ["0.85", "1.375", "1.125"]);
+//! assert_eq!(bills.bills[1].baseline.normalize().to_string(), "1.525"); // 1.5 kWh at 0.30 + fee 0.075 + 1
+//! assert_eq!(bills.total(), bills.grid_leg + bills.fees + bills.operator_margin);
+//! # Ok::<(), microgrid_core::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::clearing::TimeframeClearing;
+use crate::energy::Wh;
+use crate::error::{Error, Result};
+use crate::metrics::CommunityMetrics;
+use crate::money::Currency;
+use crate::pricing::bill_sharing::BillSharingPeriod;
+use crate::pricing::CommunityPrice;
+use crate::registry::ProsumerId;
+use crate::tariff::Tariff;
+use crate::timeframe::TimeRange;
+
+/// The energy of one member over a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnergyLines {
+    /// Σ produced.
+    pub produced: Wh,
+    /// Σ consumed.
+    pub consumed: Wh,
+    /// Σ bought inside the community.
+    pub bought: Wh,
+    /// Σ sold inside the community.
+    pub sold: Wh,
+    /// Σ imported (the member's part of the grid import).
+    pub imported: Wh,
+    /// Σ exported.
+    pub exported: Wh,
+    /// Σ deficit (bought + imported).
+    pub deficit: Wh,
+    /// Σ surplus (sold + exported).
+    pub surplus: Wh,
+}
+
+/// One member's bill for one period. See the [module docs](self) for the
+/// lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bill {
+    /// The member.
+    pub prosumer: ProsumerId,
+    /// The energy over the period.
+    pub energy: EnergyLines,
+    /// Paid for energy bought in the community.
+    pub purchases: Decimal,
+    /// Received for energy sold in the community.
+    pub sales: Decimal,
+    /// Paid for imported energy.
+    pub imports: Decimal,
+    /// Received for exported energy.
+    pub exports: Decimal,
+    /// Grid fee on imported energy.
+    pub grid_fee: Decimal,
+    /// Fixed fee of the period.
+    pub fixed_fee: Decimal,
+    /// Operator margin on community purchases.
+    pub operator_margin: Decimal,
+    /// What the member owes (negative: is owed).
+    pub total: Decimal,
+    /// The total without sharing.
+    pub baseline: Decimal,
+    /// `baseline − total`.
+    pub saving: Decimal,
+}
+
+/// The bills of a period and the community's totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodBills {
+    /// The billing period.
+    pub period: TimeRange,
+    /// The currency of every amount.
+    pub currency: Currency,
+    /// One bill per member with readings in the period, in id order.
+    pub bills: Vec<Bill>,
+    /// The community's grid bill: Σ (r·import − e·export).
+    pub grid_leg: Decimal,
+    /// Σ grid fees and fixed fees.
+    pub fees: Decimal,
+    /// Σ operator margin.
+    pub operator_margin: Decimal,
+    /// Energy metrics of the period.
+    pub metrics: CommunityMetrics,
+}
+
+impl PeriodBills {
+    /// Σ of the bills' totals.
+    pub fn total(&self) -> Decimal {
+        self.bills.iter().map(|b| b.total).sum()
+    }
+
+    /// Σ of the savings against the no-sharing baseline.
+    pub fn saving(&self) -> Decimal {
+        self.bills.iter().map(|b| b.saving).sum()
+    }
+
+    /// The bill of one member.
+    pub fn bill(&self, id: &ProsumerId) -> Option<&Bill> {
+        self.bills.iter().find(|b| &b.prosumer == id)
+    }
+}
+
+/// Bills every member of `period` from the period's cleared timeframes
+/// (one per timeframe of the period, in any order; a missing one is
+/// [`Error::PeriodNotCleared`]).
+pub fn bill_period(
+    period: &TimeRange,
+    tariff: &Tariff,
+    clearings: &[TimeframeClearing],
+) -> Result<PeriodBills> {
+    let ordered = in_period_order(period, clearings)?;
+    let per_period = pricing_kind(&ordered)?;
+
+    let mut bills: BTreeMap<ProsumerId, Bill> = BTreeMap::new();
+    for c in &ordered {
+        let g = c.summary.grid;
+        for a in &c.allocations {
+            let bill = bills
+                .entry(a.prosumer.clone())
+                .or_insert_with(|| empty_bill(a.prosumer.clone()));
+            let e = &mut bill.energy;
+            e.produced = e.produced.checked_add(a.produced)?;
+            e.consumed = e.consumed.checked_add(a.consumed)?;
+            e.bought = e.bought.checked_add(a.bought)?;
+            e.sold = e.sold.checked_add(a.sold)?;
+            e.imported = e.imported.checked_add(a.imported)?;
+            e.exported = e.exported.checked_add(a.exported)?;
+            let deficit = Wh::new(a.bought.get() + a.imported.get());
+            let surplus = Wh::new(a.sold.get() + a.exported.get());
+            e.deficit = e.deficit.checked_add(deficit)?;
+            e.surplus = e.surplus.checked_add(surplus)?;
+            if let Some(p) = c.summary.community_price.known() {
+                bill.purchases += p.amount_for(a.bought);
+                bill.sales += p.amount_for(a.sold);
+                bill.imports += g.import().amount_for(a.imported);
+                bill.exports += g.export().amount_for(a.exported);
+            }
+            bill.grid_fee += tariff.grid_fee().amount_for(a.imported);
+            bill.operator_margin += tariff.operator_margin().amount_for(a.bought);
+            bill.baseline += g.import().amount_for(deficit) - g.export().amount_for(surplus)
+                + tariff.grid_fee().amount_for(deficit);
+        }
+    }
+    let mut bills: Vec<Bill> = bills.into_values().collect();
+    if per_period {
+        share_the_grid_bill(&ordered, &mut bills)?;
+    }
+    for b in &mut bills {
+        b.fixed_fee = tariff.fixed_fee();
+        b.baseline += tariff.fixed_fee();
+        b.total = b.purchases - b.sales + b.imports - b.exports
+            + b.grid_fee
+            + b.fixed_fee
+            + b.operator_margin;
+        b.saving = b.baseline - b.total;
+    }
+
+    let summaries = ordered.iter().map(|c| &c.summary);
+    Ok(PeriodBills {
+        period: *period,
+        currency: tariff.currency(),
+        grid_leg: summaries.clone().map(|s| s.grid_amount()).sum(),
+        fees: summaries
+            .clone()
+            .map(|s| tariff.grid_fee().amount_for(s.import))
+            .sum::<Decimal>()
+            + tariff.fixed_fee() * Decimal::from(bills.len()),
+        operator_margin: summaries
+            .clone()
+            .map(|s| tariff.operator_margin().amount_for(s.shared))
+            .sum(),
+        metrics: CommunityMetrics::from_summaries(summaries)?,
+        bills,
+    })
+}
+
+fn empty_bill(prosumer: ProsumerId) -> Bill {
+    Bill {
+        prosumer,
+        energy: EnergyLines::default(),
+        purchases: Decimal::ZERO,
+        sales: Decimal::ZERO,
+        imports: Decimal::ZERO,
+        exports: Decimal::ZERO,
+        grid_fee: Decimal::ZERO,
+        fixed_fee: Decimal::ZERO,
+        operator_margin: Decimal::ZERO,
+        total: Decimal::ZERO,
+        baseline: Decimal::ZERO,
+        saving: Decimal::ZERO,
+    }
+}
+
+/// The clearings of every timeframe of the period, in time order.
+fn in_period_order<'a>(
+    period: &TimeRange,
+    clearings: &'a [TimeframeClearing],
+) -> Result<Vec<&'a TimeframeClearing>> {
+    let by_start: BTreeMap<_, _> = clearings
+        .iter()
+        .filter(|c| period.contains(&c.summary.timeframe))
+        .map(|c| (c.summary.timeframe.start(), c))
+        .collect();
+    period
+        .timeframes()
+        .map(|tf| {
+            by_start
+                .get(&tf.start())
+                .copied()
+                .ok_or(Error::PeriodNotCleared { start: tf.start() })
+        })
+        .collect()
+}
+
+/// Whether the period is priced per period (bill sharing); an error if it
+/// mixes both kinds.
+fn pricing_kind(ordered: &[&TimeframeClearing]) -> Result<bool> {
+    let is_per_period =
+        |c: &&TimeframeClearing| c.summary.community_price == CommunityPrice::PerPeriod;
+    let per_period = ordered.first().is_some_and(is_per_period);
+    match ordered.iter().find(|c| is_per_period(c) != per_period) {
+        Some(c) => Err(Error::MixedMechanisms {
+            start: c.summary.timeframe.start(),
+        }),
+        None => Ok(per_period),
+    }
+}
+
+/// Bill sharing: the period's import cost is shared by deficit, the export
+/// revenue by surplus (see [`BillSharingPeriod`]).
+fn share_the_grid_bill(ordered: &[&TimeframeClearing], bills: &mut [Bill]) -> Result<()> {
+    let grid_bill = BillSharingPeriod::from_summaries(ordered.iter().map(|c| &c.summary));
+    let deficits: Vec<u64> = bills
+        .iter()
+        .map(|b| b.energy.deficit.get().unsigned_abs())
+        .collect();
+    let surpluses: Vec<u64> = bills
+        .iter()
+        .map(|b| b.energy.surplus.get().unsigned_abs())
+        .collect();
+    let pays = grid_bill.buyer_amounts(&deficits)?;
+    let gets = grid_bill.seller_amounts(&surpluses)?;
+    for ((b, pay), get) in bills.iter_mut().zip(pays).zip(gets) {
+        b.imports = pay;
+        b.exports = get;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clear_range, GridPrices, Mechanism, Reading, TimeframeLength};
+    use chrono::{TimeZone, Utc};
+
+    fn setup(m: Mechanism) -> (TimeRange, Tariff, Vec<TimeframeClearing>) {
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+        let period = TimeRange::new(
+            start,
+            start + chrono::Duration::minutes(30),
+            TimeframeLength::default(),
+        )
+        .unwrap();
+        let tariff = Tariff::new(
+            "EUR".parse().unwrap(),
+            GridPrices::new("0.30".parse().unwrap(), "0.10".parse().unwrap()).unwrap(),
+        );
+        let tfs: Vec<_> = period.timeframes().collect();
+        let r = |id: &str, t: usize, p, c| {
+            Reading::new(id.parse().unwrap(), tfs[t], Wh::new(p), Wh::new(c)).unwrap()
+        };
+        let readings = [
+            r("a", 0, 1000, 0),
+            r("b", 0, 0, 2000),
+            r("a", 1, 0, 500),
+            r("b", 1, 1500, 0),
+        ];
+        let cleared = clear_range(&period, &readings, &tariff, &m).unwrap();
+        (period, tariff, cleared)
+    }
+
+    #[test]
+    fn a_missing_timeframe_means_the_period_is_not_cleared() {
+        let (period, tariff, mut cleared) = setup(Mechanism::MidMarketRate);
+        let missing = cleared.remove(1).summary.timeframe.start();
+        assert_eq!(
+            bill_period(&period, &tariff, &cleared),
+            Err(Error::PeriodNotCleared { start: missing })
+        );
+    }
+
+    #[test]
+    fn bill_sharing_bills_the_period_grid_bill() {
+        // t0: S = 1, D = 2 → import 1 kWh (0.30). t1: S = 1.5, D = 0.5 → export 1 kWh (0.10).
+        let (period, tariff, cleared) = setup(Mechanism::BillSharing);
+        let bills = bill_period(&period, &tariff, &cleared).unwrap();
+        // Deficits: a 0.5, b 2 → a pays 0.06, b 0.24. Surpluses: a 1, b 1.5 → a gets 0.04, b 0.06.
+        let a = bills.bill(&"a".parse().unwrap()).unwrap();
+        let b = bills.bill(&"b".parse().unwrap()).unwrap();
+        assert_eq!(
+            (a.imports, a.exports),
+            (Decimal::new(6, 2), Decimal::new(4, 2))
+        );
+        assert_eq!(
+            (b.imports, b.exports),
+            (Decimal::new(24, 2), Decimal::new(6, 2))
+        );
+        assert_eq!(bills.total(), Decimal::new(20, 2));
+        assert_eq!(bills.grid_leg, Decimal::new(20, 2));
+    }
+
+    #[test]
+    fn mixing_per_period_and_per_timeframe_pricing_is_refused() {
+        let (period, tariff, mut cleared) = setup(Mechanism::BillSharing);
+        let (_, _, mmr) = setup(Mechanism::MidMarketRate);
+        cleared[1] = mmr[1].clone();
+        assert!(matches!(
+            bill_period(&period, &tariff, &cleared),
+            Err(Error::MixedMechanisms { .. })
+        ));
+    }
+}

@@ -54,6 +54,7 @@ pub mod money;
 pub mod pricing;
 pub mod reading;
 pub mod registry;
+pub mod settlement;
 pub mod simulate;
 pub mod tariff;
 pub mod timeframe;

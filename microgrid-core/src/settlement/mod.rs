@@ -1,0 +1,520 @@
+//! Settlement in bitcoin: each member's bill becomes a payout from the
+//! operator, an invoice to the operator, or a balance carried into the next
+//! period.
+//!
+//! # Steps
+//!
+//! 1. The bill totals are converted to whole satoshis at the exchange-rate
+//!    snapshot with the largest remainder rule of [`sats`]: the parts add up
+//!    to the rounded batch total `T` exactly.
+//! 2. The community's grid leg is converted on its own (half up) to
+//!    `grid_sats`; the operator keeps `operator_sats = T − grid_sats` (fees
+//!    and margin). So `Σ bill_sats = grid_sats + operator_sats`.
+//! 3. Each member's `due = carried_in − bill_sats` (positive: the operator
+//!    owes the member). A positive due is paid out if the member has a
+//!    payout address on the settlement's network and the amount reaches the
+//!    address type's dust limit; otherwise it is carried forward. A negative
+//!    due becomes an invoice (a BIP21 URI to the operator's address) if it
+//!    reaches that address's dust limit, otherwise it is carried forward.
+//!
+//! Conservation to the satoshi, checked by property tests:
+//! `Σ payouts − Σ invoices + Σ carried_out − Σ carried_in + grid_sats + operator_sats = 0`.
+//!
+//! A settlement's [`Settlement::id`] is a hash of its inputs, so settling
+//! the same period with the same inputs gives the same settlement;
+//! [`Settlement::content_hash`] hashes its canonical JSON, so the batch that
+//! is signed can be checked against the batch that was computed.
+//!
+//! # Example
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use chrono::{TimeZone, Utc};
+//! use microgrid_core::{billing::bill_period, settlement::*, tariff::Tariff, *};
+//!
+//! let tf = Timeframe::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), TimeframeLength::default())?;
+//! let period = TimeRange::new(tf.start(), tf.end(), TimeframeLength::default())?;
+//! let tariff = Tariff::new("EUR".parse()?, GridPrices::new("0.30".parse()?, "0.10".parse()?)?);
+//! let joined = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+//! let mut registry = Registry::default();
+//! registry.register(Prosumer::new("solar", "Solar farm", ProsumerKind::Company, joined)?
+//!     .with_payout(PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?))?;
+//! registry.register(Prosumer::new("house", "House", ProsumerKind::Household, joined)?)?;
+//! let readings = [
+//!     Reading::new("solar".parse()?, tf, Wh::new(100_000), Wh::new(0))?,  // 100 kWh surplus
+//!     Reading::new("house".parse()?, tf, Wh::new(0), Wh::new(40_000))?,   // 40 kWh deficit
+//! ];
+//! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::MidMarketRate)?;
+//! let bills = bill_period(&period, &tariff, &cleared)?;
+//! // solar: 40 kWh at 0.20 + 60 kWh at 0.10 = 14 EUR owed to it; house owes 8 EUR.
+//! let rate = ExchangeRate::new(rust_decimal::Decimal::from(50_000), "EUR".parse()?, "example", tf.end())?;
+//! let operator = PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?;
+//! let s = settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?;
+//! assert_eq!(s.payouts()[0].1, 28_000); // 14 EUR at 50,000 EUR/BTC
+//! assert_eq!(s.invoices()[0].sats, 16_000);
+//! assert_eq!(s.grid_sats, -12_000);     // the grid pays 6 EUR for 60 kWh exported
+//! assert_eq!(s, settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?);
+//! # Ok::<(), microgrid_core::Error>(())
+//! ```
+
+pub mod bip21;
+pub mod psbt;
+pub mod sats;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::address::{Network, PayoutAddress};
+use crate::billing::PeriodBills;
+use crate::error::{Error, Result};
+use crate::money::Currency;
+use crate::registry::{ProsumerId, Registry};
+use crate::timeframe::TimeRange;
+
+use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, Utxo};
+use self::sats::{format_btc, to_sats, to_sats_largest_remainder};
+
+/// An exchange-rate snapshot: how much of `currency` one bitcoin costs,
+/// where the number came from and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeRate {
+    per_btc: Decimal,
+    currency: Currency,
+    source: String,
+    at: DateTime<Utc>,
+}
+
+impl ExchangeRate {
+    /// A snapshot; the rate must be positive.
+    pub fn new(
+        per_btc: Decimal,
+        currency: Currency,
+        source: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Result<ExchangeRate> {
+        if per_btc <= Decimal::ZERO {
+            return Err(Error::RateNotPositive {
+                rate: per_btc,
+                currency: currency.to_string(),
+            });
+        }
+        Ok(ExchangeRate {
+            per_btc,
+            currency,
+            source: source.into(),
+            at,
+        })
+    }
+    /// Currency per BTC.
+    pub fn per_btc(&self) -> Decimal {
+        self.per_btc
+    }
+    /// The currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+    /// Where the rate came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// When it was taken.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+/// Why a balance was carried forward instead of paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CarryReason {
+    /// The amount is below the dust limit of the output type.
+    BelowDust,
+    /// The member has no payout address.
+    NoAddress,
+}
+
+/// What happens to one member's due amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Nothing is due.
+    Nothing,
+    /// The operator pays `sats` to `address`.
+    Payout {
+        /// Where to.
+        address: PayoutAddress,
+        /// How much.
+        sats: u64,
+    },
+    /// The member owes the operator `sats`.
+    Invoice {
+        /// How much.
+        sats: u64,
+    },
+    /// The balance goes into the next settlement.
+    Carry {
+        /// Why.
+        reason: CarryReason,
+    },
+}
+
+/// One member in a settlement. Sats are signed: positive `bill_sats` is
+/// owed by the member; positive `carried_in`, `due` and `carried_out` are
+/// owed to the member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementEntry {
+    /// The member.
+    pub prosumer: ProsumerId,
+    /// The bill total in the tariff currency (0 if it had no bill).
+    pub bill_total: Decimal,
+    /// The bill total in satoshis.
+    pub bill_sats: i64,
+    /// Balance carried in from earlier settlements.
+    pub carried_in: i64,
+    /// `carried_in − bill_sats`.
+    pub due: i64,
+    /// What happens to it.
+    pub action: Action,
+    /// Balance carried into the next settlement.
+    pub carried_out: i64,
+}
+
+/// An invoice: a member owes the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// The member.
+    pub prosumer: ProsumerId,
+    /// How much.
+    pub sats: u64,
+    /// A BIP21 URI paying it to the operator.
+    pub uri: String,
+}
+
+/// The settlement of one billing period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// Stable id: a hash of the inputs (32 hex characters).
+    pub id: String,
+    /// The period settled.
+    pub period: TimeRange,
+    /// The network paid on.
+    pub network: Network,
+    /// The rate used.
+    pub rate: ExchangeRate,
+    /// The operator's receiving address (for invoices).
+    pub operator_address: PayoutAddress,
+    /// One entry per member with a bill or a carried balance, in id order.
+    pub entries: Vec<SettlementEntry>,
+    /// The community's grid leg in satoshis (positive: paid to the grid).
+    pub grid_sats: i64,
+    /// What the operator keeps (fees and margin) in satoshis.
+    pub operator_sats: i64,
+    /// The transaction that paid the batch, once marked paid.
+    pub paid_txid: Option<String>,
+}
+
+/// Settles `bills` at `rate` on `network`. Payout addresses come from the
+/// registry; `carried_in` holds the balances of earlier settlements (see
+/// [`Settlement::carried_out`]).
+pub fn settle(
+    bills: &PeriodBills,
+    registry: &Registry,
+    rate: &ExchangeRate,
+    network: Network,
+    operator_address: &PayoutAddress,
+    carried_in: &BTreeMap<ProsumerId, i64>,
+) -> Result<Settlement> {
+    if bills.currency != rate.currency {
+        return Err(Error::CurrencyMismatch {
+            bills: bills.currency.to_string(),
+            rate: rate.currency.to_string(),
+        });
+    }
+    if operator_address.network() != network {
+        return Err(Error::MixedNetworks {
+            id: "operator".into(),
+            expected: network.to_string(),
+            found: operator_address.network().to_string(),
+        });
+    }
+    let totals: BTreeMap<&ProsumerId, Decimal> =
+        bills.bills.iter().map(|b| (&b.prosumer, b.total)).collect();
+    let mut members: Vec<&ProsumerId> = totals.keys().copied().chain(carried_in.keys()).collect();
+    members.sort();
+    members.dedup();
+    let amounts: Vec<Decimal> = members
+        .iter()
+        .map(|id| totals.get(id).copied().unwrap_or_default())
+        .collect();
+    let (bill_sats, total) = to_sats_largest_remainder(&amounts, rate.per_btc)?;
+    let grid_sats = to_sats(bills.grid_leg, rate.per_btc)?;
+
+    let entries = members
+        .iter()
+        .zip(amounts)
+        .zip(bill_sats)
+        .map(|((id, bill_total), bill_sats)| {
+            let carried = carried_in.get(*id).copied().unwrap_or(0);
+            let due = carried
+                .checked_sub(bill_sats)
+                .ok_or(Error::Overflow("balance in satoshis"))?;
+            let action = decide(registry, id, due, network, operator_address)?;
+            let carried_out = if matches!(action, Action::Carry { .. }) {
+                due
+            } else {
+                0
+            };
+            Ok(SettlementEntry {
+                prosumer: (*id).clone(),
+                bill_total,
+                bill_sats,
+                carried_in: carried,
+                due,
+                action,
+                carried_out,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut settlement = Settlement {
+        id: String::new(),
+        period: bills.period,
+        network,
+        rate: rate.clone(),
+        operator_address: operator_address.clone(),
+        entries,
+        grid_sats,
+        operator_sats: total - grid_sats,
+        paid_txid: None,
+    };
+    settlement.id = settlement.input_hash()[..32].to_owned();
+    Ok(settlement)
+}
+
+fn decide(
+    registry: &Registry,
+    id: &ProsumerId,
+    due: i64,
+    network: Network,
+    operator: &PayoutAddress,
+) -> Result<Action> {
+    if due == 0 {
+        return Ok(Action::Nothing);
+    }
+    if due < 0 {
+        let sats = due.unsigned_abs();
+        return Ok(if sats >= operator.dust_limit_sats() {
+            Action::Invoice { sats }
+        } else {
+            Action::Carry {
+                reason: CarryReason::BelowDust,
+            }
+        });
+    }
+    let address = registry.get(id).ok().and_then(|p| p.payout());
+    match address {
+        None => Ok(Action::Carry {
+            reason: CarryReason::NoAddress,
+        }),
+        Some(a) if a.network() != network => Err(Error::MixedNetworks {
+            id: id.to_string(),
+            expected: network.to_string(),
+            found: a.network().to_string(),
+        }),
+        Some(a) if (due as u64) < a.dust_limit_sats() => Ok(Action::Carry {
+            reason: CarryReason::BelowDust,
+        }),
+        Some(a) => Ok(Action::Payout {
+            address: a.clone(),
+            sats: due as u64,
+        }),
+    }
+}
+
+impl Settlement {
+    /// The payouts, in member order (an address may appear more than once).
+    pub fn payouts(&self) -> Vec<(PayoutAddress, u64)> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.action {
+                Action::Payout { address, sats } => Some((address.clone(), *sats)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The invoices with their BIP21 URIs to the operator's address.
+    pub fn invoices(&self) -> Vec<Invoice> {
+        let message = format!(
+            "Energy bill {} to {}",
+            self.period.start().format("%Y-%m-%d"),
+            self.period.end().format("%Y-%m-%d")
+        );
+        self.entries
+            .iter()
+            .filter_map(|e| match e.action {
+                Action::Invoice { sats } => Some(Invoice {
+                    prosumer: e.prosumer.clone(),
+                    sats,
+                    uri: bip21::payment_uri(
+                        &self.operator_address,
+                        sats,
+                        Some(e.prosumer.as_str()),
+                        Some(&message),
+                    ),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The balances to carry into the next settlement (non-zero only).
+    pub fn carried_out(&self) -> BTreeMap<ProsumerId, i64> {
+        self.entries
+            .iter()
+            .filter(|e| e.carried_out != 0)
+            .map(|e| (e.prosumer.clone(), e.carried_out))
+            .collect()
+    }
+
+    /// The payout batch as the outputs object Bitcoin Core's `sendmany` and
+    /// `walletcreatefundedpsbt` take: `{"address": amount, ...}` with
+    /// amounts in BTC with 8 decimals; payouts to one address are merged.
+    pub fn sendmany_json(&self) -> String {
+        let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+        for (a, sats) in self.payouts() {
+            *merged.entry(a.as_str().to_owned()).or_default() += sats;
+        }
+        let fields: Vec<String> = merged
+            .iter()
+            .map(|(a, sats)| format!("\"{a}\":{}", format_btc(*sats)))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    /// The fee of paying the batch at `feerate`, assuming one P2WPKH input
+    /// and a P2WPKH-sized change output (see [`psbt`] for the sizes).
+    pub fn estimate_fee(&self, feerate: FeeRate) -> FeeEstimate {
+        let payouts = self.payouts();
+        let mut outputs: Vec<&PayoutAddress> = payouts.iter().map(|(a, _)| a).collect();
+        outputs.push(&self.operator_address);
+        estimate_fee(&[crate::address::OutputType::P2wpkh], &outputs, feerate)
+    }
+
+    /// An unsigned PSBT paying the batch from the operator's `utxos`.
+    pub fn build_psbt(
+        &self,
+        utxos: &[Utxo],
+        change: &PayoutAddress,
+        feerate: FeeRate,
+    ) -> Result<UnsignedBatch> {
+        for (id, a) in utxos
+            .iter()
+            .map(|u| ("operator input", &u.address))
+            .chain([("operator change", change)])
+        {
+            if a.network() != self.network {
+                return Err(Error::MixedNetworks {
+                    id: id.into(),
+                    expected: self.network.to_string(),
+                    found: a.network().to_string(),
+                });
+            }
+        }
+        build_psbt(&self.payouts(), utxos, change, feerate)
+    }
+
+    /// Records the transaction that paid the batch (64 hex characters).
+    pub fn mark_paid(&mut self, txid: &str) -> Result<()> {
+        let valid = txid.len() == 64 && txid.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            return Err(Error::InvalidTxid(txid.to_owned()));
+        }
+        self.paid_txid = Some(txid.to_ascii_lowercase());
+        Ok(())
+    }
+
+    /// The settlement as canonical JSON: keys sorted, no white space,
+    /// decimals as strings, satoshis as integers; without `paid_txid`.
+    pub fn canonical_json(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.remove("paid_txid");
+        }
+        canonical(&value)
+    }
+
+    /// SHA-256 of [`Settlement::canonical_json`], hex.
+    pub fn content_hash(&self) -> String {
+        hex_sha256(self.canonical_json().as_bytes())
+    }
+
+    /// SHA-256 of the inputs that decide the settlement, hex.
+    fn input_hash(&self) -> String {
+        let inputs = serde_json::json!({
+            "period": self.period,
+            "network": self.network,
+            "rate": self.rate,
+            "operator_address": self.operator_address,
+            "entries": self.entries.iter().map(|e| serde_json::json!({
+                "prosumer": e.prosumer,
+                "bill_total": e.bill_total,
+                "carried_in": e.carried_in,
+                "action": e.action,
+            })).collect::<Vec<_>>(),
+            "grid_sats": self.grid_sats,
+        });
+        hex_sha256(canonical(&inputs).as_bytes())
+    }
+
+    /// Checks conservation to the satoshi (see the module docs).
+    pub fn is_conserved(&self) -> bool {
+        let sum = |f: &dyn Fn(&SettlementEntry) -> i128| self.entries.iter().map(f).sum::<i128>();
+        let payouts = sum(&|e| match e.action {
+            Action::Payout { sats, .. } => i128::from(sats),
+            _ => 0,
+        });
+        let invoices = sum(&|e| match e.action {
+            Action::Invoice { sats } => i128::from(sats),
+            _ => 0,
+        });
+        let balance = payouts - invoices + sum(&|e| i128::from(e.carried_out))
+            - sum(&|e| i128::from(e.carried_in))
+            + i128::from(self.grid_sats)
+            + i128::from(self.operator_sats);
+        balance == 0
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// JSON with object keys sorted at every level, whatever map type
+/// `serde_json` was built with.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}

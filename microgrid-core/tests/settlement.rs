@@ -1,0 +1,392 @@
+//! Settlement: conservation to the satoshi, carry-forward, and outputs that
+//! bitcoin software reads back unchanged.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use microgrid_core::billing::{Bill, EnergyLines, PeriodBills};
+use microgrid_core::settlement::psbt::{FeeRate, Utxo};
+use microgrid_core::settlement::*;
+use microgrid_core::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+/// Regtest addresses of several output types (P2WPKH, P2WSH, P2TR-like, base58).
+const ADDRESSES: &[&str] = &[
+    "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+    "mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs",
+    "2N2JD6wb56AfK4tfmM6PwdVmoYk2dCKf4Br",
+];
+
+fn addr(i: usize) -> PayoutAddress {
+    PayoutAddress::new(ADDRESSES[i % ADDRESSES.len()], Network::Regtest).unwrap()
+}
+
+fn period() -> TimeRange {
+    let s = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    TimeRange::new(
+        s,
+        Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap(),
+        TimeframeLength::default(),
+    )
+    .unwrap()
+}
+
+fn id(i: usize) -> ProsumerId {
+    format!("m{i:02}").parse().unwrap()
+}
+
+/// Members m00.. with a payout address unless `i % 4 == 3`.
+fn registry(n: usize) -> Registry {
+    let joined = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let mut r = Registry::default();
+    for i in 0..n {
+        let p = Prosumer::new(id(i).as_str(), "member", ProsumerKind::Household, joined).unwrap();
+        r.register(if i % 4 == 3 {
+            p
+        } else {
+            p.with_payout(addr(i))
+        })
+        .unwrap();
+    }
+    r
+}
+
+fn bill(i: usize, total: Decimal) -> Bill {
+    Bill {
+        prosumer: id(i),
+        energy: EnergyLines::default(),
+        purchases: Decimal::ZERO,
+        sales: Decimal::ZERO,
+        imports: Decimal::ZERO,
+        exports: Decimal::ZERO,
+        grid_fee: Decimal::ZERO,
+        fixed_fee: Decimal::ZERO,
+        operator_margin: Decimal::ZERO,
+        total,
+        baseline: total,
+        saving: Decimal::ZERO,
+    }
+}
+
+fn bills(totals: &[Decimal], grid_leg: Decimal) -> PeriodBills {
+    PeriodBills {
+        period: period(),
+        currency: "EUR".parse().unwrap(),
+        bills: totals
+            .iter()
+            .enumerate()
+            .map(|(i, t)| bill(i, *t))
+            .collect(),
+        grid_leg,
+        fees: Decimal::ZERO,
+        operator_margin: Decimal::ZERO,
+        metrics: CommunityMetrics::default(),
+    }
+}
+
+fn rate(per_btc: Decimal) -> ExchangeRate {
+    ExchangeRate::new(
+        per_btc,
+        "EUR".parse().unwrap(),
+        "test",
+        Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap(),
+    )
+    .unwrap()
+}
+
+fn settle_plain(
+    b: &PeriodBills,
+    reg: &Registry,
+    r: &ExchangeRate,
+    carried: &BTreeMap<ProsumerId, i64>,
+) -> Settlement {
+    settle(b, reg, r, Network::Regtest, &addr(0), carried).unwrap()
+}
+
+/// Bill totals in EUR with up to 9 decimals, both signs.
+fn totals() -> impl Strategy<Value = Vec<Decimal>> {
+    prop::collection::vec(
+        (-50_000_000_000i64..50_000_000_000).prop_map(|u| Decimal::new(u, 9)),
+        1..20,
+    )
+}
+
+/// Rates from 1,000.00 to 200,000.00 EUR per BTC, up to 2 decimals.
+fn rates() -> impl Strategy<Value = Decimal> {
+    (100_000i64..20_000_000).prop_map(|c| Decimal::new(c, 2))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    // Σ payouts − Σ invoices + Σ carried_out − Σ carried_in + grid + operator = 0, and each member's sats are within 1 of the exact value.
+    #[test]
+    fn settlement_is_conserved_to_the_satoshi(ts in totals(), q in rates(), grid in -1_000_000i64..1_000_000, carried in prop::collection::vec(-2_000i64..2_000, 20)) {
+        let b = bills(&ts, Decimal::new(grid, 2));
+        let reg = registry(ts.len());
+        let carried: BTreeMap<_, _> = carried.iter().take(ts.len()).enumerate().filter(|(_, c)| **c != 0).map(|(i, c)| (id(i), *c)).collect();
+        let s = settle_plain(&b, &reg, &rate(q), &carried);
+        prop_assert!(s.is_conserved());
+        let bill_sats: i64 = s.entries.iter().map(|e| e.bill_sats).sum();
+        prop_assert_eq!(bill_sats, s.grid_sats + s.operator_sats);
+        for e in &s.entries {
+            // |bill_sats − total·1e8/q| < 1  ⇔  |bill_sats·q − total·1e8| < q
+            let diff = Decimal::from(e.bill_sats) * q - e.bill_total * Decimal::from(100_000_000);
+            prop_assert!(diff.abs() < q, "{} {} at {}", e.prosumer, e.bill_total, q);
+            prop_assert_eq!(e.due, e.carried_in - e.bill_sats);
+            match &e.action {
+                Action::Payout { sats, address } => prop_assert!(*sats as i64 == e.due && *sats >= address.dust_limit_sats()),
+                Action::Invoice { sats } => prop_assert!(-(*sats as i64) == e.due && *sats >= 294),
+                Action::Carry { .. } => prop_assert_eq!(e.carried_out, e.due),
+                Action::Nothing => prop_assert_eq!(e.due, 0),
+            }
+        }
+    }
+
+    // A balance carried forward is paid in a later period, never lost: over any sequence of periods, what each member got minus what it was invoiced plus what is still carried equals minus its bills.
+    #[test]
+    fn carried_balances_are_paid_later_never_lost(months in prop::collection::vec(prop::collection::vec(-3_000i64..3_000, 6), 1..8), q in rates()) {
+        let reg = registry(6);
+        let r = rate(q);
+        let mut carried = BTreeMap::new();
+        let mut net: BTreeMap<ProsumerId, i64> = BTreeMap::new();
+        let mut billed: BTreeMap<ProsumerId, i64> = BTreeMap::new();
+        for month in &months {
+            // Tiny bills (cents) so that dust and carrying happen often.
+            let ts: Vec<Decimal> = month.iter().map(|c| Decimal::new(*c, 4)).collect();
+            let s = settle_plain(&bills(&ts, Decimal::ZERO), &reg, &r, &carried);
+            prop_assert!(s.is_conserved());
+            for e in &s.entries {
+                *billed.entry(e.prosumer.clone()).or_default() += e.bill_sats;
+                let flow = match e.action {
+                    Action::Payout { sats, .. } => sats as i64,
+                    Action::Invoice { sats } => -(sats as i64),
+                    _ => 0,
+                };
+                *net.entry(e.prosumer.clone()).or_default() += flow;
+            }
+            carried = s.carried_out();
+        }
+        for (who, b) in &billed {
+            let still = carried.get(who).copied().unwrap_or(0);
+            prop_assert_eq!(net.get(who).copied().unwrap_or(0) + still, -b, "{}", who);
+        }
+    }
+}
+
+#[test]
+fn a_carried_balance_is_paid_once_it_reaches_the_dust_limit() {
+    let reg = registry(1);
+    let r = rate(Decimal::from(100_000)); // 1 EUR = 1000 sat
+    let first = settle_plain(
+        &bills(&[Decimal::new(-2, 1)], Decimal::ZERO),
+        &reg,
+        &r,
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        first.entries[0].action,
+        Action::Carry {
+            reason: CarryReason::BelowDust
+        }
+    );
+    assert_eq!(first.carried_out(), BTreeMap::from([(id(0), 200)]));
+    let second = settle_plain(
+        &bills(&[Decimal::new(-2, 1)], Decimal::ZERO),
+        &reg,
+        &r,
+        &first.carried_out(),
+    );
+    assert_eq!(second.payouts(), vec![(addr(0), 400)]);
+    assert!(second.carried_out().is_empty());
+}
+
+#[test]
+fn members_without_address_carry_their_balance() {
+    let reg = registry(4);
+    let s = settle_plain(
+        &bills(
+            &[
+                Decimal::ZERO,
+                Decimal::ZERO,
+                Decimal::ZERO,
+                Decimal::from(-5),
+            ],
+            Decimal::ZERO,
+        ),
+        &reg,
+        &rate(Decimal::from(50_000)),
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        s.entries[3].action,
+        Action::Carry {
+            reason: CarryReason::NoAddress
+        }
+    );
+    assert_eq!(s.entries[3].carried_out, 10_000);
+}
+
+#[test]
+fn settling_twice_gives_the_same_settlement_and_hash() {
+    let b = bills(&[Decimal::from(-12), Decimal::from(7)], Decimal::from(-5));
+    let reg = registry(2);
+    let a = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
+    let again = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
+    assert_eq!(a, again);
+    assert_eq!(a.content_hash(), again.content_hash());
+    assert_eq!(a.id.len(), 32);
+    let other = settle_plain(&b, &reg, &rate(Decimal::from(61_000)), &BTreeMap::new());
+    assert_ne!(a.id, other.id);
+    assert_ne!(a.content_hash(), other.content_hash());
+    // The canonical JSON has sorted keys and no floats.
+    let json = a.canonical_json();
+    assert!(json.starts_with("{\"entries\":["), "{json}");
+    assert!(json.contains("\"bill_total\":\"-12\""), "{json}");
+}
+
+#[test]
+fn sendmany_outputs_are_what_bitcoin_core_takes() {
+    let reg = registry(3);
+    let b = bills(
+        &[Decimal::from(-12), Decimal::from(-3), Decimal::from(-1)],
+        Decimal::ZERO,
+    );
+    let s = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
+    assert_eq!(
+        s.sendmany_json(),
+        "{\"2N2JD6wb56AfK4tfmM6PwdVmoYk2dCKf4Br\":0.00001667,\"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080\":0.00020000,\"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs\":0.00005000}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&s.sendmany_json()).unwrap();
+    assert_eq!(parsed.as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn invoices_are_bip21_uris_to_the_operator() {
+    let reg = registry(2);
+    let s = settle_plain(
+        &bills(&[Decimal::from(30), Decimal::ZERO], Decimal::ZERO),
+        &reg,
+        &rate(Decimal::from(60_000)),
+        &BTreeMap::new(),
+    );
+    let inv = s.invoices();
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].sats, 50_000);
+    assert_eq!(
+        inv[0].uri,
+        "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=0.0005&label=m00&message=Energy%20bill%202026-06-01%20to%202026-07-01"
+    );
+}
+
+#[test]
+fn the_psbt_decodes_to_the_batch() {
+    let reg = registry(3);
+    let b = bills(
+        &[Decimal::from(-12), Decimal::from(-3), Decimal::from(-1)],
+        Decimal::ZERO,
+    );
+    let s = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
+    let funding = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b";
+    let utxos = [Utxo {
+        outpoint: format!("{funding}:0"),
+        value_sats: 100_000,
+        address: addr(0),
+    }];
+    let feerate = FeeRate::new(3).unwrap();
+    let batch = s.build_psbt(&utxos, &addr(0), feerate).unwrap();
+
+    let psbt = bitcoin::Psbt::from_str(&batch.psbt_base64).unwrap();
+    let outputs: Vec<(String, u64)> = psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .map(|o| {
+            let a =
+                bitcoin::Address::from_script(&o.script_pubkey, bitcoin::Network::Regtest).unwrap();
+            (a.to_string(), o.value.to_sat())
+        })
+        .collect();
+    let mut expected: Vec<(String, u64)> = s
+        .payouts()
+        .into_iter()
+        .map(|(a, v)| (a.to_string(), v))
+        .collect();
+    expected.push((addr(0).to_string(), batch.change_sats));
+    assert_eq!(outputs, expected);
+    let paid: u64 = outputs.iter().map(|(_, v)| v).sum();
+    assert_eq!(100_000 - paid, batch.fee_sats);
+    assert_eq!(batch.fee_sats, batch.vbytes * 3);
+    assert_eq!(
+        psbt.inputs[0].witness_utxo.as_ref().unwrap().value.to_sat(),
+        100_000
+    );
+    assert_eq!(
+        psbt.unsigned_tx.input[0].previous_output.to_string(),
+        format!("{funding}:0")
+    );
+
+    let too_little = [Utxo {
+        outpoint: format!("{funding}:1"),
+        value_sats: 20_000,
+        address: addr(0),
+    }];
+    assert!(matches!(
+        s.build_psbt(&too_little, &addr(0), feerate),
+        Err(Error::InsufficientInputs { .. })
+    ));
+}
+
+#[test]
+fn bad_inputs_are_refused_with_what_was_wrong() {
+    let at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
+    assert!(matches!(
+        ExchangeRate::new(Decimal::ZERO, "EUR".parse().unwrap(), "x", at),
+        Err(Error::RateNotPositive { .. })
+    ));
+    assert!(matches!(
+        ExchangeRate::new(Decimal::from(-1), "EUR".parse().unwrap(), "x", at),
+        Err(Error::RateNotPositive { .. })
+    ));
+    let b = bills(&[Decimal::from(-1)], Decimal::ZERO);
+    let usd = ExchangeRate::new(Decimal::from(60_000), "USD".parse().unwrap(), "x", at).unwrap();
+    assert!(matches!(
+        settle(
+            &b,
+            &registry(1),
+            &usd,
+            Network::Regtest,
+            &addr(0),
+            &BTreeMap::new()
+        ),
+        Err(Error::CurrencyMismatch { .. })
+    ));
+    let mainnet =
+        PayoutAddress::new("1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", Network::Bitcoin).unwrap();
+    assert!(matches!(
+        settle(
+            &b,
+            &registry(1),
+            &rate(Decimal::from(60_000)),
+            Network::Regtest,
+            &mainnet,
+            &BTreeMap::new()
+        ),
+        Err(Error::MixedNetworks { .. })
+    ));
+    let mut s = settle_plain(
+        &b,
+        &registry(1),
+        &rate(Decimal::from(60_000)),
+        &BTreeMap::new(),
+    );
+    assert!(matches!(s.mark_paid("abc"), Err(Error::InvalidTxid(_))));
+    assert!(matches!(
+        s.mark_paid(&"g".repeat(64)),
+        Err(Error::InvalidTxid(_))
+    ));
+    s.mark_paid(&"AB".repeat(32)).unwrap();
+    assert_eq!(s.paid_txid.as_deref(), Some("ab".repeat(32).as_str()));
+}

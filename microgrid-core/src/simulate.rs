@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 
+use crate::address::{Network, OutputType, PayoutAddress};
 use crate::energy::Wh;
 use crate::error::Result;
 use crate::matrix::ReadingMatrix;
@@ -189,6 +190,41 @@ impl Community {
         }
         Ok(())
     }
+}
+
+/// A made-up but valid regtest address of `output_type` (P2PKH, P2WPKH or
+/// P2TR; others give P2WPKH), the same for the same `seed`. For examples
+/// and tests: nobody holds its keys.
+///
+/// ```
+/// use microgrid_core::{simulate::regtest_address, OutputType};
+/// let a = regtest_address(7, OutputType::P2tr);
+/// assert!(a.as_str().starts_with("bcrt1p"));
+/// assert_eq!(a, regtest_address(7, OutputType::P2tr));
+/// ```
+pub fn regtest_address(seed: u64, output_type: OutputType) -> PayoutAddress {
+    use bitcoin::hashes::Hash;
+    let mut rng = SplitMix64::new(seed);
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let mut hash20 = [0u8; 20];
+    hash20.copy_from_slice(&bytes[..20]);
+    let script = match output_type {
+        OutputType::P2pkh => bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array(hash20)),
+        OutputType::P2tr => bitcoin::ScriptBuf::builder()
+            .push_opcode(bitcoin::opcodes::all::OP_PUSHNUM_1)
+            .push_slice(bytes)
+            .into_script(),
+        _ => bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(hash20)),
+    };
+    let text = bitcoin::Address::from_script(&script, bitcoin::Network::Regtest)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // The script is well formed, so the address always parses back.
+    PayoutAddress::new(&text, Network::Regtest)
+        .unwrap_or_else(|_| unreachable!("a regtest address built from a standard script parses"))
 }
 
 /// Clear-sky solar output in per-mille of peak: a parabola from 06:00 to

@@ -1,0 +1,174 @@
+//! Bill and settle a simulated month: 20 households clear June with SDR,
+//! are billed with a tariff of fees, and settled in bitcoin on regtest.
+//! Prints the bills, the `sendmany` outputs, the BIP21 invoices, the fee
+//! estimate and an unsigned PSBT.
+//!
+//! Run: `cargo run --example settle_month`
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use microgrid::billing::bill_period;
+use microgrid::settlement::psbt::{FeeRate, Utxo};
+use microgrid::settlement::{settle, Action, ExchangeRate};
+use microgrid::simulate::{regtest_address, Community};
+use microgrid::tariff::Tariff;
+use microgrid::{
+    clear_range, validate_batch, GridPrices, Mechanism, Network, OutputType, ReadingLimits,
+};
+use rust_decimal::Decimal;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let june = NaiveDate::from_ymd_opt(2026, 6, 1).ok_or("bad date")?;
+    let community = Community::new(20, june, 30, 7);
+    let period = community.range()?;
+
+    // Payout addresses of several types; house-0015 has none, so its credit is carried.
+    let types = [OutputType::P2wpkh, OutputType::P2tr, OutputType::P2pkh];
+    let mut registry = community.registry()?;
+    let members: Vec<_> = registry.iter().cloned().collect();
+    for (i, p) in members
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.id().as_str() != "house-0015")
+    {
+        registry.update(p.with_payout(regtest_address(i as u64, types[i % 3])))?;
+    }
+
+    let tariff = Tariff::new(
+        "EUR".parse()?,
+        GridPrices::new("0.30".parse()?, "0.08".parse()?)?,
+    )
+    .with_grid_fee("0.02".parse()?)
+    .with_fixed_fee("1.50".parse()?)?
+    .with_operator_margin("0.005".parse()?);
+    let readings = validate_batch(
+        &registry,
+        period.length(),
+        ReadingLimits::default(),
+        community.readings()?,
+    )?;
+    let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
+    let bills = bill_period(&period, &tariff, &cleared)?;
+
+    println!(
+        "Bills for {} to {} (EUR; total: + owes, − is owed)",
+        period.start().date_naive(),
+        period.end().date_naive()
+    );
+    println!(
+        "{:<11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>7}{:>7}{:>9}{:>9}{:>8}",
+        "member",
+        "purchase",
+        "sales",
+        "imports",
+        "exports",
+        "grid fee",
+        "fixed",
+        "margin",
+        "total",
+        "no share",
+        "saving"
+    );
+    for b in &bills.bills {
+        println!(
+            "{:<11}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>7.2}{:>7.2}{:>9.2}{:>9.2}{:>8.2}",
+            b.prosumer.as_str(),
+            b.purchases,
+            b.sales,
+            b.imports,
+            b.exports,
+            b.grid_fee,
+            b.fixed_fee,
+            b.operator_margin,
+            b.total,
+            b.baseline,
+            b.saving
+        );
+    }
+    println!(
+        "Community: total {:.2} = grid {:.2} + fees {:.2} + margin {:.2}; saving {:.2}",
+        bills.total(),
+        bills.grid_leg,
+        bills.fees,
+        bills.operator_margin,
+        bills.saving()
+    );
+
+    let rate = ExchangeRate::new(
+        Decimal::from(90_000),
+        "EUR".parse()?,
+        "example snapshot",
+        Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+            .single()
+            .ok_or("bad time")?,
+    )?;
+    let operator = regtest_address(1_000, OutputType::P2wpkh);
+    // Last month house-0003 was owed 120 sat that were below dust.
+    let carried_in = BTreeMap::from([("house-0003".parse()?, 120)]);
+    let s = settle(
+        &bills,
+        &registry,
+        &rate,
+        Network::Regtest,
+        &operator,
+        &carried_in,
+    )?;
+
+    println!(
+        "\nSettlement {} at {} EUR/BTC ({}), content hash {}",
+        s.id,
+        rate.per_btc(),
+        rate.source(),
+        &s.content_hash()[..16]
+    );
+    for e in &s.entries {
+        let what = match &e.action {
+            Action::Payout { address, sats } => format!("pay {sats} sat to {address}"),
+            Action::Invoice { sats } => format!("invoice {sats} sat"),
+            Action::Carry { reason } => format!("carry {} sat ({reason:?})", e.carried_out),
+            Action::Nothing => "nothing due".into(),
+        };
+        println!(
+            "  {:<11} bill {:>8} sat, carried in {:>4}: {}",
+            e.prosumer.as_str(),
+            e.bill_sats,
+            e.carried_in,
+            what
+        );
+    }
+    println!(
+        "  grid leg {} sat, operator keeps {} sat; conserved: {}",
+        s.grid_sats,
+        s.operator_sats,
+        s.is_conserved()
+    );
+
+    println!(
+        "\nsendmany / walletcreatefundedpsbt outputs:\n{}",
+        s.sendmany_json()
+    );
+    println!("\nBIP21 invoices:");
+    for inv in s.invoices() {
+        println!("  {}", inv.uri);
+    }
+    let feerate = FeeRate::new(5)?;
+    let fee = s.estimate_fee(feerate);
+    println!(
+        "\nFee estimate at 5 sat/vB: {} vB, {} sat",
+        fee.vbytes, fee.fee_sats
+    );
+
+    let paid: u64 = s.payouts().iter().map(|(_, v)| v).sum();
+    let utxo = Utxo {
+        outpoint: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".into(),
+        value_sats: paid + 100_000,
+        address: operator.clone(),
+    };
+    let batch = s.build_psbt(&[utxo], &operator, feerate)?;
+    println!(
+        "Unsigned PSBT ({} vB, fee {} sat, change {} sat):\n{}",
+        batch.vbytes, batch.fee_sats, batch.change_sats, batch.psbt_base64
+    );
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! One conformance suite, written once, run against every store: the same
+//! behaviour from memory and from each database.
+
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use microgrid_core::settlement::ExchangeRate;
+use microgrid_core::simulate::{regtest_address, Community};
+use microgrid_core::tariff::Tariff;
+use microgrid_core::*;
+use microgrid_store::*;
+use rust_decimal::Decimal;
+
+fn grid_prices() -> GridPrices {
+    GridPrices::new("0.300001".parse().unwrap(), "0.080001".parse().unwrap()).unwrap()
+}
+
+fn tariff() -> Tariff {
+    Tariff::new("EUR".parse().unwrap(), grid_prices())
+        .with_grid_fee("0.02".parse().unwrap())
+        .with_fixed_fee("1.5".parse().unwrap())
+        .unwrap()
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, d).unwrap()
+}
+
+/// Five households over one day, registered, with payout addresses.
+async fn community_grid<S: Store>(store: S, days: u32) -> (Grid<S>, Community) {
+    let community = Community::new(5, day(1), days, 3);
+    let grid = Grid::new(store, TimeframeLength::default());
+    for (i, p) in community.registry().unwrap().iter().enumerate() {
+        grid.register(
+            p.clone()
+                .with_payout(regtest_address(i as u64, OutputType::P2wpkh)),
+        )
+        .await
+        .unwrap();
+    }
+    (grid, community)
+}
+
+pub async fn registry_round_trips<S: Store>(store: S) {
+    let grid = Grid::new(store, TimeframeLength::default());
+    let p = Prosumer::new(
+        "bäckerei-1".replace('ä', "a"),
+        "Bäckerei Müller & Söhne \"Ost\"",
+        ProsumerKind::Company,
+        day(1),
+    )
+    .unwrap()
+    .with_left(day(30))
+    .unwrap()
+    .with_payout(
+        PayoutAddress::new("mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs", Network::Regtest).unwrap(),
+    );
+    let q = Prosumer::new("h.2_x", "Household", ProsumerKind::Household, day(2)).unwrap();
+    grid.register(p.clone()).await.unwrap();
+    grid.register(q.clone()).await.unwrap();
+    assert!(matches!(
+        grid.register(q.clone()).await,
+        Err(StoreError::Domain(Error::DuplicateProsumer(_)))
+    ));
+    let reg = grid.registry().await.unwrap();
+    assert_eq!(
+        reg.iter().cloned().collect::<Vec<_>>(),
+        vec![p.clone(), q.clone()]
+    );
+    let moved = q.with_payout(regtest_address(9, OutputType::P2tr));
+    grid.update(moved.clone()).await.unwrap();
+    assert_eq!(
+        grid.registry().await.unwrap().get(moved.id()).unwrap(),
+        &moved
+    );
+}
+
+pub async fn ingest_is_idempotent_and_refuses_conflicts<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    let readings = community.readings().unwrap();
+    let first = grid.record(readings.clone()).await.unwrap();
+    assert_eq!(
+        first,
+        IngestReport {
+            inserted: 480,
+            replaced: 0,
+            unchanged: 0
+        }
+    );
+    assert_eq!(grid.record(readings.clone()).await.unwrap().unchanged, 480);
+
+    // A correction before clearing replaces the stored value.
+    let r0 = &readings[0];
+    let corrected = Reading::new(
+        r0.prosumer().clone(),
+        r0.timeframe(),
+        Wh::new(r0.produced().get() + 1),
+        r0.consumed(),
+    )
+    .unwrap();
+    assert_eq!(
+        grid.record(vec![corrected.clone()]).await.unwrap().replaced,
+        1
+    );
+
+    let range = community.range().unwrap();
+    grid.clear(&range, &tariff(), &Mechanism::MidMarketRate)
+        .await
+        .unwrap();
+    // After clearing, a different value is a conflict, and nothing of the batch is stored.
+    let later = Reading::new(
+        r0.prosumer().clone(),
+        r0.timeframe(),
+        Wh::new(7),
+        Wh::new(7),
+    )
+    .unwrap();
+    let next_day = Timeframe::new(range.end(), TimeframeLength::default()).unwrap();
+    let new_one = Reading::new(r0.prosumer().clone(), next_day, Wh::new(1), Wh::new(1)).unwrap();
+    let err = grid.record(vec![new_one.clone(), later]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Domain(Error::ConflictingReading { .. })),
+        "{err}"
+    );
+    let after = TimeRange::new(range.end(), next_day.end(), TimeframeLength::default()).unwrap();
+    assert!(
+        grid.store().readings(&after).await.unwrap().is_empty(),
+        "nothing of a rejected batch is stored"
+    );
+    // A rejected batch of unknown prosumers stores nothing either.
+    let stranger = Reading::new(
+        "stranger".parse().unwrap(),
+        next_day,
+        Wh::new(1),
+        Wh::new(1),
+    )
+    .unwrap();
+    assert!(grid.record(vec![new_one, stranger]).await.is_err());
+    assert!(grid.store().readings(&after).await.unwrap().is_empty());
+    // The same value again is still fine.
+    assert_eq!(grid.record(vec![corrected]).await.unwrap().unchanged, 1);
+}
+
+pub async fn clearing_twice_stores_one_result<S: Store + 'static>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    let range = community.range().unwrap();
+    let grid = Arc::new(grid);
+    let (a, b) = {
+        let (g1, g2) = (grid.clone(), grid.clone());
+        let (r1, r2) = (range, range);
+        let t1 = tokio::spawn(async move {
+            g1.clear(&r1, &grid_prices(), &Mechanism::SupplyDemandRatio)
+                .await
+        });
+        let t2 = tokio::spawn(async move {
+            g2.clear(&r2, &grid_prices(), &Mechanism::MidMarketRate)
+                .await
+        });
+        (t1.await.unwrap().unwrap(), t2.await.unwrap().unwrap())
+    };
+    assert_eq!(
+        a.cleared + b.cleared,
+        96,
+        "each timeframe is stored by exactly one writer"
+    );
+    assert_eq!(a.cleared + a.already_cleared, 96);
+    let again = grid
+        .clear(&range, &grid_prices(), &Mechanism::MidMarketRate)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        ClearReport {
+            cleared: 0,
+            already_cleared: 96
+        }
+    );
+    let summaries = grid.summaries(&range).await.unwrap();
+    assert_eq!(summaries.len(), 96);
+    assert_eq!(
+        grid.store().allocations(&range, None).await.unwrap().len(),
+        480
+    );
+}
+
+pub async fn the_three_views_round_trip<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    let readings = community.readings().unwrap();
+    grid.record(readings.clone()).await.unwrap();
+    let range = community.range().unwrap();
+    grid.clear(&range, &tariff(), &Mechanism::SupplyDemandRatio)
+        .await
+        .unwrap();
+
+    // Stored results equal clearing the same readings in memory, exactly.
+    let expected =
+        clear_range(&range, &readings, &tariff(), &Mechanism::SupplyDemandRatio).unwrap();
+    let stored = grid.clearings(&range).await.unwrap();
+    assert_eq!(stored, expected);
+
+    let id: ProsumerId = "house-0002".parse().unwrap();
+    let mine = grid.prosumer(&id, &range).await.unwrap();
+    assert_eq!(mine.len(), 96);
+    assert!(mine.iter().all(|a| a.prosumer == id));
+
+    let trades = grid.trades(&range, None).await.unwrap();
+    let shared: i64 = grid
+        .summaries(&range)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.shared.get())
+        .sum();
+    assert_eq!(trades.iter().map(|t| t.energy.get()).sum::<i64>(), shared);
+    let my_trades = grid.trades(&range, Some(&id)).await.unwrap();
+    assert!(my_trades.iter().all(|t| t.seller == id || t.buyer == id));
+    let bought: i64 = mine.iter().map(|a| a.bought.get() + a.sold.get()).sum();
+    assert_eq!(
+        my_trades.iter().map(|t| t.energy.get()).sum::<i64>(),
+        bought
+    );
+
+    // A sub-range returns only its timeframes.
+    let noon = TimeRange::new(
+        range.start() + Duration::hours(12),
+        range.start() + Duration::hours(13),
+        TimeframeLength::default(),
+    )
+    .unwrap();
+    assert_eq!(grid.summaries(&noon).await.unwrap().len(), 4);
+}
+
+pub async fn extreme_values_round_trip<S: Store>(store: S) {
+    let grid = Grid::new(store, TimeframeLength::default());
+    let joined = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    grid.register(Prosumer::new("x", "X", ProsumerKind::Other, joined).unwrap())
+        .await
+        .unwrap();
+    grid.register(Prosumer::new("y", "Y", ProsumerKind::Other, joined).unwrap())
+        .await
+        .unwrap();
+    let max = ReadingLimits::default().max_wh(TimeframeLength::default());
+    for start in [
+        Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2199, 12, 31, 23, 45, 0).unwrap(),
+    ] {
+        let tf = Timeframe::new(start, TimeframeLength::default()).unwrap();
+        let rs = vec![
+            Reading::new("x".parse().unwrap(), tf, Wh::new(max), Wh::ZERO).unwrap(),
+            Reading::new("y".parse().unwrap(), tf, Wh::ZERO, Wh::new(max - 1)).unwrap(),
+        ];
+        grid.record(rs.clone()).await.unwrap();
+        let range = TimeRange::new(tf.start(), tf.end(), TimeframeLength::default()).unwrap();
+        assert_eq!(grid.store().readings(&range).await.unwrap(), rs);
+        let prices = GridPrices::new(
+            "999999.999999".parse().unwrap(),
+            "0.000001".parse().unwrap(),
+        )
+        .unwrap();
+        grid.clear(&range, &prices, &Mechanism::SupplyDemandRatio)
+            .await
+            .unwrap();
+        let expected = clear_range(&range, &rs, &prices, &Mechanism::SupplyDemandRatio).unwrap();
+        assert_eq!(grid.clearings(&range).await.unwrap(), expected);
+    }
+}
+
+pub async fn a_month_settles_end_to_end<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 30).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    let june = community.range().unwrap();
+    let t = tariff();
+    grid.clear(&june, &t, &Mechanism::SupplyDemandRatio)
+        .await
+        .unwrap();
+    let rate = ExchangeRate::new(Decimal::from(90_000), t.currency(), "test", june.end()).unwrap();
+    let operator = regtest_address(77, OutputType::P2wpkh);
+    let s = grid
+        .settle(&june, &t, &rate, Network::Regtest, &operator)
+        .await
+        .unwrap();
+    assert!(s.is_conserved());
+    // Settling again returns the stored settlement.
+    assert_eq!(
+        grid.settle(&june, &t, &rate, Network::Regtest, &operator)
+            .await
+            .unwrap(),
+        s
+    );
+    assert_eq!(grid.settlement(&s.id).await.unwrap().as_ref(), Some(&s));
+    let paid = grid.mark_paid(&s.id, &"ab".repeat(32)).await.unwrap();
+    assert_eq!(
+        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
+        paid.paid_txid
+    );
+    assert!(matches!(
+        grid.mark_paid("nope", &"ab".repeat(32)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // A period that is not cleared cannot be settled.
+    let july = TimeRange::new(
+        june.end(),
+        june.end() + Duration::days(1),
+        TimeframeLength::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        grid.settle(&july, &t, &rate, Network::Regtest, &operator)
+            .await,
+        Err(StoreError::Domain(Error::PeriodNotCleared { .. }))
+    ));
+}
+
+/// Runs every test of the suite against the store `make()` returns.
+macro_rules! conformance {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn registry_round_trips() {
+                super::registry_round_trips($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ingest_is_idempotent_and_refuses_conflicts() {
+                super::ingest_is_idempotent_and_refuses_conflicts($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn clearing_twice_stores_one_result() {
+                super::clearing_twice_stores_one_result($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_three_views_round_trip() {
+                super::the_three_views_round_trip($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn extreme_values_round_trip() {
+                super::extreme_values_round_trip($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_month_settles_end_to_end() {
+                super::a_month_settles_end_to_end($make).await
+            }
+        }
+    };
+}
+
+conformance!(memory, MemoryStore::new());

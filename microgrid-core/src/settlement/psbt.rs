@@ -126,10 +126,11 @@ pub fn build_psbt(
     change: &PayoutAddress,
     feerate: FeeRate,
 ) -> Result<UnsignedBatch> {
+    let outpoints = check_inputs(utxos)?;
     let input_types: Vec<OutputType> = utxos.iter().map(|u| u.address.output_type()).collect();
     let mut outputs: Vec<&PayoutAddress> = payouts.iter().map(|(a, _)| a).collect();
-    let available = utxos.iter().map(|u| u.value_sats).sum::<u64>();
-    let paid = payouts.iter().map(|(_, s)| s).sum::<u64>();
+    let available = sum_of_money(utxos.iter().map(|u| u.value_sats), "operator inputs")?;
+    let paid = sum_of_money(payouts.iter().map(|(_, s)| *s), "payout batch")?;
     let without_change = estimate_fee(&input_types, &outputs, feerate);
     outputs.push(change);
     let with_change = estimate_fee(&input_types, &outputs, feerate);
@@ -144,18 +145,15 @@ pub fn build_psbt(
         (available - paid, 0, without_change.vbytes)
     };
 
-    let input = utxos
-        .iter()
-        .map(|u| {
-            Ok(TxIn {
-                previous_output: OutPoint::from_str(&u.outpoint)
-                    .map_err(|e| Error::Psbt(format!("outpoint {:?}: {e}", u.outpoint)))?,
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                witness: Witness::new(),
-            })
+    let input = outpoints
+        .into_iter()
+        .map(|previous_output| TxIn {
+            previous_output,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let mut output: Vec<TxOut> = payouts
         .iter()
         .map(|(a, sats)| TxOut {
@@ -190,6 +188,38 @@ pub fn build_psbt(
     })
 }
 
+/// Parses the inputs' outpoints; an error for one that does not parse, is
+/// spent twice (Bitcoin Core rejects such a transaction) or is worth more
+/// than all bitcoin.
+fn check_inputs(utxos: &[Utxo]) -> Result<Vec<OutPoint>> {
+    let mut seen = std::collections::BTreeSet::new();
+    utxos
+        .iter()
+        .map(|u| {
+            let outpoint = OutPoint::from_str(&u.outpoint)
+                .map_err(|e| Error::Psbt(format!("outpoint {:?}: {e}", u.outpoint)))?;
+            if !seen.insert(outpoint) {
+                return Err(Error::Psbt(format!("outpoint {outpoint} is spent twice")));
+            }
+            if u.value_sats > Amount::MAX_MONEY.to_sat() {
+                return Err(Error::Psbt(format!(
+                    "input {outpoint} of {} sat is worth more than 21 million BTC",
+                    u.value_sats
+                )));
+            }
+            Ok(outpoint)
+        })
+        .collect()
+}
+
+/// Σ `values`, an error when it exceeds 21 million BTC (or `u64`).
+fn sum_of_money(mut values: impl Iterator<Item = u64>, what: &'static str) -> Result<u64> {
+    values
+        .try_fold(0u64, u64::checked_add)
+        .filter(|total| *total <= Amount::MAX_MONEY.to_sat())
+        .ok_or(Error::Overflow(what))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +247,39 @@ mod tests {
     fn fee_rates_out_of_range_are_refused() {
         assert!(FeeRate::new(0).is_err());
         assert!(FeeRate::new(10_001).is_err());
+    }
+
+    fn utxo(vout: u32, value_sats: u64) -> Utxo {
+        Utxo {
+            outpoint: format!(
+                "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:{vout}"
+            ),
+            value_sats,
+            address: addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4"),
+        }
+    }
+
+    #[test]
+    fn inputs_that_overflow_or_repeat_are_refused_not_summed() {
+        let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
+        let rate = FeeRate::new(1).unwrap();
+        let pay = [(a.clone(), 10_000)];
+        let big = u64::MAX / 2 + 10;
+        assert_eq!(
+            build_psbt(&pay, &[utxo(0, big), utxo(1, big)], &a, rate),
+            Err(Error::Psbt(format!(
+                "input 4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0 of {big} sat is worth more than 21 million BTC"
+            )))
+        );
+        let half = Amount::MAX_MONEY.to_sat() / 2 + 1;
+        assert_eq!(
+            build_psbt(&pay, &[utxo(0, half), utxo(1, half)], &a, rate),
+            Err(Error::Overflow("operator inputs"))
+        );
+        assert!(matches!(
+            build_psbt(&pay, &[utxo(0, 100_000), utxo(0, 100_000)], &a, rate),
+            Err(Error::Psbt(m)) if m.contains("spent twice")
+        ));
+        assert!(build_psbt(&pay, &[utxo(0, 100_000), utxo(1, 100_000)], &a, rate).is_ok());
     }
 }

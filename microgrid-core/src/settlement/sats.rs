@@ -51,6 +51,11 @@ fn nano_units(amount: Decimal) -> Result<i128> {
             reason: "more than 9 decimals",
         });
     }
+    // `rescale` silently keeps a smaller scale when the mantissa would not
+    // fit 96 bits; its mantissa would then not be in units of 10^-9.
+    if a.scale() != AMOUNT_DECIMALS {
+        return Err(Error::Overflow("amount to convert to satoshis"));
+    }
     Ok(a.mantissa())
 }
 
@@ -163,6 +168,23 @@ mod tests {
         assert_eq!(total, 0);
         assert_eq!(parts.iter().sum::<i64>(), 0);
         assert_eq!(parts, [50_000_000, -50_000_000]);
+    }
+
+    #[test]
+    fn amounts_too_large_for_nano_units_overflow_instead_of_losing_a_factor() {
+        // 10^20 EUR at 10^12 EUR/BTC is exactly 10^16 sat, but 10^20 · 10^9
+        // does not fit a Decimal's 96-bit mantissa.
+        let huge = d("100000000000000000000");
+        assert_eq!(
+            to_sats(huge, d("1000000000000")),
+            Err(Error::Overflow("amount to convert to satoshis"))
+        );
+        assert!(to_sats_largest_remainder(&[huge], d("1000000000000")).is_err());
+        // The largest amount that fits still converts exactly.
+        assert_eq!(
+            to_sats(d("10000000000000000000"), d("1000000000000")).unwrap(),
+            1_000_000_000_000_000
+        );
     }
 
     #[test]

@@ -35,9 +35,13 @@
 pub mod error;
 pub mod grid;
 pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod traits;
 
 pub use error::{Result, StoreError};
 pub use grid::{ClearReport, Grid, IngestReport};
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use traits::{LedgerStore, ReadingStore, RegistryStore, Store};

@@ -347,3 +347,12 @@ macro_rules! conformance {
 }
 
 conformance!(memory, MemoryStore::new());
+
+#[cfg(feature = "sqlite")]
+conformance!(sqlite, {
+    // Each test gets its own file, kept until the process ends.
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    SqliteStore::open(&format!("sqlite:{}", dir.path().join("grid.db").display()))
+        .await
+        .unwrap()
+});

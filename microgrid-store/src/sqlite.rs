@@ -1,0 +1,405 @@
+//! SQLite through `sqlx`: embedded and persistent, one file. Amounts and
+//! prices are stored as the text of the exact decimal, times as Unix
+//! seconds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use microgrid_core::settlement::Settlement;
+use microgrid_core::{
+    Allocation, CommunityPrice, GridPrices, IngestPlan, Network, PayoutAddress, Price, Prosumer,
+    ProsumerId, ProsumerKind, Reading, Registry, TimeRange, Timeframe, TimeframeClearing,
+    TimeframeLength, TimeframeSummary, Wh,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::error::{Result, StoreError};
+use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+
+/// A store in one SQLite file (or in memory with `sqlite::memory:`).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Database {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+fn corrupt(what: &'static str, value: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        value: value.to_string(),
+    }
+}
+
+fn time(secs: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| corrupt("timestamp", secs))
+}
+
+fn length(minutes: i64) -> Result<TimeframeLength> {
+    u32::try_from(minutes)
+        .ok()
+        .and_then(|m| TimeframeLength::new(m).ok())
+        .ok_or_else(|| corrupt("timeframe length", minutes))
+}
+
+fn price(text: &str) -> Result<Price> {
+    Price::from_str(text).map_err(|_| corrupt("price", text))
+}
+
+impl SqliteStore {
+    /// Opens (and creates, and migrates) the database at `url`:
+    /// `sqlite:path/to/file.db` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        // One connection: SQLite has one writer anyway, and it keeps
+        // `sqlite::memory:` one database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(db("opening the SQLite database"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(db("migrating the SQLite database"))?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn summaries_in(&self, range: &TimeRange) -> Result<BTreeMap<i64, TimeframeSummary>> {
+        type Row = (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            String,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, import_wh, \
+             export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price \
+             FROM timeframes WHERE start >= ? AND start < ? ORDER BY start",
+        )
+        .bind(range.start().timestamp())
+        .bind(range.end().timestamp())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("loading timeframe summaries"))?;
+        rows.into_iter()
+            .map(|r| {
+                let timeframe = Timeframe::new(time(r.0)?, length(r.1)?)?;
+                let community_price = match r.13 {
+                    Some(p) => CommunityPrice::Known(price(&p)?),
+                    None => CommunityPrice::PerPeriod,
+                };
+                let count = |v: i64| u32::try_from(v).map_err(|_| corrupt("count", v));
+                Ok((
+                    r.0,
+                    TimeframeSummary {
+                        timeframe,
+                        production: Wh::new(r.2),
+                        consumption: Wh::new(r.3),
+                        supply: Wh::new(r.4),
+                        demand: Wh::new(r.5),
+                        shared: Wh::new(r.6),
+                        import: Wh::new(r.7),
+                        export: Wh::new(r.8),
+                        sellers: count(r.9)?,
+                        buyers: count(r.10)?,
+                        grid: GridPrices::new(price(&r.11)?, price(&r.12)?)?,
+                        community_price,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl RegistryStore for SqliteStore {
+    async fn save_prosumer(&self, p: &Prosumer) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, joined = excluded.joined, \
+             left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network",
+        )
+        .bind(p.id().as_str())
+        .bind(p.name())
+        .bind(p.kind().as_str())
+        .bind(p.joined().to_string())
+        .bind(p.left().map(|d| d.to_string()))
+        .bind(p.payout().map(|a| a.as_str().to_owned()))
+        .bind(p.payout().map(|a| a.network().as_str()))
+        .execute(&self.pool)
+        .await
+        .map_err(db("saving a prosumer"))?;
+        Ok(())
+    }
+
+    async fn registry(&self) -> Result<Registry> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, name, kind, joined, left_on, payout_address, payout_network FROM prosumers ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("loading the registry"))?;
+        let date = |s: &str| NaiveDate::from_str(s).map_err(|_| corrupt("date", s));
+        let mut registry = Registry::default();
+        for (id, name, kind, joined, left, address, network) in rows {
+            let mut p = Prosumer::new(id, name, ProsumerKind::from_str(&kind)?, date(&joined)?)?;
+            if let Some(left) = left {
+                p = p.with_left(date(&left)?)?;
+            }
+            if let (Some(a), Some(n)) = (address, network) {
+                p = p.with_payout(PayoutAddress::new(&a, Network::from_str(&n)?)?);
+            }
+            registry.register(p)?;
+        }
+        Ok(registry)
+    }
+}
+
+impl ReadingStore for SqliteStore {
+    async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting an ingest transaction"))?;
+        for r in plan.insert.iter().chain(&plan.replace) {
+            sqlx::query(
+                "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, consumed_wh = excluded.consumed_wh",
+            )
+            .bind(r.timeframe().start().timestamp())
+            .bind(r.prosumer().as_str())
+            .bind(i64::from(r.timeframe().length().minutes()))
+            .bind(r.produced().get())
+            .bind(r.consumed().get())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("writing readings"))?;
+        }
+        tx.commit().await.map_err(db("committing readings"))
+    }
+
+    async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
+             WHERE start >= ? AND start < ? ORDER BY start, prosumer_id",
+        )
+        .bind(range.start().timestamp())
+        .bind(range.end().timestamp())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("loading readings"))?;
+        rows.into_iter()
+            .map(|(start, id, minutes, p, c)| {
+                let tf = Timeframe::new(time(start)?, length(minutes)?)?;
+                Ok(Reading::new(
+                    ProsumerId::new(id)?,
+                    tf,
+                    Wh::new(p),
+                    Wh::new(c),
+                )?)
+            })
+            .collect()
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    async fn save_clearing(&self, c: &TimeframeClearing) -> Result<bool> {
+        let s = &c.summary;
+        let start = s.timeframe.start().timestamp();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a clearing transaction"))?;
+        let inserted = sqlx::query(
+            "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, \
+             import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (start) DO NOTHING",
+        )
+        .bind(start)
+        .bind(i64::from(s.timeframe.length().minutes()))
+        .bind(s.production.get())
+        .bind(s.consumption.get())
+        .bind(s.supply.get())
+        .bind(s.demand.get())
+        .bind(s.shared.get())
+        .bind(s.import.get())
+        .bind(s.export.get())
+        .bind(i64::from(s.sellers))
+        .bind(i64::from(s.buyers))
+        .bind(s.grid.import().per_kwh().to_string())
+        .bind(s.grid.export().per_kwh().to_string())
+        .bind(s.community_price.known().map(|p| p.per_kwh().to_string()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("saving a timeframe summary"))?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            return Ok(false);
+        }
+        for a in &c.allocations {
+            sqlx::query(
+                "INSERT INTO allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(start)
+            .bind(a.prosumer.as_str())
+            .bind(a.produced.get())
+            .bind(a.consumed.get())
+            .bind(a.sold.get() - a.bought.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("saving allocations"))?;
+        }
+        tx.commit().await.map_err(db("committing a clearing"))?;
+        Ok(true)
+    }
+
+    async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT start FROM timeframes WHERE start >= ? AND start < ?")
+                .bind(range.start().timestamp())
+                .bind(range.end().timestamp())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("loading cleared timeframes"))?;
+        rows.into_iter().map(|(s,)| time(s)).collect()
+    }
+
+    async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
+        Ok(self.summaries_in(range).await?.into_values().collect())
+    }
+
+    async fn allocations(
+        &self,
+        range: &TimeRange,
+        prosumer: Option<&ProsumerId>,
+    ) -> Result<Vec<Allocation>> {
+        let summaries = self.summaries_in(range).await?;
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
+             WHERE start >= ? AND start < ? AND (? IS NULL OR prosumer_id = ?) ORDER BY start, prosumer_id",
+        )
+        .bind(range.start().timestamp())
+        .bind(range.end().timestamp())
+        .bind(prosumer.map(|p| p.as_str()))
+        .bind(prosumer.map(|p| p.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("loading allocations"))?;
+        rows.into_iter()
+            .map(|(start, id, p, c, community)| {
+                let summary = summaries
+                    .get(&start)
+                    .ok_or_else(|| corrupt("allocation without summary", start))?;
+                Ok(Allocation::new(
+                    ProsumerId::new(id)?,
+                    summary,
+                    Wh::new(p),
+                    Wh::new(c),
+                    Wh::new(community),
+                ))
+            })
+            .collect()
+    }
+
+    async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
+        let document = serde_json::to_string(s).map_err(db("encoding a settlement"))?;
+        sqlx::query(
+            "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&s.id)
+        .bind(s.period.start().timestamp())
+        .bind(s.period.end().timestamp())
+        .bind(s.content_hash())
+        .bind(s.paid_txid.as_deref())
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(db("saving a settlement"))?;
+        self.settlement(&s.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "settlement",
+                key: s.id.clone(),
+            })
+    }
+
+    async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT document FROM settlements WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("loading a settlement"))?;
+        row.map(|(doc,)| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
+            .transpose()
+    }
+
+    async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT document FROM settlements WHERE period_end <= ? ORDER BY period_end DESC, id DESC LIMIT 1",
+        )
+        .bind(before.timestamp())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("loading the last settlement"))?;
+        row.map(|(doc,)| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
+            .transpose()
+    }
+
+    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
+        let mut s = self
+            .settlement(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "settlement",
+                key: id.to_owned(),
+            })?;
+        s.mark_paid(txid)?;
+        let document = serde_json::to_string(&s).map_err(db("encoding a settlement"))?;
+        sqlx::query("UPDATE settlements SET paid_txid = ?, document = ? WHERE id = ?")
+            .bind(s.paid_txid.as_deref())
+            .bind(document)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("marking a settlement paid"))?;
+        Ok(s)
+    }
+}

@@ -69,6 +69,131 @@
 //! assert_eq!(bills.total(), bills.grid_leg + bills.fees + bills.operator_margin);
 //! # Ok::<(), microgrid_core::Error>(())
 //! ```
+//!
+//! # Worked example: four members, one month, billed and settled
+//!
+//! June 2026 (30 days) on hourly timeframes; r = 0.30 and e = 0.10 EUR per
+//! kWh, SDR pricing; a grid fee of 0.05 per kWh imported, a fixed fee of
+//! 2.00 per member and an operator margin of 0.01 per kWh bought inside the
+//! community. To keep the arithmetic short every day is the same and only
+//! two hours carry energy (kWh, + surplus, − deficit):
+//!
+//! | hour  | a (PV) | b (PV) | c  | d (wind) |
+//! |-------|--------|--------|----|----------|
+//! | 12–13 | +3     | +1     | −1 | −1       |
+//! | 19–20 | −1     |        | −1 | +1       |
+//!
+//! - Noon: S = 4, D = 2, SDR = 2 > 1, so the community price is e = 0.10.
+//!   c and d buy 1 kWh each (0.10); a sells 1.5 kWh and b 0.5 kWh (pro rata
+//!   to their surplus) and the other 2 kWh are exported at e (a 1.5, b 0.5).
+//! - Evening: S = 1, D = 2, SDR = 0.5, price e·r / ((r − e)·0.5 + e) =
+//!   0.03 / 0.2 = 0.15. d sells 1 kWh (0.15); a and c each buy 0.5 kWh
+//!   (0.075) and import 0.5 kWh (0.15, grid fee 0.025).
+//!
+//! Thirty such days, in EUR (baseline: every deficit kWh at 0.30 + 0.05 fee,
+//! every surplus kWh at 0.10, plus the fixed fee):
+//!
+//! | member | purchases | sales | imports | exports | grid fee | fixed | margin | total | baseline | saving |
+//! |--------|-----------|-------|---------|---------|----------|-------|--------|-------|----------|--------|
+//! | a      | 2.25      | 4.50  | 4.50    | 4.50    | 0.75     | 2.00  | 0.15   | 0.65  | 3.50     | 2.85   |
+//! | b      | 0         | 1.50  | 0       | 1.50    | 0        | 2.00  | 0      | −1.00 | −1.00    | 0      |
+//! | c      | 5.25      | 0     | 4.50    | 0       | 0.75     | 2.00  | 0.45   | 12.95 | 23.00    | 10.05  |
+//! | d      | 3.00      | 4.50  | 0       | 0       | 0        | 2.00  | 0.30   | 0.80  | 9.50     | 8.70   |
+//!
+//! Σ totals = 13.40 = grid leg 3.00 (30 kWh imported at 0.30 − 60 kWh
+//! exported at 0.10) + fees 9.50 (30 kWh · 0.05 + 4 · 2.00) + margin 0.90
+//! (90 kWh shared · 0.01). Self-sufficiency (120 − 30) / 120 = 0.75,
+//! self-consumption (150 − 60) / 150 = 0.6.
+//!
+//! Settled at 50,000 EUR per BTC (1 EUR = 2,000 sat, so nothing rounds): a,
+//! c and d get invoices of 1,300, 25,900 and 1,600 sat; b, owed 1.00 EUR, is
+//! paid 2,000 sat to its P2PKH address. The grid leg is 6,000 sat and the
+//! operator keeps 20,800 sat: 26,800 = 1,300 − 2,000 + 25,900 + 1,600. At
+//! 1,000,000 EUR per BTC b would be owed only 100 sat, below the 546 sat
+//! dust limit of P2PKH, and the balance would be carried to July instead;
+//! so would a's and d's debts of 65 and 80 sat, below the 294 sat dust
+//! limit of the operator's P2WPKH address.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use chrono::{Duration, NaiveDate, TimeZone, Utc};
+//! use microgrid_core::{billing::bill_period, settlement::*, tariff::Tariff, *};
+//! use rust_decimal::Decimal;
+//!
+//! let hourly = TimeframeLength::new(60)?;
+//! let june = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+//! let period = TimeRange::new(june, Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap(), hourly)?;
+//! let tariff = Tariff::new("EUR".parse()?, GridPrices::new("0.30".parse()?, "0.10".parse()?)?)
+//!     .with_grid_fee("0.05".parse()?)
+//!     .with_fixed_fee(Decimal::from(2))?
+//!     .with_operator_margin("0.01".parse()?);
+//!
+//! let mut readings = Vec::new();
+//! for day in 0..30 {
+//!     let noon = Timeframe::new(june + Duration::days(day) + Duration::hours(12), hourly)?;
+//!     let evening = Timeframe::new(june + Duration::days(day) + Duration::hours(19), hourly)?;
+//!     for (tf, id, produced, consumed) in [
+//!         (noon, "a", 3_000, 0), (noon, "b", 1_000, 0), (noon, "c", 0, 1_000), (noon, "d", 0, 1_000),
+//!         (evening, "a", 0, 1_000), (evening, "c", 0, 1_000), (evening, "d", 1_000, 0),
+//!     ] {
+//!         readings.push(Reading::new(id.parse()?, tf, Wh::new(produced), Wh::new(consumed))?);
+//!     }
+//! }
+//! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
+//! let bills = bill_period(&period, &tariff, &cleared)?;
+//!
+//! let eur = |d: Decimal| d.normalize().to_string();
+//! let row = |id: &str| {
+//!     let b = bills.bill(&id.parse().unwrap()).unwrap();
+//!     [b.purchases, b.sales, b.imports, b.exports, b.grid_fee, b.fixed_fee, b.operator_margin, b.total, b.baseline, b.saving].map(eur)
+//! };
+//! assert_eq!(row("a"), ["2.25", "4.5", "4.5", "4.5", "0.75", "2", "0.15", "0.65", "3.5", "2.85"]);
+//! assert_eq!(row("b"), ["0", "1.5", "0", "1.5", "0", "2", "0", "-1", "-1", "0"]);
+//! assert_eq!(row("c"), ["5.25", "0", "4.5", "0", "0.75", "2", "0.45", "12.95", "23", "10.05"]);
+//! assert_eq!(row("d"), ["3", "4.5", "0", "0", "0", "2", "0.3", "0.8", "9.5", "8.7"]);
+//! assert_eq!(
+//!     [bills.total(), bills.grid_leg, bills.fees, bills.operator_margin, bills.saving()].map(eur),
+//!     ["13.4", "3", "9.5", "0.9", "21.6"]
+//! );
+//! assert_eq!(bills.metrics.self_sufficiency().map(eur).as_deref(), Some("0.75"));
+//! assert_eq!(bills.metrics.self_consumption().map(eur).as_deref(), Some("0.6"));
+//!
+//! // Settlement: b has a P2PKH payout address; invoices are paid to the operator.
+//! let joined = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+//! let mut registry = Registry::default();
+//! for id in ["a", "c", "d"] {
+//!     registry.register(Prosumer::new(id, id, ProsumerKind::Household, joined)?)?;
+//! }
+//! let b_address = PayoutAddress::new("mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs", Network::Regtest)?;
+//! registry.register(Prosumer::new("b", "b", ProsumerKind::Household, joined)?.with_payout(b_address.clone()))?;
+//! let operator = PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?;
+//! let at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
+//! let rate = ExchangeRate::new(Decimal::from(50_000), "EUR".parse()?, "worked example", at)?;
+//! let s = settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?;
+//!
+//! let invoiced: Vec<(String, u64)> = s.invoices().into_iter().map(|i| (i.prosumer.to_string(), i.sats)).collect();
+//! assert_eq!(invoiced, [("a".into(), 1_300), ("c".into(), 25_900), ("d".into(), 1_600)]);
+//! assert_eq!(s.payouts(), [(b_address.clone(), 2_000)]);
+//! assert_eq!((s.grid_sats, s.operator_sats), (6_000, 20_800));
+//! assert!(s.is_conserved());
+//! assert_eq!(s.sendmany_json(), r#"{"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs":0.00002000}"#);
+//! assert_eq!(
+//!     s.invoices()[1].uri,
+//!     "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=0.000259&label=c&message=Energy%20bill%202026-06-01%20to%202026-07-01"
+//! );
+//!
+//! // At 1,000,000 EUR per BTC b's 100 sat are dust for P2PKH (546), and a's
+//! // and d's debts are dust for the operator's P2WPKH (294): carried to July.
+//! let dear = ExchangeRate::new(Decimal::from(1_000_000), "EUR".parse()?, "worked example", at)?;
+//! let s = settle(&bills, &registry, &dear, Network::Regtest, &operator, &BTreeMap::new())?;
+//! assert!(s.payouts().is_empty());
+//! assert_eq!(s.invoices().len(), 1); // c's 1,295 sat
+//! assert_eq!(
+//!     s.carried_out(),
+//!     BTreeMap::from([("a".parse()?, -65), ("b".parse()?, 100), ("d".parse()?, -80)])
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 

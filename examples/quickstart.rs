@@ -1,40 +1,58 @@
 //! Quickstart: simulate 20 households with rooftop solar for three days,
-//! clear every 15-minute timeframe with the supply-demand ratio mechanism,
-//! and print the grid summary, a per-prosumer table and a few trades.
+//! record their readings, clear every 15-minute timeframe with the
+//! supply-demand ratio mechanism, and print the grid summary, a
+//! per-prosumer table and a few trades, all read back from the store.
 //!
-//! Run: `cargo run --example quickstart`
+//! Run: `cargo run --example quickstart` (in memory), or
+//! `cargo run --example quickstart -- grid.db` to keep the books in a
+//! SQLite file.
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use microgrid::simulate::Community;
-use microgrid::{
-    clear_range, validate_batch, CommunityMetrics, GridPrices, Mechanism, ReadingLimits,
-    TimeframeClearing, Wh,
-};
+use microgrid::store::{Grid, MemoryStore, SqliteStore, Store};
+use microgrid::{CommunityMetrics, GridPrices, Mechanism, TimeframeClearing, TimeframeLength, Wh};
 use rust_decimal::Decimal;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match std::env::args().nth(1) {
+        Some(path) => {
+            let store = SqliteStore::open(&format!("sqlite:{path}")).await?;
+            println!("Keeping the books in {path}.");
+            run(Grid::new(store, TimeframeLength::default())).await
+        }
+        None => run(Grid::new(MemoryStore::new(), TimeframeLength::default())).await,
+    }
+}
+
+async fn run<S: Store>(grid: Grid<S>) -> Result<(), Box<dyn std::error::Error>> {
     let start = NaiveDate::from_ymd_opt(2026, 6, 1).ok_or("bad date")?;
     let community = Community::new(20, start, 3, 42);
-    let registry = community.registry()?;
+    let known = grid.registry().await?;
+    for p in community.registry()?.iter() {
+        if known.get(p.id()).is_err() {
+            grid.register(p.clone()).await?;
+        }
+    }
     let range = community.range()?;
-    let readings = validate_batch(
-        &registry,
-        range.length(),
-        ReadingLimits::default(),
-        community.readings()?,
-    )?;
-    let grid = GridPrices::new("0.30".parse()?, "0.08".parse()?)?;
-
-    let cleared = clear_range(&range, &readings, &grid, &Mechanism::SupplyDemandRatio)?;
+    let recorded = grid.record(community.readings()?).await?;
+    let prices = GridPrices::new("0.30".parse()?, "0.08".parse()?)?;
+    let report = grid
+        .clear(&range, &prices, &Mechanism::SupplyDemandRatio)
+        .await?;
+    let cleared = grid.clearings(&range).await?;
     println!(
-        "Cleared {} readings of {} prosumers in {} timeframes with SDR (r = {}, e = {}).\n",
-        readings.len(),
-        registry.len(),
-        cleared.len(),
-        grid.import(),
-        grid.export()
+        "Recorded {} new readings ({} were stored already) of {} prosumers; cleared {} timeframes \
+         with SDR ({} were cleared already); r = {}, e = {}.\n",
+        recorded.inserted,
+        recorded.unchanged,
+        grid.registry().await?.len(),
+        report.cleared,
+        report.already_cleared,
+        prices.import(),
+        prices.export()
     );
 
     print_days(&cleared);

@@ -394,11 +394,18 @@ fn in_period_order<'a>(
     period: &TimeRange,
     clearings: &'a [TimeframeClearing],
 ) -> Result<Vec<&'a TimeframeClearing>> {
-    let by_start: BTreeMap<_, _> = clearings
+    let mut by_start = BTreeMap::new();
+    for c in clearings
         .iter()
         .filter(|c| period.contains(&c.summary.timeframe))
-        .map(|c| (c.summary.timeframe.start(), c))
-        .collect();
+    {
+        let start = c.summary.timeframe.start();
+        // Two results for one timeframe (say, before and after a correction)
+        // would otherwise bill whichever came last, silently.
+        if by_start.insert(start, c).is_some() {
+            return Err(Error::DuplicateClearing { start });
+        }
+    }
     period
         .timeframes()
         .map(|tf| {
@@ -505,6 +512,18 @@ mod tests {
         );
         assert_eq!(bills.total(), Decimal::new(20, 2));
         assert_eq!(bills.grid_leg, Decimal::new(20, 2));
+    }
+
+    #[test]
+    fn two_clearings_of_one_timeframe_are_refused() {
+        let (period, tariff, mut cleared) = setup(Mechanism::MidMarketRate);
+        let again = cleared[0].clone();
+        let start = again.summary.timeframe.start();
+        cleared.push(again);
+        assert_eq!(
+            bill_period(&period, &tariff, &cleared),
+            Err(Error::DuplicateClearing { start })
+        );
     }
 
     #[test]

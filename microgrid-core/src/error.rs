@@ -250,6 +250,12 @@ pub enum Error {
         /// The rejected text.
         input: String,
     },
+    /// A billing period was given two clearing results for one timeframe.
+    #[error("the timeframe starting {start} has more than one clearing result")]
+    DuplicateClearing {
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -35,6 +35,8 @@
 pub mod error;
 pub mod grid;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod traits;
@@ -42,6 +44,8 @@ pub mod traits;
 pub use error::{Result, StoreError};
 pub use grid::{ClearReport, Grid, IngestReport};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use traits::{LedgerStore, ReadingStore, RegistryStore, Store};

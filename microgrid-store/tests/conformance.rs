@@ -356,3 +356,30 @@ conformance!(sqlite, {
         .await
         .unwrap()
 });
+
+/// The URL of the test PostgreSQL server; the test fails (never skips)
+/// without it.
+#[cfg(feature = "postgres")]
+fn postgres_url() -> String {
+    std::env::var("MICROGRID_TEST_POSTGRES_URL").expect(
+        "MICROGRID_TEST_POSTGRES_URL is not set: run ./scripts/test-all, or ./scripts/databases run -- cargo test --all-features",
+    )
+}
+
+#[cfg(feature = "postgres")]
+static SCHEMAS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(feature = "postgres")]
+conformance!(postgres, {
+    // Each test in its own schema of the shared server.
+    let n = SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let schema = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        n,
+        Utc::now().timestamp_micros()
+    );
+    PostgresStore::open_in_schema(&postgres_url(), &schema)
+        .await
+        .unwrap()
+});

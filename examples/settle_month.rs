@@ -1,5 +1,7 @@
 //! Bill and settle a simulated month: 20 households clear June with SDR,
 //! are billed with a tariff of fees, and settled in bitcoin on regtest.
+//! house-0015 has no payout address and house-0021 (who left in May) only a
+//! balance below dust: both balances are carried into the next settlement.
 //! Prints the bills, the `sendmany` outputs, the BIP21 invoices, the fee
 //! estimate and an unsigned PSBT.
 //!
@@ -14,7 +16,8 @@ use microgrid::settlement::{settle, Action, ExchangeRate};
 use microgrid::simulate::{regtest_address, Community};
 use microgrid::tariff::Tariff;
 use microgrid::{
-    clear_range, validate_batch, GridPrices, Mechanism, Network, OutputType, ReadingLimits,
+    clear_range, validate_batch, GridPrices, Mechanism, Network, OutputType, Prosumer,
+    ProsumerKind, ReadingLimits,
 };
 use rust_decimal::Decimal;
 
@@ -34,6 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         registry.update(p.with_payout(regtest_address(i as u64, types[i % 3])))?;
     }
+    // A tiny balance: house-0021 left in May still owed 150 sat, below the
+    // 330 sat dust limit of its P2TR address, so it stays carried.
+    let left = NaiveDate::from_ymd_opt(2026, 5, 31).ok_or("bad date")?;
+    registry.register(
+        Prosumer::new(
+            "house-0021",
+            "Household house-0021",
+            ProsumerKind::Household,
+            NaiveDate::from_ymd_opt(2026, 1, 1).ok_or("bad date")?,
+        )?
+        .with_left(left)?
+        .with_payout(regtest_address(21, OutputType::P2tr)),
+    )?;
 
     let tariff = Tariff::new(
         "EUR".parse()?,
@@ -104,8 +120,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("bad time")?,
     )?;
     let operator = regtest_address(1_000, OutputType::P2wpkh);
-    // Last month house-0003 was owed 120 sat that were below dust.
-    let carried_in = BTreeMap::from([("house-0003".parse()?, 120)]);
+    // Last month house-0003 and house-0021 were owed 120 and 150 sat, below dust.
+    let carried_in = BTreeMap::from([("house-0003".parse()?, 120), ("house-0021".parse()?, 150)]);
     let s = settle(
         &bills,
         &registry,
@@ -143,6 +159,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.operator_sats,
         s.is_conserved()
     );
+
+    let carried: Vec<String> = s
+        .carried_out()
+        .iter()
+        .map(|(id, sats)| format!("{id} {sats} sat"))
+        .collect();
+    println!("  carried into the next settlement: {}", carried.join(", "));
 
     println!(
         "\nsendmany / walletcreatefundedpsbt outputs:\n{}",

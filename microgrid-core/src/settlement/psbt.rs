@@ -91,9 +91,11 @@ pub fn estimate_fee(
     outputs: &[&PayoutAddress],
     feerate: FeeRate,
 ) -> FeeEstimate {
-    let segwit = inputs.iter().any(|t| *t != OutputType::P2pkh);
+    let legacy = inputs.iter().filter(|t| **t == OutputType::P2pkh).count() as u64;
+    let segwit = legacy < inputs.len() as u64;
     let weight = (8 + varint_len(inputs.len()) + varint_len(outputs.len())) * 4
-        + if segwit { 2 } else { 0 }
+        // marker and flag, and an empty witness (one byte) per legacy input
+        + if segwit { 2 + legacy } else { 0 }
         + inputs.iter().map(|t| input_weight(*t)).sum::<u64>()
         + outputs.iter().map(|a| output_weight(a)).sum::<u64>();
     let vbytes = weight.div_ceil(4);
@@ -118,8 +120,11 @@ pub struct UnsignedBatch {
 
 /// Builds the unsigned PSBT paying `payouts` (in order) from `utxos`, with
 /// change to `change` (appended last, dropped into the fee if below its
-/// dust limit). Inputs carry their `witness_utxo` so signers can check
-/// amounts. An error if the inputs do not cover the payouts and the fee.
+/// dust limit). Segwit inputs carry their `witness_utxo` so signers can
+/// check amounts; P2PKH inputs do not, because BIP174 reserves it for segwit
+/// spends and a legacy input needs the whole previous transaction
+/// (`non_witness_utxo`), which the operator's wallet adds when it processes
+/// the PSBT. An error if the inputs do not cover the payouts and the fee.
 pub fn build_psbt(
     payouts: &[(PayoutAddress, u64)],
     utxos: &[Utxo],
@@ -175,6 +180,9 @@ pub fn build_psbt(
     };
     let mut psbt = Psbt::from_unsigned_tx(tx).map_err(|e| Error::Psbt(e.to_string()))?;
     for (slot, u) in psbt.inputs.iter_mut().zip(utxos) {
+        if u.address.output_type() == OutputType::P2pkh {
+            continue;
+        }
         slot.witness_utxo = Some(TxOut {
             value: Amount::from_sat(u.value_sats),
             script_pubkey: u.address.as_bitcoin().script_pubkey(),
@@ -281,5 +289,43 @@ mod tests {
             Err(Error::Psbt(m)) if m.contains("spent twice")
         ));
         assert!(build_psbt(&pay, &[utxo(0, 100_000), utxo(1, 100_000)], &a, rate).is_ok());
+    }
+
+    #[test]
+    fn only_segwit_inputs_carry_a_witness_utxo() {
+        let legacy = Utxo {
+            address: addr("1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"),
+            ..utxo(1, 100_000)
+        };
+        let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
+        let batch = build_psbt(
+            &[(a.clone(), 10_000)],
+            &[utxo(0, 100_000), legacy],
+            &a,
+            FeeRate::new(1).unwrap(),
+        )
+        .unwrap();
+        let psbt = Psbt::from_str(&batch.psbt_base64).unwrap();
+        assert_eq!(
+            psbt.inputs[0]
+                .witness_utxo
+                .as_ref()
+                .map(|o| o.value.to_sat()),
+            Some(100_000)
+        );
+        assert_eq!(psbt.inputs[1].witness_utxo, None);
+    }
+
+    #[test]
+    fn legacy_inputs_of_a_segwit_transaction_count_their_empty_witness() {
+        let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
+        let one = FeeRate::new(1).unwrap();
+        // Legacy only: 10 + 148 + 31 = 189 vB, no witness at all.
+        assert_eq!(estimate_fee(&[OutputType::P2pkh], &[&a], one).vbytes, 189);
+        // Three legacy inputs and a P2WPKH one: weight 4·10 + 2 + 3 (empty
+        // witnesses) + 3·592 + 272 + 124 = 2217 → 555 vB (not 554).
+        let p2pkh = OutputType::P2pkh;
+        let mixed = estimate_fee(&[p2pkh, p2pkh, p2pkh, OutputType::P2wpkh], &[&a], one);
+        assert_eq!(mixed.vbytes, 555);
     }
 }

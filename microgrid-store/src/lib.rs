@@ -35,6 +35,8 @@
 pub mod error;
 pub mod grid;
 pub mod memory;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -44,6 +46,8 @@ pub mod traits;
 pub use error::{Result, StoreError};
 pub use grid::{ClearReport, Grid, IngestReport};
 pub use memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub use mongo::MongoStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

@@ -383,3 +383,35 @@ conformance!(postgres, {
         .await
         .unwrap()
 });
+
+/// The URL of the test MongoDB server; the test fails (never skips)
+/// without it.
+#[cfg(feature = "mongodb")]
+fn mongodb_url() -> String {
+    std::env::var("MICROGRID_TEST_MONGODB_URL").expect(
+        "MICROGRID_TEST_MONGODB_URL is not set: run ./scripts/test-all, or ./scripts/databases run -- cargo test --all-features",
+    )
+}
+
+#[cfg(feature = "mongodb")]
+static DATABASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(feature = "mongodb")]
+conformance!(mongo, {
+    // Each test in its own database of the shared server.
+    let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let client = ::mongodb::Client::with_uri_str(&mongodb_url())
+        .await
+        .unwrap();
+    MongoStore::open_database(
+        client,
+        &format!(
+            "t{}_{}_{}",
+            std::process::id(),
+            n,
+            Utc::now().timestamp_micros()
+        ),
+    )
+    .await
+    .unwrap()
+});

@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod any;
 pub mod error;
 pub mod grid;
 pub mod memory;
@@ -43,6 +44,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod traits;
 
+pub use any::{AnyStore, RoutedStore};
 pub use error::{Result, StoreError};
 pub use grid::{ClearReport, Grid, IngestReport};
 pub use memory::MemoryStore;

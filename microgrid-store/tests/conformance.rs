@@ -415,3 +415,43 @@ conformance!(mongo, {
     .await
     .unwrap()
 });
+
+#[cfg(feature = "sqlite")]
+conformance!(routed_memory_sqlite, {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let sqlite = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    RoutedStore::open("memory:", "memory:", &sqlite)
+        .await
+        .unwrap()
+});
+
+// The seed system's three databases: registry in SQLite, readings in
+// MongoDB, clearing results and settlements in PostgreSQL.
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+conformance!(routed_three_databases, {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let n = SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tag = format!(
+        "r{}_{}_{}",
+        std::process::id(),
+        n,
+        Utc::now().timestamp_micros()
+    );
+    let client = ::mongodb::Client::with_uri_str(&mongodb_url())
+        .await
+        .unwrap();
+    RoutedStore {
+        registry: AnyStore::open(&format!(
+            "sqlite:{}",
+            dir.path().join("registry.db").display()
+        ))
+        .await
+        .unwrap(),
+        readings: AnyStore::Mongo(MongoStore::open_database(client, &tag).await.unwrap()),
+        ledger: AnyStore::Postgres(
+            PostgresStore::open_in_schema(&postgres_url(), &tag)
+                .await
+                .unwrap(),
+        ),
+    }
+});

@@ -13,7 +13,7 @@ CREATE TABLE prosumers (
 
 CREATE TABLE readings (
     start           TIMESTAMPTZ NOT NULL,
-    prosumer_id     TEXT NOT NULL REFERENCES prosumers (id),
+    prosumer_id     TEXT NOT NULL,          -- checked against the registry, which may live elsewhere
     length_minutes  INTEGER NOT NULL,
     produced_wh     BIGINT NOT NULL CHECK (produced_wh >= 0),
     consumed_wh     BIGINT NOT NULL CHECK (consumed_wh >= 0),

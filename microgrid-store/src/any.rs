@@ -1,0 +1,240 @@
+//! Opening stores by URL, and routing each concern to its own database.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use microgrid_core::settlement::Settlement;
+use microgrid_core::{
+    Allocation, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange, TimeframeClearing,
+    TimeframeLength, TimeframeSummary,
+};
+
+use crate::error::{Result, StoreError};
+use crate::grid::Grid;
+use crate::memory::MemoryStore;
+use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+
+/// Any of the stores compiled in, chosen by URL at run time.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// `memory:`
+    Memory(MemoryStore),
+    /// `sqlite:path` or `sqlite::memory:`
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::sqlite::SqliteStore),
+    /// `postgres://...` or `postgresql://...`
+    #[cfg(feature = "postgres")]
+    Postgres(crate::postgres::PostgresStore),
+    /// `mongodb://...` or `mongodb+srv://...`
+    #[cfg(feature = "mongodb")]
+    Mongo(crate::mongo::MongoStore),
+}
+
+impl AnyStore {
+    /// Opens the store `url` names; an error names the URL if its scheme is
+    /// unknown or its feature is not compiled in.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = microgrid_store::AnyStore::open("memory:").await?;
+    /// assert!(microgrid_store::AnyStore::open("redis://localhost").await.is_err());
+    /// # Ok::<(), microgrid_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open(url: &str) -> Result<AnyStore> {
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "memory" => Ok(AnyStore::Memory(MemoryStore::new())),
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Ok(AnyStore::Sqlite(
+                crate::sqlite::SqliteStore::open(url).await?,
+            )),
+            #[cfg(not(feature = "sqlite"))]
+            "sqlite" => Err(missing_feature(url, "sqlite")),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Ok(AnyStore::Postgres(
+                crate::postgres::PostgresStore::open(url).await?,
+            )),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => Err(missing_feature(url, "postgres")),
+            #[cfg(feature = "mongodb")]
+            "mongodb" | "mongodb+srv" => {
+                Ok(AnyStore::Mongo(crate::mongo::MongoStore::open(url).await?))
+            }
+            #[cfg(not(feature = "mongodb"))]
+            "mongodb" | "mongodb+srv" => Err(missing_feature(url, "mongodb")),
+            _ => Err(StoreError::Url {
+                url: url.to_owned(),
+                reason: "expected memory:, sqlite:, postgres:// or mongodb://".into(),
+            }),
+        }
+    }
+}
+
+#[cfg_attr(
+    all(feature = "sqlite", feature = "postgres", feature = "mongodb"),
+    allow(dead_code)
+)]
+fn missing_feature(url: &str, feature: &str) -> StoreError {
+    StoreError::Url {
+        url: url.to_owned(),
+        reason: format!("this build has no {feature} support (cargo feature `{feature}`)"),
+    }
+}
+
+/// Runs `$body` with `$s` bound to the store inside any variant.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $body,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($s) => $body,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $body,
+            #[cfg(feature = "mongodb")]
+            AnyStore::Mongo($s) => $body,
+        }
+    };
+}
+
+impl RegistryStore for AnyStore {
+    async fn save_prosumer(&self, prosumer: &Prosumer) -> Result<()> {
+        dispatch!(self, s => s.save_prosumer(prosumer).await)
+    }
+    async fn registry(&self) -> Result<Registry> {
+        dispatch!(self, s => s.registry().await)
+    }
+}
+
+impl ReadingStore for AnyStore {
+    async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
+        dispatch!(self, s => s.write_readings(plan).await)
+    }
+    async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
+        dispatch!(self, s => s.readings(range).await)
+    }
+}
+
+impl LedgerStore for AnyStore {
+    async fn save_clearing(&self, clearing: &TimeframeClearing) -> Result<bool> {
+        dispatch!(self, s => s.save_clearing(clearing).await)
+    }
+    async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
+        dispatch!(self, s => s.cleared(range).await)
+    }
+    async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
+        dispatch!(self, s => s.summaries(range).await)
+    }
+    async fn allocations(
+        &self,
+        range: &TimeRange,
+        prosumer: Option<&ProsumerId>,
+    ) -> Result<Vec<Allocation>> {
+        dispatch!(self, s => s.allocations(range, prosumer).await)
+    }
+    async fn save_settlement(&self, settlement: &Settlement) -> Result<Settlement> {
+        dispatch!(self, s => s.save_settlement(settlement).await)
+    }
+    async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
+        dispatch!(self, s => s.settlement(id).await)
+    }
+    async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
+        dispatch!(self, s => s.last_settlement(before).await)
+    }
+    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
+        dispatch!(self, s => s.mark_paid(id, txid).await)
+    }
+}
+
+/// The registry, the readings and the ledger (clearing results and
+/// settlements) each in a store of its own, e.g. the registry and the
+/// ledger in PostgreSQL and the readings in MongoDB.
+#[derive(Debug, Clone)]
+pub struct RoutedStore<R = AnyStore, D = AnyStore, L = AnyStore> {
+    /// Where prosumers live.
+    pub registry: R,
+    /// Where readings live.
+    pub readings: D,
+    /// Where clearing results and settlements live.
+    pub ledger: L,
+}
+
+impl RoutedStore {
+    /// Opens the three stores by URL.
+    pub async fn open(
+        registry_url: &str,
+        readings_url: &str,
+        ledger_url: &str,
+    ) -> Result<RoutedStore> {
+        Ok(RoutedStore {
+            registry: AnyStore::open(registry_url).await?,
+            readings: AnyStore::open(readings_url).await?,
+            ledger: AnyStore::open(ledger_url).await?,
+        })
+    }
+}
+
+impl<R: RegistryStore, D: Send + Sync, L: Send + Sync> RegistryStore for RoutedStore<R, D, L> {
+    async fn save_prosumer(&self, prosumer: &Prosumer) -> Result<()> {
+        self.registry.save_prosumer(prosumer).await
+    }
+    async fn registry(&self) -> Result<Registry> {
+        self.registry.registry().await
+    }
+}
+
+impl<R: Send + Sync, D: ReadingStore, L: Send + Sync> ReadingStore for RoutedStore<R, D, L> {
+    async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
+        self.readings.write_readings(plan).await
+    }
+    async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
+        self.readings.readings(range).await
+    }
+}
+
+impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore<R, D, L> {
+    async fn save_clearing(&self, clearing: &TimeframeClearing) -> Result<bool> {
+        self.ledger.save_clearing(clearing).await
+    }
+    async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
+        self.ledger.cleared(range).await
+    }
+    async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
+        self.ledger.summaries(range).await
+    }
+    async fn allocations(
+        &self,
+        range: &TimeRange,
+        prosumer: Option<&ProsumerId>,
+    ) -> Result<Vec<Allocation>> {
+        self.ledger.allocations(range, prosumer).await
+    }
+    async fn save_settlement(&self, settlement: &Settlement) -> Result<Settlement> {
+        self.ledger.save_settlement(settlement).await
+    }
+    async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
+        self.ledger.settlement(id).await
+    }
+    async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
+        self.ledger.last_settlement(before).await
+    }
+    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
+        self.ledger.mark_paid(id, txid).await
+    }
+}
+
+impl Grid<AnyStore> {
+    /// A grid of 15-minute timeframes on the store `url` names (see
+    /// [`AnyStore::open`]).
+    pub async fn open(url: &str) -> Result<Grid<AnyStore>> {
+        Ok(Grid::new(
+            AnyStore::open(url).await?,
+            TimeframeLength::default(),
+        ))
+    }
+}

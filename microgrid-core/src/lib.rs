@@ -67,7 +67,9 @@ pub use clearing::{
 };
 pub use energy::Wh;
 pub use error::{Error, Result};
-pub use matrix::{clear_matrix, clear_matrix_into, clear_matrix_parallel, ClearedMatrix, ReadingMatrix};
+pub use matrix::{
+    clear_matrix, clear_matrix_into, clear_matrix_parallel, ClearedMatrix, ReadingMatrix,
+};
 pub use metrics::CommunityMetrics;
 pub use money::{Currency, Price};
 pub use pricing::{CommunityPrice, GridPrices, Mechanism, PricingMechanism};

@@ -212,7 +212,9 @@ pub fn regtest_address(seed: u64, output_type: OutputType) -> PayoutAddress {
     let mut hash20 = [0u8; 20];
     hash20.copy_from_slice(&bytes[..20]);
     let script = match output_type {
-        OutputType::P2pkh => bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array(hash20)),
+        OutputType::P2pkh => {
+            bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array(hash20))
+        }
         OutputType::P2tr => bitcoin::ScriptBuf::builder()
             .push_opcode(bitcoin::opcodes::all::OP_PUSHNUM_1)
             .push_slice(bytes)

@@ -139,12 +139,10 @@ impl Community {
     /// Every reading, timeframe by timeframe.
     pub fn readings(&self) -> Result<Vec<Reading>> {
         let ids = self.ids();
-        let range = self.range()?;
-        let mut out = Vec::with_capacity(ids.len() * range.len());
+        let timeframes: Vec<_> = self.range()?.timeframes().collect();
+        let mut out = Vec::with_capacity(ids.len() * timeframes.len());
         self.generate(|t, i, p, c| {
-            if let Some(tf) = range.timeframes().nth(t) {
-                out.push(Reading::new(ids[i].clone(), tf, p, c)?);
-            }
+            out.push(Reading::new(ids[i].clone(), timeframes[t], p, c)?);
             Ok(())
         })?;
         Ok(out)

@@ -12,7 +12,9 @@ use microgrid_core::{
     ProsumerId, ProsumerKind, Reading, Registry, TimeRange, Timeframe, TimeframeClearing,
     TimeframeLength, TimeframeSummary, Wh,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::{Result, StoreError};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
@@ -63,6 +65,9 @@ impl SqliteStore {
             })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL keeps the file consistent on a crash; only the
+            // last commits before a power loss can be lost.
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true);
         // One connection: SQLite has one writer anyway, and it keeps
         // `sqlite::memory:` one database.

@@ -1,1 +1,23 @@
-//! Python bindings for `microgrid` (filled by its own issue).
+//! Python bindings for `microgrid`: a thin layer that converts Python
+//! values to the core's types and back; every rule lives in the Rust
+//! crates. The Python package `microgrid` re-exports this module.
+
+mod conversions;
+mod errors;
+mod grid;
+mod runtime;
+mod settlement;
+mod tariff;
+
+use pyo3::prelude::*;
+
+/// The native module `microgrid._microgrid`.
+#[pymodule]
+fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<grid::Grid>()?;
+    m.add_class::<tariff::Tariff>()?;
+    m.add_class::<settlement::Settlement>()?;
+    errors::register(m)?;
+    Ok(())
+}

@@ -37,6 +37,7 @@ pub struct TimeOfUse {
 /// # Ok::<(), microgrid_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawTariff")]
 pub struct Tariff {
     currency: Currency,
     grid: GridPrices,
@@ -116,6 +117,30 @@ impl Tariff {
     }
 }
 
+/// A [`Tariff`] as read, before the checks of its builder methods.
+#[derive(Deserialize)]
+struct RawTariff {
+    currency: Currency,
+    grid: GridPrices,
+    time_of_use: Vec<TimeOfUse>,
+    grid_fee: Price,
+    fixed_fee: Decimal,
+    operator_margin: Price,
+}
+
+impl TryFrom<RawTariff> for Tariff {
+    type Error = Error;
+    fn try_from(r: RawTariff) -> Result<Tariff> {
+        let tariff = Tariff::new(r.currency, r.grid)
+            .with_grid_fee(r.grid_fee)
+            .with_operator_margin(r.operator_margin)
+            .with_fixed_fee(r.fixed_fee)?;
+        r.time_of_use
+            .into_iter()
+            .try_fold(tariff, |t, window| t.with_time_of_use(window))
+    }
+}
+
 /// Checks that an amount is not negative and has at most
 /// [`AMOUNT_DECIMALS`] decimals.
 pub(crate) fn check_amount(what: &'static str, value: Decimal) -> Result<()> {
@@ -183,6 +208,27 @@ mod tests {
                 grid: prices("1", "0")
             })
             .is_err());
+    }
+
+    #[test]
+    fn a_tariff_read_back_is_checked_like_a_built_one() {
+        let t = Tariff::new("EUR".parse().unwrap(), prices("0.30", "0.08"))
+            .with_fixed_fee(Decimal::new(450, 2))
+            .unwrap()
+            .with_time_of_use(TimeOfUse {
+                from_minute: 0,
+                to_minute: 360,
+                grid: prices("0.20", "0.05"),
+            })
+            .unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Tariff>(&json).unwrap(), t);
+        let negative_fee = json.replace("\"4.50\"", "\"-4.50\"");
+        assert_ne!(negative_fee, json);
+        assert!(serde_json::from_str::<Tariff>(&negative_fee).is_err());
+        let empty_window = json.replace("\"to_minute\":360", "\"to_minute\":0");
+        assert_ne!(empty_window, json);
+        assert!(serde_json::from_str::<Tariff>(&empty_window).is_err());
     }
 
     #[test]

@@ -390,3 +390,13 @@ fn bad_inputs_are_refused_with_what_was_wrong() {
     s.mark_paid(&"AB".repeat(32)).unwrap();
     assert_eq!(s.paid_txid.as_deref(), Some("ab".repeat(32).as_str()));
 }
+
+#[test]
+fn an_exchange_rate_read_back_is_checked_like_a_new_one() {
+    let r = rate(Decimal::from(60_000));
+    let json = serde_json::to_string(&r).unwrap();
+    assert_eq!(serde_json::from_str::<ExchangeRate>(&json).unwrap(), r);
+    let zero = json.replace("\"60000\"", "\"0\"");
+    assert_ne!(zero, json);
+    assert!(serde_json::from_str::<ExchangeRate>(&zero).is_err());
+}

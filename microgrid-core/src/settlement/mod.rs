@@ -80,8 +80,10 @@ use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, 
 use self::sats::{format_btc, to_sats, to_sats_largest_remainder};
 
 /// An exchange-rate snapshot: how much of `currency` one bitcoin costs,
-/// where the number came from and when.
+/// where the number came from and when. Deserializing checks it like
+/// [`ExchangeRate::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawExchangeRate")]
 pub struct ExchangeRate {
     per_btc: Decimal,
     currency: Currency,
@@ -125,6 +127,22 @@ impl ExchangeRate {
     /// When it was taken.
     pub fn at(&self) -> DateTime<Utc> {
         self.at
+    }
+}
+
+/// An [`ExchangeRate`] as read, before its check.
+#[derive(Deserialize)]
+struct RawExchangeRate {
+    per_btc: Decimal,
+    currency: Currency,
+    source: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<RawExchangeRate> for ExchangeRate {
+    type Error = Error;
+    fn try_from(r: RawExchangeRate) -> Result<ExchangeRate> {
+        ExchangeRate::new(r.per_btc, r.currency, r.source, r.at)
     }
 }
 

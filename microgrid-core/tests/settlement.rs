@@ -310,7 +310,7 @@ fn the_psbt_decodes_to_the_batch() {
         })
         .collect();
     let mut expected: Vec<(String, u64)> = s
-        .payouts()
+        .payout_batch()
         .into_iter()
         .map(|(a, v)| (a.to_string(), v))
         .collect();
@@ -399,4 +399,68 @@ fn an_exchange_rate_read_back_is_checked_like_a_new_one() {
     let zero = json.replace("\"60000\"", "\"0\"");
     assert_ne!(zero, json);
     assert!(serde_json::from_str::<ExchangeRate>(&zero).is_err());
+}
+
+#[test]
+fn members_sharing_an_address_are_paid_in_one_output_everywhere() {
+    // m01 and m04 share a wallet (registry: address i % 3); m03 has none.
+    let reg = registry(5);
+    let b = bills(&[0, -1, 0, 0, -2].map(Decimal::from), Decimal::ZERO);
+    let s = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
+    // −1 and −2 EUR at 60,000 EUR/BTC: 1,666.67 and 3,333.33 sat → 1,667 + 3,333.
+    assert_eq!(s.payouts(), vec![(addr(1), 1_667), (addr(4), 3_333)]);
+    assert_eq!(s.payout_batch(), vec![(addr(1), 5_000)]);
+    assert_eq!(
+        s.sendmany_json(),
+        "{\"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs\":0.00005000}"
+    );
+    let utxos = [Utxo {
+        outpoint: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".into(),
+        value_sats: 50_000,
+        address: addr(0),
+    }];
+    let batch = s
+        .build_psbt(&utxos, &addr(0), FeeRate::new(2).unwrap())
+        .unwrap();
+    let psbt = bitcoin::Psbt::from_str(&batch.psbt_base64).unwrap();
+    let values: Vec<u64> = psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .map(|o| o.value.to_sat())
+        .collect();
+    assert_eq!(values, [5_000, batch.change_sats]);
+    assert_eq!(
+        s.estimate_fee(FeeRate::new(2).unwrap()).vbytes,
+        batch.vbytes
+    );
+}
+
+#[test]
+fn amounts_beyond_all_bitcoin_are_refused() {
+    // 30 million EUR at 1 EUR per BTC is more bitcoin than there will ever be.
+    let b = bills(&[Decimal::from(-30_000_000)], Decimal::ZERO);
+    assert_eq!(
+        settle(
+            &b,
+            &registry(1),
+            &rate(Decimal::ONE),
+            Network::Regtest,
+            &addr(0),
+            &BTreeMap::new()
+        ),
+        Err(Error::Overflow("batch in satoshis"))
+    );
+    let b = bills(&[Decimal::ZERO], Decimal::from(30_000_000));
+    assert_eq!(
+        settle(
+            &b,
+            &registry(1),
+            &rate(Decimal::ONE),
+            Network::Regtest,
+            &addr(0),
+            &BTreeMap::new()
+        ),
+        Err(Error::Overflow("grid leg in satoshis"))
+    );
 }

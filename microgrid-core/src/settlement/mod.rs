@@ -270,7 +270,11 @@ pub fn settle(
         .map(|id| totals.get(id).copied().unwrap_or_default())
         .collect();
     let (bill_sats, total) = to_sats_largest_remainder(&amounts, rate.per_btc)?;
-    let grid_sats = to_sats(bills.grid_leg, rate.per_btc)?;
+    let total = within_all_bitcoin(total, "batch in satoshis")?;
+    let grid_sats = within_all_bitcoin(
+        to_sats(bills.grid_leg, rate.per_btc)?,
+        "grid leg in satoshis",
+    )?;
 
     let entries = members
         .iter()
@@ -299,6 +303,15 @@ pub fn settle(
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let paid = entries.iter().try_fold(0i64, |sum, e| match e.action {
+        Action::Payout { sats, .. } => i64::try_from(sats)
+            .ok()
+            .and_then(|s| sum.checked_add(s))
+            .ok_or(Error::Overflow("payout batch")),
+        _ => Ok(sum),
+    })?;
+    within_all_bitcoin(paid, "payout batch")?;
+
     let mut settlement = Settlement {
         id: String::new(),
         period: bills.period,
@@ -312,6 +325,16 @@ pub fn settle(
     };
     settlement.id = settlement.input_hash()[..32].to_owned();
     Ok(settlement)
+}
+
+/// `sats` if it is at most all bitcoin (21 million BTC) in magnitude: a
+/// larger amount is a mistake in the inputs, and keeping to it keeps every
+/// sum of a settlement far from overflowing.
+fn within_all_bitcoin(sats: i64, what: &'static str) -> Result<i64> {
+    if sats.unsigned_abs() > bitcoin::Amount::MAX_MONEY.to_sat() {
+        return Err(Error::Overflow(what));
+    }
+    Ok(sats)
 }
 
 fn decide(
@@ -400,15 +423,30 @@ impl Settlement {
             .collect()
     }
 
+    /// The transaction outputs that pay the batch: the payouts merged per
+    /// address (members may share a wallet; `sendmany` refuses an address
+    /// twice), in address order. The `sendmany` object, the fee estimate and
+    /// the PSBT all pay exactly this. The sum is at most 21 million BTC
+    /// ([`settle`] checks it), so merging cannot overflow.
+    pub fn payout_batch(&self) -> Vec<(PayoutAddress, u64)> {
+        let mut merged: BTreeMap<&str, (PayoutAddress, u64)> = BTreeMap::new();
+        for e in &self.entries {
+            if let Action::Payout { address, sats } = &e.action {
+                merged
+                    .entry(address.as_str())
+                    .or_insert_with(|| (address.clone(), 0))
+                    .1 += sats;
+            }
+        }
+        merged.into_values().collect()
+    }
+
     /// The payout batch as the outputs object Bitcoin Core's `sendmany` and
     /// `walletcreatefundedpsbt` take: `{"address": amount, ...}` with
-    /// amounts in BTC with 8 decimals; payouts to one address are merged.
+    /// amounts in BTC with 8 decimals (see [`Settlement::payout_batch`]).
     pub fn sendmany_json(&self) -> String {
-        let mut merged: BTreeMap<String, u64> = BTreeMap::new();
-        for (a, sats) in self.payouts() {
-            *merged.entry(a.as_str().to_owned()).or_default() += sats;
-        }
-        let fields: Vec<String> = merged
+        let fields: Vec<String> = self
+            .payout_batch()
             .iter()
             .map(|(a, sats)| format!("\"{a}\":{}", format_btc(*sats)))
             .collect();
@@ -418,13 +456,14 @@ impl Settlement {
     /// The fee of paying the batch at `feerate`, assuming one P2WPKH input
     /// and a P2WPKH-sized change output (see [`psbt`] for the sizes).
     pub fn estimate_fee(&self, feerate: FeeRate) -> FeeEstimate {
-        let payouts = self.payouts();
+        let payouts = self.payout_batch();
         let mut outputs: Vec<&PayoutAddress> = payouts.iter().map(|(a, _)| a).collect();
         outputs.push(&self.operator_address);
         estimate_fee(&[crate::address::OutputType::P2wpkh], &outputs, feerate)
     }
 
-    /// An unsigned PSBT paying the batch from the operator's `utxos`.
+    /// An unsigned PSBT paying [`Settlement::payout_batch`] from the
+    /// operator's `utxos`.
     pub fn build_psbt(
         &self,
         utxos: &[Utxo],
@@ -444,7 +483,7 @@ impl Settlement {
                 });
             }
         }
-        build_psbt(&self.payouts(), utxos, change, feerate)
+        build_psbt(&self.payout_batch(), utxos, change, feerate)
     }
 
     /// Records the transaction that paid the batch (64 hex characters).

@@ -21,14 +21,16 @@ fn mechanism() -> impl Strategy<Value = Mechanism> {
     ]
 }
 
-/// A period of 1 to 6 timeframes, up to 12 members, and their nets.
-fn period_readings() -> impl Strategy<Value = (usize, Vec<Vec<(i64, i64)>>)> {
+/// A period of 1 to 6 timeframes, up to 12 members, and their readings
+/// (produced, consumed); a member has no reading in a timeframe one time in
+/// five, so timeframes list different members.
+fn period_readings() -> impl Strategy<Value = (usize, Vec<Vec<Option<(i64, i64)>>>)> {
     (1usize..7, 1usize..13).prop_flat_map(|(timeframes, members)| {
         let value = prop_oneof![Just(0i64), 0i64..3_000, 0i64..200_000];
         (
             Just(members),
             prop::collection::vec(
-                prop::collection::vec((value.clone(), value), members),
+                prop::collection::vec(prop::option::weighted(0.8, (value.clone(), value)), members),
                 timeframes,
             ),
         )
@@ -55,13 +57,30 @@ proptest! {
         let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
         let period = TimeRange::new(start, start + chrono::Duration::minutes(15 * rows.len() as i64), TimeframeLength::default()).unwrap();
         let readings: Vec<Reading> = rows.iter().zip(period.timeframes()).flat_map(|(row, tf)| {
-            row.iter().enumerate().map(move |(i, &(p, c))| {
-                Reading::new(format!("m{i:02}").parse().unwrap(), tf, Wh::new(p), Wh::new(c)).unwrap()
+            row.iter().enumerate().filter_map(move |(i, r)| {
+                r.map(|(p, c)| Reading::new(format!("m{i:02}").parse().unwrap(), tf, Wh::new(p), Wh::new(c)).unwrap())
             })
         }).collect();
         let cleared = clear_range(&period, &readings, &tariff, &m).unwrap();
         let bills = bill_period(&period, &tariff, &cleared).unwrap();
-        prop_assert_eq!(bills.bills.len(), members);
+        // One bill per member with a reading, with exactly its readings' energy.
+        let with_readings = (0..members).filter(|&i| rows.iter().any(|row| row[i].is_some())).count();
+        prop_assert_eq!(bills.bills.len(), with_readings);
+        for b in &bills.bills {
+            let i: usize = b.prosumer.as_str()[1..].parse().unwrap();
+            let (p, c) = rows.iter().filter_map(|row| row[i]).fold((0, 0), |(p, c), (dp, dc)| (p + dp, c + dc));
+            prop_assert_eq!((b.energy.produced.get(), b.energy.consumed.get()), (p, c));
+            // Priced per timeframe, the energy lines are the clearing's amounts summed.
+            let amounts: Option<Decimal> = cleared
+                .iter()
+                .flat_map(|c| &c.allocations)
+                .filter(|a| a.prosumer == b.prosumer)
+                .map(|a| a.amount())
+                .sum();
+            if let Some(amount) = amounts {
+                prop_assert_eq!(b.purchases - b.sales + b.imports - b.exports, amount);
+            }
+        }
         prop_assert_eq!(bills.total(), bills.grid_leg + bills.fees + bills.operator_margin);
         let grid_from_timeframes: Decimal = cleared.iter().map(|c| c.summary.grid_amount()).sum();
         prop_assert_eq!(bills.grid_leg, grid_from_timeframes);

@@ -21,10 +21,13 @@ fn mechanism() -> impl Strategy<Value = Mechanism> {
     ]
 }
 
+/// Per timeframe, per member: (produced, consumed) Wh, or no reading.
+type Rows = Vec<Vec<Option<(i64, i64)>>>;
+
 /// A period of 1 to 6 timeframes, up to 12 members, and their readings
 /// (produced, consumed); a member has no reading in a timeframe one time in
 /// five, so timeframes list different members.
-fn period_readings() -> impl Strategy<Value = (usize, Vec<Vec<Option<(i64, i64)>>>)> {
+fn period_readings() -> impl Strategy<Value = (usize, Rows)> {
     (1usize..7, 1usize..13).prop_flat_map(|(timeframes, members)| {
         let value = prop_oneof![Just(0i64), 0i64..3_000, 0i64..200_000];
         (

@@ -7,6 +7,7 @@ mod errors;
 mod grid;
 mod runtime;
 mod settlement;
+mod simulate;
 mod tariff;
 
 use pyo3::prelude::*;
@@ -18,6 +19,7 @@ fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<grid::Grid>()?;
     m.add_class::<tariff::Tariff>()?;
     m.add_class::<settlement::Settlement>()?;
+    m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     errors::register(m)?;
     Ok(())
 }

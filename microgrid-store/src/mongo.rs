@@ -426,9 +426,13 @@ impl LedgerStore for MongoStore {
         loop {
             match self.try_save_clearing(&summary, &allocations).await {
                 Ok(stored) => return Ok(stored),
-                // Two writers of one timeframe: the loser retries and then finds it stored.
-                Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < 10 => {
-                    attempt += 1
+                // Two writers of one timeframe: the loser backs off, retries
+                // and then finds it stored.
+                Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < 50 => {
+                    attempt += 1;
+                    let jitter = u64::from(Utc::now().timestamp_subsec_nanos() % 11);
+                    let wait = (5 * attempt + jitter).min(200);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
                 Err(e) if is_duplicate_key(&e) => return Ok(false),
                 Err(e) => return Err(db("saving a clearing")(e)),

@@ -26,6 +26,7 @@ from ._microgrid import (
     Tariff,
     ValidationError,
     __version__,
+    simulate,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "record_frame",
+    "simulate",
     "to_frame",
 ]
 
@@ -88,7 +90,8 @@ def record_frame(grid: Grid, frame: Any) -> Dict[str, int]:
     start = frame["start"]
     if getattr(start.dt, "tz", None) is None:
         raise ValidationError("the start column is naive; localize it, e.g. frame['start'].dt.tz_localize('UTC')")
-    seconds = start.dt.tz_convert("UTC").astype("int64") // 10**9
+    # Whole seconds since the epoch, whatever the column's resolution.
+    seconds = (start.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     codes, ids = pd.factorize(frame["prosumer_id"], sort=False)
     return grid.record_columns(
         seconds.to_numpy().tolist(),

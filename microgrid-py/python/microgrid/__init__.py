@@ -80,7 +80,7 @@ def record_frame(grid: Grid, frame: Any) -> Dict[str, int]:
     with a column pair per prosumer under a two-level header
     ``(prosumer_id, "produced_wh" | "consumed_wh")``, is stacked first.
     """
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     if isinstance(frame.columns, pd.MultiIndex):
         frame = frame.stack(level=0, future_stack=True).rename_axis(["start", "prosumer_id"]).reset_index()
@@ -107,7 +107,7 @@ def to_frame(columns: Dict[str, List[Any]], index: Optional[List[str]] = None) -
     and ``Grid.trades`` return) as a pandas DataFrame: ``start`` as a
     tz-aware UTC datetime column, energies as int64, prices and amounts as
     ``decimal.Decimal`` objects; indexed by ``index`` if given."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     frame = pd.DataFrame(columns)
     if "start" in frame:

@@ -4,9 +4,24 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-__version__: str
+from typing_extensions import final
 
-Amount = Union[Decimal, int, str]
+__version__: str
+__all__ = [
+    "ConflictError",
+    "Grid",
+    "MicrogridError",
+    "NotFoundError",
+    "Settlement",
+    "SettlementError",
+    "StorageError",
+    "Tariff",
+    "ValidationError",
+    "__version__",
+    "simulate",
+]
+
+_Amount = Union[Decimal, int, str]
 
 class MicrogridError(Exception):
     """Base class of every microgrid error."""
@@ -26,22 +41,24 @@ class StorageError(MicrogridError):
 class SettlementError(MicrogridError):
     """A settlement cannot be made or paid."""
 
+@final
 class Tariff:
     """Grid prices per kWh, fees and operator margin; exact decimals only."""
 
     def __new__(
         cls,
-        import_price: Amount,
-        export_price: Amount,
+        import_price: _Amount,
+        export_price: _Amount,
         *,
         currency: str = "EUR",
-        grid_fee: Optional[Amount] = None,
-        fixed_fee: Optional[Amount] = None,
-        operator_margin: Optional[Amount] = None,
+        grid_fee: Optional[_Amount] = None,
+        fixed_fee: Optional[_Amount] = None,
+        operator_margin: Optional[_Amount] = None,
     ) -> "Tariff": ...
     @property
     def currency(self) -> str: ...
 
+@final
 class Settlement:
     """A settlement in bitcoin of one billing period."""
 
@@ -66,6 +83,7 @@ class Settlement:
     def fee_estimate(self, sat_per_vb: int) -> Dict[str, int]: ...
     def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: int) -> Dict[str, Any]: ...
 
+@final
 class Grid:
     """The books of one microgrid on a store opened by URL."""
 
@@ -106,7 +124,7 @@ class Grid:
         end: datetime,
         tariff: Tariff,
         *,
-        rate: Amount,
+        rate: _Amount,
         operator_address: str,
         network: str = "regtest",
         rate_source: str = "manual",

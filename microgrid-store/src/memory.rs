@@ -93,6 +93,15 @@ impl LedgerStore for MemoryStore {
         if inner.clearings.contains_key(&start) {
             return Ok(false);
         }
+        // The same rule the databases' keys enforce: one allocation per prosumer.
+        let mut ids: Vec<&ProsumerId> = clearing.allocations.iter().map(|a| &a.prosumer).collect();
+        ids.sort();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StoreError::Database {
+                operation: "saving allocations",
+                message: format!("duplicate allocation of {} at {start}", w[0]),
+            });
+        }
         inner.clearings.insert(start, clearing.clone());
         Ok(true)
     }

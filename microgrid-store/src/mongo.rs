@@ -434,7 +434,8 @@ impl LedgerStore for MongoStore {
                     let wait = (5 * attempt + jitter).min(200);
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
-                Err(e) if is_duplicate_key(&e) => return Ok(false),
+                // Anything else, a duplicate allocation included, fails the
+                // write; the transaction was aborted, so nothing is left.
                 Err(e) => return Err(db("saving a clearing")(e)),
             }
         }

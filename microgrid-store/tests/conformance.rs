@@ -312,6 +312,46 @@ pub async fn a_month_settles_end_to_end<S: Store>(store: S) {
     ));
 }
 
+pub async fn a_failed_clearing_write_leaves_nothing<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    let readings = community.readings().unwrap();
+    grid.record(readings.clone()).await.unwrap();
+    let range = community.range().unwrap();
+    let tf = range.timeframes().nth(48).unwrap();
+    let at_noon: Vec<Reading> = readings
+        .into_iter()
+        .filter(|r| r.timeframe() == tf)
+        .collect();
+    let mut broken =
+        clear_timeframe(tf, &at_noon, grid_prices(), &Mechanism::SupplyDemandRatio).unwrap();
+    // The summary is written first; the duplicated last allocation fails the write half way.
+    let last = broken.allocations.last().unwrap().clone();
+    broken.allocations.push(last);
+    assert!(grid.store().save_clearing(&broken).await.is_err());
+    let one = TimeRange::new(tf.start(), tf.end(), TimeframeLength::default()).unwrap();
+    assert!(
+        grid.store().cleared(&one).await.unwrap().is_empty(),
+        "no summary is left"
+    );
+    assert!(
+        grid.store()
+            .allocations(&one, None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no allocation is left"
+    );
+    // The timeframe can still be cleared properly afterwards.
+    assert_eq!(
+        grid.clear(&one, &grid_prices(), &Mechanism::SupplyDemandRatio)
+            .await
+            .unwrap()
+            .cleared,
+        1
+    );
+    assert_eq!(grid.store().allocations(&one, None).await.unwrap().len(), 5);
+}
+
 /// Runs every test of the suite against the store `make()` returns.
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
@@ -337,6 +377,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn extreme_values_round_trip() {
                 super::extreme_values_round_trip($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_failed_clearing_write_leaves_nothing() {
+                super::a_failed_clearing_write_leaves_nothing($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_month_settles_end_to_end() {

@@ -40,6 +40,8 @@ pub mod memory;
 pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod traits;

@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, CommunityPrice, GridPrices, IngestPlan, Network, PayoutAddress, Price, Prosumer,
-    ProsumerId, ProsumerKind, Reading, Registry, TimeRange, Timeframe, TimeframeClearing,
-    TimeframeLength, TimeframeSummary, Wh,
+    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
+    TimeframeClearing, TimeframeSummary, Wh,
 };
 use mongodb::bson::{doc, DateTime as BsonTime, Decimal128};
 use mongodb::error::{ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR};
@@ -21,6 +20,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
+use crate::rows::{corrupt, date, db, length, registry, ProsumerRow, SummaryRow};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
 
 /// A store in one MongoDB database.
@@ -91,20 +91,6 @@ struct SettlementDoc {
     document: String,
 }
 
-fn db<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Database {
-        operation,
-        message: e.to_string(),
-    }
-}
-
-fn corrupt(what: &'static str, value: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        value: value.to_string(),
-    }
-}
-
 fn bson_time(t: DateTime<Utc>) -> BsonTime {
     BsonTime::from_millis(t.timestamp_millis())
 }
@@ -119,13 +105,6 @@ fn decimal(p: Price) -> Result<Decimal128> {
 
 fn price(d: &Decimal128) -> Result<Price> {
     Price::from_str(&d.to_string()).map_err(|_| corrupt("price", d))
-}
-
-fn length(minutes: i32) -> Result<TimeframeLength> {
-    u32::try_from(minutes)
-        .ok()
-        .and_then(|m| TimeframeLength::new(m).ok())
-        .ok_or_else(|| corrupt("timeframe length", minutes))
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
@@ -157,22 +136,27 @@ impl MongoStore {
 
     /// Uses database `name` of a connected client, creating its indexes.
     pub async fn open_database(client: Client, name: &str) -> Result<MongoStore> {
-        let db = client.database(name);
+        let database = client.database(name);
         let unique = |keys| {
             IndexModel::builder()
                 .keys(keys)
                 .options(IndexOptions::builder().unique(true).build())
                 .build()
         };
-        db.collection::<ReadingDoc>("readings")
+        database
+            .collection::<ReadingDoc>("readings")
             .create_index(unique(doc! { "start": 1, "prosumer_id": 1 }))
             .await
-            .map_err(db_err("creating the readings index"))?;
-        db.collection::<AllocationDoc>("allocations")
+            .map_err(db("creating the readings index"))?;
+        database
+            .collection::<AllocationDoc>("allocations")
             .create_index(unique(doc! { "start": 1, "prosumer_id": 1 }))
             .await
-            .map_err(db_err("creating the allocations index"))?;
-        Ok(MongoStore { client, db })
+            .map_err(db("creating the allocations index"))?;
+        Ok(MongoStore {
+            client,
+            db: database,
+        })
     }
 
     fn prosumers(&self) -> Collection<ProsumerDoc> {
@@ -209,31 +193,25 @@ impl MongoStore {
         docs.into_iter()
             .map(|d| {
                 let start = chrono_time(d.start)?;
-                let count = |v: i64| u32::try_from(v).map_err(|_| corrupt("count", v));
-                let community_price = match &d.community_price {
-                    Some(p) => CommunityPrice::Known(price(p)?),
-                    None => CommunityPrice::PerPeriod,
-                };
-                Ok((
+                let row = SummaryRow {
                     start,
-                    TimeframeSummary {
-                        timeframe: Timeframe::new(start, length(d.length_minutes)?)?,
-                        production: Wh::new(d.production_wh),
-                        consumption: Wh::new(d.consumption_wh),
-                        supply: Wh::new(d.supply_wh),
-                        demand: Wh::new(d.demand_wh),
-                        shared: Wh::new(d.shared_wh),
-                        import: Wh::new(d.import_wh),
-                        export: Wh::new(d.export_wh),
-                        sellers: count(d.sellers)?,
-                        buyers: count(d.buyers)?,
-                        grid: GridPrices::new(
-                            price(&d.grid_import_price)?,
-                            price(&d.grid_export_price)?,
-                        )?,
-                        community_price,
-                    },
-                ))
+                    length_minutes: i64::from(d.length_minutes),
+                    energies: [
+                        d.production_wh,
+                        d.consumption_wh,
+                        d.supply_wh,
+                        d.demand_wh,
+                        d.shared_wh,
+                        d.import_wh,
+                        d.export_wh,
+                    ],
+                    sellers: d.sellers,
+                    buyers: d.buyers,
+                    grid_import: price(&d.grid_import_price)?,
+                    grid_export: price(&d.grid_export_price)?,
+                    community_price: d.community_price.as_ref().map(price).transpose()?,
+                };
+                Ok((start, row.into_summary()?))
             })
             .collect()
     }
@@ -268,10 +246,6 @@ impl MongoStore {
         session.commit_transaction().await?;
         Ok(true)
     }
-}
-
-fn db_err<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
-    db(operation)
 }
 
 fn timeframe_doc(s: &TimeframeSummary) -> Result<TimeframeDoc> {
@@ -322,24 +296,21 @@ impl RegistryStore for MongoStore {
             .try_collect()
             .await
             .map_err(db("loading the registry"))?;
-        let date = |s: &str| NaiveDate::from_str(s).map_err(|_| corrupt("date", s));
-        let mut registry = Registry::default();
-        for d in docs {
-            let mut p = Prosumer::new(
-                d.id,
-                d.name,
-                ProsumerKind::from_str(&d.kind)?,
-                date(&d.joined)?,
-            )?;
-            if let Some(left) = d.left_on {
-                p = p.with_left(date(&left)?)?;
-            }
-            if let (Some(a), Some(n)) = (d.payout_address, d.payout_network) {
-                p = p.with_payout(PayoutAddress::new(&a, Network::from_str(&n)?)?);
-            }
-            registry.register(p)?;
-        }
-        Ok(registry)
+        let rows = docs
+            .into_iter()
+            .map(|d| {
+                Ok(ProsumerRow {
+                    id: d.id,
+                    name: d.name,
+                    kind: d.kind,
+                    joined: date(&d.joined)?,
+                    left: d.left_on.as_deref().map(date).transpose()?,
+                    address: d.payout_address,
+                    network: d.payout_network,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        registry(rows)
     }
 }
 
@@ -396,7 +367,8 @@ impl ReadingStore for MongoStore {
             .map_err(db("loading readings"))?;
         docs.into_iter()
             .map(|d| {
-                let tf = Timeframe::new(chrono_time(d.start)?, length(d.length_minutes)?)?;
+                let tf =
+                    Timeframe::new(chrono_time(d.start)?, length(i64::from(d.length_minutes))?)?;
                 Ok(Reading::new(
                     ProsumerId::new(d.prosumer_id)?,
                     tf,

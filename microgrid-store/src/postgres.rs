@@ -8,14 +8,14 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, CommunityPrice, GridPrices, IngestPlan, Network, PayoutAddress, Price, Prosumer,
-    ProsumerId, ProsumerKind, Reading, Registry, TimeRange, Timeframe, TimeframeClearing,
-    TimeframeLength, TimeframeSummary, Wh,
+    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
+    TimeframeClearing, TimeframeSummary, Wh,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::{Result, StoreError};
+use crate::rows::{corrupt, db, length, registry, ProsumerRow, SummaryRow};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
 
 const CHUNK: usize = 10_000;
@@ -24,27 +24,6 @@ const CHUNK: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn db<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Database {
-        operation,
-        message: e.to_string(),
-    }
-}
-
-fn corrupt(what: &'static str, value: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        value: value.to_string(),
-    }
-}
-
-fn length(minutes: i32) -> Result<TimeframeLength> {
-    u32::try_from(minutes)
-        .ok()
-        .and_then(|m| TimeframeLength::new(m).ok())
-        .ok_or_else(|| corrupt("timeframe length", minutes))
 }
 
 fn price(value: Decimal) -> Result<Price> {
@@ -135,28 +114,17 @@ impl PostgresStore {
         .map_err(db("loading timeframe summaries"))?;
         rows.into_iter()
             .map(|r| {
-                let count = |v: i32| u32::try_from(v).map_err(|_| corrupt("count", v));
-                let community_price = match r.13 {
-                    Some(p) => CommunityPrice::Known(price(p)?),
-                    None => CommunityPrice::PerPeriod,
+                let row = SummaryRow {
+                    start: r.0,
+                    length_minutes: i64::from(r.1),
+                    energies: [r.2, r.3, r.4, r.5, r.6, r.7, r.8],
+                    sellers: i64::from(r.9),
+                    buyers: i64::from(r.10),
+                    grid_import: price(r.11)?,
+                    grid_export: price(r.12)?,
+                    community_price: r.13.map(price).transpose()?,
                 };
-                Ok((
-                    r.0,
-                    TimeframeSummary {
-                        timeframe: Timeframe::new(r.0, length(r.1)?)?,
-                        production: Wh::new(r.2),
-                        consumption: Wh::new(r.3),
-                        supply: Wh::new(r.4),
-                        demand: Wh::new(r.5),
-                        shared: Wh::new(r.6),
-                        import: Wh::new(r.7),
-                        export: Wh::new(r.8),
-                        sellers: count(r.9)?,
-                        buyers: count(r.10)?,
-                        grid: GridPrices::new(price(r.11)?, price(r.12)?)?,
-                        community_price,
-                    },
-                ))
+                Ok((r.0, row.into_summary()?))
             })
             .collect()
     }
@@ -199,18 +167,19 @@ impl RegistryStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("loading the registry"))?;
-        let mut registry = Registry::default();
-        for (id, name, kind, joined, left, address, network) in rows {
-            let mut p = Prosumer::new(id, name, ProsumerKind::from_str(&kind)?, joined)?;
-            if let Some(left) = left {
-                p = p.with_left(left)?;
-            }
-            if let (Some(a), Some(n)) = (address, network) {
-                p = p.with_payout(PayoutAddress::new(&a, Network::from_str(&n)?)?);
-            }
-            registry.register(p)?;
-        }
-        Ok(registry)
+        registry(
+            rows.into_iter().map(
+                |(id, name, kind, joined, left, address, network)| ProsumerRow {
+                    id,
+                    name,
+                    kind,
+                    joined,
+                    left,
+                    address,
+                    network,
+                },
+            ),
+        )
     }
 }
 
@@ -261,7 +230,7 @@ impl ReadingStore for PostgresStore {
         .map_err(db("loading readings"))?;
         rows.into_iter()
             .map(|(start, id, minutes, p, c)| {
-                let tf = Timeframe::new(start, length(minutes)?)?;
+                let tf = Timeframe::new(start, length(i64::from(minutes))?)?;
                 Ok(Reading::new(
                     ProsumerId::new(id)?,
                     tf,

@@ -5,18 +5,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, CommunityPrice, GridPrices, IngestPlan, Network, PayoutAddress, Price, Prosumer,
-    ProsumerId, ProsumerKind, Reading, Registry, TimeRange, Timeframe, TimeframeClearing,
-    TimeframeLength, TimeframeSummary, Wh,
+    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
+    TimeframeClearing, TimeframeSummary, Wh,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use crate::error::{Result, StoreError};
+use crate::rows::{corrupt, date, db, length, registry, ProsumerRow, SummaryRow};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
 
 /// A store in one SQLite file (or in memory with `sqlite::memory:`).
@@ -25,29 +25,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn db<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Database {
-        operation,
-        message: e.to_string(),
-    }
-}
-
-fn corrupt(what: &'static str, value: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        value: value.to_string(),
-    }
-}
-
 fn time(secs: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp(secs, 0).ok_or_else(|| corrupt("timestamp", secs))
-}
-
-fn length(minutes: i64) -> Result<TimeframeLength> {
-    u32::try_from(minutes)
-        .ok()
-        .and_then(|m| TimeframeLength::new(m).ok())
-        .ok_or_else(|| corrupt("timeframe length", minutes))
 }
 
 fn price(text: &str) -> Result<Price> {
@@ -112,29 +91,17 @@ impl SqliteStore {
         .map_err(db("loading timeframe summaries"))?;
         rows.into_iter()
             .map(|r| {
-                let timeframe = Timeframe::new(time(r.0)?, length(r.1)?)?;
-                let community_price = match r.13 {
-                    Some(p) => CommunityPrice::Known(price(&p)?),
-                    None => CommunityPrice::PerPeriod,
+                let row = SummaryRow {
+                    start: time(r.0)?,
+                    length_minutes: r.1,
+                    energies: [r.2, r.3, r.4, r.5, r.6, r.7, r.8],
+                    sellers: r.9,
+                    buyers: r.10,
+                    grid_import: price(&r.11)?,
+                    grid_export: price(&r.12)?,
+                    community_price: r.13.as_deref().map(price).transpose()?,
                 };
-                let count = |v: i64| u32::try_from(v).map_err(|_| corrupt("count", v));
-                Ok((
-                    r.0,
-                    TimeframeSummary {
-                        timeframe,
-                        production: Wh::new(r.2),
-                        consumption: Wh::new(r.3),
-                        supply: Wh::new(r.4),
-                        demand: Wh::new(r.5),
-                        shared: Wh::new(r.6),
-                        import: Wh::new(r.7),
-                        export: Wh::new(r.8),
-                        sellers: count(r.9)?,
-                        buyers: count(r.10)?,
-                        grid: GridPrices::new(price(&r.11)?, price(&r.12)?)?,
-                        community_price,
-                    },
-                ))
+                Ok((r.0, row.into_summary()?))
             })
             .collect()
     }
@@ -177,19 +144,21 @@ impl RegistryStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("loading the registry"))?;
-        let date = |s: &str| NaiveDate::from_str(s).map_err(|_| corrupt("date", s));
-        let mut registry = Registry::default();
-        for (id, name, kind, joined, left, address, network) in rows {
-            let mut p = Prosumer::new(id, name, ProsumerKind::from_str(&kind)?, date(&joined)?)?;
-            if let Some(left) = left {
-                p = p.with_left(date(&left)?)?;
-            }
-            if let (Some(a), Some(n)) = (address, network) {
-                p = p.with_payout(PayoutAddress::new(&a, Network::from_str(&n)?)?);
-            }
-            registry.register(p)?;
-        }
-        Ok(registry)
+        let rows = rows
+            .into_iter()
+            .map(|(id, name, kind, joined, left, address, network)| {
+                Ok(ProsumerRow {
+                    id,
+                    name,
+                    kind,
+                    joined: date(&joined)?,
+                    left: left.as_deref().map(date).transpose()?,
+                    address,
+                    network,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        registry(rows)
     }
 }
 

@@ -33,7 +33,8 @@ pub(crate) fn length(minutes: i64) -> Result<TimeframeLength> {
         .ok_or_else(|| corrupt("timeframe length", minutes))
 }
 
-/// A stored date (`YYYY-MM-DD`).
+/// A stored date (`YYYY-MM-DD`); PostgreSQL has a DATE type instead.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mongodb")), allow(dead_code))]
 pub(crate) fn date(text: &str) -> Result<NaiveDate> {
     text.parse().map_err(|_| corrupt("date", text))
 }

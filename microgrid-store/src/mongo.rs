@@ -216,6 +216,51 @@ impl MongoStore {
             .collect()
     }
 
+    /// Deletes readings this call inserted (best effort: it runs after a
+    /// failure already being reported).
+    async fn undo_inserts(&self, docs: &[ReadingDoc]) {
+        for chunk in docs.chunks(1_000) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .map(|d| doc! { "start": d.start, "prosumer_id": &d.prosumer_id })
+                .collect();
+            let _ = self.readings_coll().delete_many(doc! { "$or": keys }).await;
+        }
+    }
+
+    /// Replaces corrected readings in one transaction.
+    async fn write_corrections(
+        &self,
+        readings: &[Reading],
+        to_doc: impl Fn(&Reading) -> ReadingDoc,
+    ) -> Result<()> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(db("starting a session"))?;
+        session
+            .start_transaction()
+            .await
+            .map_err(db("starting a correction transaction"))?;
+        for r in readings {
+            let d = to_doc(r);
+            self.readings_coll()
+                .replace_one(doc! { "start": d.start, "prosumer_id": &d.prosumer_id }, &d)
+                .upsert(true)
+                .session(&mut session)
+                .await
+                .map_err(db("correcting readings"))?;
+        }
+        session
+            .commit_transaction()
+            .await
+            .map_err(db("committing corrections"))
+    }
+
     /// One attempt at writing a clearing in a transaction.
     async fn try_save_clearing(
         &self,
@@ -323,36 +368,24 @@ impl ReadingStore for MongoStore {
             produced_wh: r.produced().get(),
             consumed_wh: r.consumed().get(),
         };
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(db("starting a session"))?;
-        session
-            .start_transaction()
-            .await
-            .map_err(db("starting an ingest transaction"))?;
+        // New readings go in with insert_many, 10,000 at a time and not in
+        // one transaction: a transaction as large as a big batch exceeds
+        // the server's limits. If a chunk fails, what this call inserted is
+        // deleted again, so nothing of the batch stays.
         let inserts: Vec<ReadingDoc> = plan.insert.iter().map(to_doc).collect();
-        for chunk in inserts.chunks(10_000) {
-            self.readings_coll()
-                .insert_many(chunk)
-                .session(&mut session)
-                .await
-                .map_err(db("writing readings"))?;
+        for (i, chunk) in inserts.chunks(10_000).enumerate() {
+            if let Err(e) = self.readings_coll().insert_many(chunk).await {
+                self.undo_inserts(&inserts[..i * 10_000 + chunk.len()])
+                    .await;
+                return Err(db("writing readings")(e));
+            }
         }
-        for r in &plan.replace {
-            let d = to_doc(r);
-            self.readings_coll()
-                .replace_one(doc! { "start": d.start, "prosumer_id": &d.prosumer_id }, &d)
-                .upsert(true)
-                .session(&mut session)
-                .await
-                .map_err(db("correcting readings"))?;
+        // Corrections (of timeframes not cleared yet) in one transaction.
+        if let Err(e) = self.write_corrections(&plan.replace, to_doc).await {
+            self.undo_inserts(&inserts).await;
+            return Err(e);
         }
-        session
-            .commit_transaction()
-            .await
-            .map_err(db("committing readings"))
+        Ok(())
     }
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {

@@ -169,19 +169,28 @@ impl ReadingStore for SqliteStore {
             .begin()
             .await
             .map_err(db("starting an ingest transaction"))?;
-        for r in plan.insert.iter().chain(&plan.replace) {
-            sqlx::query(
-                "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, consumed_wh = excluded.consumed_wh",
-            )
-            .bind(r.timeframe().start().timestamp())
-            .bind(r.prosumer().as_str())
-            .bind(i64::from(r.timeframe().length().minutes()))
-            .bind(r.produced().get())
-            .bind(r.consumed().get())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("writing readings"))?;
+        let all: Vec<&Reading> = plan.insert.iter().chain(&plan.replace).collect();
+        // Many rows per statement (5 parameters each, well under SQLite's
+        // limit of 32,766) instead of one statement per row.
+        for chunk in all.chunks(1_000) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.timeframe().start().timestamp())
+                    .push_bind(r.prosumer().as_str())
+                    .push_bind(i64::from(r.timeframe().length().minutes()))
+                    .push_bind(r.produced().get())
+                    .push_bind(r.consumed().get());
+            });
+            q.push(
+                " ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
+                 consumed_wh = excluded.consumed_wh",
+            );
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db("writing readings"))?;
         }
         tx.commit().await.map_err(db("committing readings"))
     }

@@ -146,8 +146,8 @@ impl LedgerStore for AnyStore {
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         dispatch!(self, s => s.last_settlement(before).await)
     }
-    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        dispatch!(self, s => s.mark_paid(id, txid).await)
+    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
+        dispatch!(self, s => s.save_payment(paid).await)
     }
 }
 
@@ -223,8 +223,8 @@ impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         self.ledger.last_settlement(before).await
     }
-    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        self.ledger.mark_paid(id, txid).await
+    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
+        self.ledger.save_payment(paid).await
     }
 }
 

@@ -14,7 +14,7 @@ use microgrid_core::{
     TimeRange, TimeframeClearing, TimeframeLength, TimeframeSummary, Trade,
 };
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::traits::Store;
 
 /// What recording a batch of readings did.
@@ -241,6 +241,16 @@ impl<S: Store> Grid<S> {
 
     /// Records the transaction that paid settlement `id`.
     pub async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        self.store.mark_paid(id, txid).await
+        let mut settlement =
+            self.store
+                .settlement(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "settlement",
+                    key: id.to_owned(),
+                })?;
+        settlement.mark_paid(txid)?;
+        self.store.save_payment(&settlement).await?;
+        Ok(settlement)
     }
 }

@@ -153,18 +153,16 @@ impl LedgerStore for MemoryStore {
             .cloned())
     }
 
-    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
+    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let mut inner = self.lock();
-        let s = inner
+        let stored = inner
             .settlements
-            .get_mut(id)
+            .get_mut(&paid.id)
             .ok_or_else(|| StoreError::NotFound {
                 what: "settlement",
-                key: id.to_owned(),
+                key: paid.id.clone(),
             })?;
-        let mut paid = s.clone();
-        paid.mark_paid(txid)?;
-        *s = paid.clone();
-        Ok(paid)
+        *stored = paid.clone();
+        Ok(())
     }
 }

@@ -534,23 +534,23 @@ impl LedgerStore for MongoStore {
             .transpose()
     }
 
-    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        let mut s = self
-            .settlement(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: id.to_owned(),
-            })?;
-        s.mark_paid(txid)?;
-        let document = serde_json::to_string(&s).map_err(db("encoding a settlement"))?;
-        self.settlements()
+    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
+        let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
+        let updated = self
+            .settlements()
             .update_one(
-                doc! { "_id": id },
-                doc! { "$set": { "paid_txid": s.paid_txid.as_deref(), "document": document } },
+                doc! { "_id": &paid.id },
+                doc! { "$set": { "paid_txid": paid.paid_txid.as_deref(), "document": document } },
             )
             .await
-            .map_err(db("marking a settlement paid"))?;
-        Ok(s)
+            .map_err(db("marking a settlement paid"))?
+            .matched_count;
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                what: "settlement",
+                key: paid.id.clone(),
+            });
+        }
+        Ok(())
     }
 }

@@ -366,23 +366,23 @@ impl LedgerStore for SqliteStore {
             .transpose()
     }
 
-    async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        let mut s = self
-            .settlement(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
+    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
+        let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
+        let updated =
+            sqlx::query("UPDATE settlements SET paid_txid = ?, document = ? WHERE id = ?")
+                .bind(paid.paid_txid.as_deref())
+                .bind(document)
+                .bind(&paid.id)
+                .execute(&self.pool)
+                .await
+                .map_err(db("marking a settlement paid"))?
+                .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound {
                 what: "settlement",
-                key: id.to_owned(),
-            })?;
-        s.mark_paid(txid)?;
-        let document = serde_json::to_string(&s).map_err(db("encoding a settlement"))?;
-        sqlx::query("UPDATE settlements SET paid_txid = ?, document = ? WHERE id = ?")
-            .bind(s.paid_txid.as_deref())
-            .bind(document)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("marking a settlement paid"))?;
-        Ok(s)
+                key: paid.id.clone(),
+            });
+        }
+        Ok(())
     }
 }

@@ -70,8 +70,10 @@ pub trait LedgerStore: Send + Sync {
         &self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Settlement>>> + Send;
-    /// Records the transaction that paid settlement `id`.
-    fn mark_paid(&self, id: &str, txid: &str) -> impl Future<Output = Result<Settlement>> + Send;
+    /// Stores the payment (`paid_txid`) of a settlement stored before;
+    /// [`crate::StoreError::NotFound`] if there is none with its id. The
+    /// rule for a valid payment is the core's `Settlement::mark_paid`.
+    fn save_payment(&self, paid: &Settlement) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A store of everything.

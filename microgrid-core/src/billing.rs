@@ -200,14 +200,17 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::clearing::TimeframeClearing;
+use crate::batch::ReadingRow;
+use crate::clearing::{TimeframeClearing, TimeframeSummary};
 use crate::energy::Wh;
 use crate::error::{Error, Result};
+use crate::matrix::ClearedRow;
 use crate::metrics::CommunityMetrics;
 use crate::money::{Currency, Price, AMOUNT_DECIMALS, PRICE_DECIMALS};
 use crate::pricing::bill_sharing::BillSharingPeriod;
 use crate::pricing::CommunityPrice;
 use crate::registry::ProsumerId;
+use crate::registry::Registry;
 use crate::tariff::Tariff;
 use crate::timeframe::TimeRange;
 
@@ -307,11 +310,122 @@ pub fn bill_period(
     clearings: &[TimeframeClearing],
 ) -> Result<PeriodBills> {
     let ordered = in_period_order(period, clearings)?;
-    let per_period = pricing_kind(&ordered)?;
+    let summaries: Vec<&TimeframeSummary> = ordered.iter().map(|c| &c.summary).collect();
+    let per_period = pricing_kind(&summaries)?;
+    let members = accumulate(tariff, &ordered)?;
+    let bills = members
+        .into_iter()
+        .map(|(id, lines)| lines.into_bill(id.clone()))
+        .collect::<Result<Vec<Bill>>>()?;
+    complete(period, tariff, &summaries, per_period, bills)
+}
 
-    let mut bills = accumulate(tariff, &ordered)?;
+/// [`bill_period`] from the period's timeframes as columns: for each
+/// timeframe of `period`, in order, its readings and its clearing (as
+/// stored by a columnar store). Accumulates in integer units on up to
+/// `threads` threads; the bills equal [`bill_period`]'s to the last decimal.
+pub fn bill_rows(
+    period: &TimeRange,
+    tariff: &Tariff,
+    registry: &Registry,
+    rows: &[(&ReadingRow, &ClearedRow)],
+    threads: usize,
+) -> Result<PeriodBills> {
+    let mut expected = period.timeframes();
+    for (_, cleared) in rows {
+        let tf = cleared.summary.timeframe;
+        match expected.next() {
+            Some(want) if want == tf => {}
+            Some(want) if want.start() > tf.start() => {
+                return Err(Error::DuplicateClearing { start: tf.start() })
+            }
+            Some(want) => {
+                return Err(Error::PeriodNotCleared {
+                    start: want.start(),
+                })
+            }
+            None => return Err(Error::DuplicateClearing { start: tf.start() }),
+        }
+    }
+    if let Some(missing) = expected.next() {
+        return Err(Error::PeriodNotCleared {
+            start: missing.start(),
+        });
+    }
+    let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
+    let per_period = pricing_kind(&summaries)?;
+    let (fee, margin) = (
+        micros(tariff.grid_fee())?,
+        micros(tariff.operator_margin())?,
+    );
+    let n = registry.len();
+    let block = |block: &[(&ReadingRow, &ClearedRow)]| -> Result<(Vec<Lines>, Vec<bool>)> {
+        let mut lines = vec![Lines::default(); n];
+        let mut member = vec![false; n];
+        for (readings, cleared) in block {
+            let rates = Rates::of(&cleared.summary, fee, margin)?;
+            let (p, c) = (readings.produced(), readings.consumed());
+            for (i, &present) in readings.present().iter().enumerate() {
+                if present {
+                    member[i] = true;
+                    lines[i].add(&rates, p[i].get(), c[i].get(), cleared.community[i].get())?;
+                }
+            }
+        }
+        Ok((lines, member))
+    };
+    let per_thread = rows.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Result<(Vec<Lines>, Vec<bool>)>> = if per_thread >= rows.len() {
+        vec![block(rows)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || block(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let mut lines = vec![Lines::default(); n];
+    let mut member = vec![false; n];
+    for part in parts {
+        let (part_lines, part_member) = part?;
+        for (i, l) in part_lines.iter().enumerate() {
+            lines[i].merge(l)?;
+            member[i] |= part_member[i];
+        }
+    }
+    let bills = registry
+        .id_order()
+        .into_iter()
+        .map(|i| i as usize)
+        .filter(|&i| member[i])
+        .map(|i| {
+            let id = registry
+                .at(i)
+                .ok_or_else(|| Error::UnknownProsumer(format!("#{i}")))?
+                .id()
+                .clone();
+            std::mem::take(&mut lines[i]).into_bill(id)
+        })
+        .collect::<Result<Vec<Bill>>>()?;
+    complete(period, tariff, &summaries, per_period, bills)
+}
+
+/// Fixed fees, bill sharing, totals and the community's sums: the part of
+/// billing after each member's lines are summed.
+fn complete(
+    period: &TimeRange,
+    tariff: &Tariff,
+    summaries: &[&TimeframeSummary],
+    per_period: bool,
+    mut bills: Vec<Bill>,
+) -> Result<PeriodBills> {
     if per_period {
-        share_the_grid_bill(&ordered, &mut bills)?;
+        share_the_grid_bill(summaries, &mut bills)?;
     }
     for b in &mut bills {
         b.fixed_fee = tariff.fixed_fee();
@@ -322,8 +436,7 @@ pub fn bill_period(
             + b.operator_margin;
         b.saving = b.baseline - b.total;
     }
-
-    let summaries = ordered.iter().map(|c| &c.summary);
+    let summaries = summaries.iter().copied();
     Ok(PeriodBills {
         period: *period,
         currency: tariff.currency(),
@@ -345,7 +458,7 @@ pub fn bill_period(
 /// The lines of one member summed over the period, money in units of
 /// 10⁻⁹ ([`AMOUNT_DECIMALS`]): a price in 10⁻⁶ per kWh times Wh. Integer
 /// sums are exact like `Decimal` ones and much cheaper per allocation.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Lines {
     /// Σ produced, consumed, bought, sold, imported, exported (Wh; an
     /// `i128` of `i64` terms cannot overflow).
@@ -357,6 +470,116 @@ struct Lines {
     grid_fee: i128,
     operator_margin: i128,
     baseline: i128,
+}
+
+/// The prices of one timeframe in millionths per kWh.
+struct Rates {
+    import: i64,
+    export: i64,
+    /// The community price; `None` when it is set per period.
+    community: Option<i64>,
+    fee: i64,
+    margin: i64,
+}
+
+impl Rates {
+    fn of(summary: &TimeframeSummary, fee: i64, margin: i64) -> Result<Rates> {
+        Ok(Rates {
+            import: micros(summary.grid.import())?,
+            export: micros(summary.grid.export())?,
+            community: summary.community_price.known().map(micros).transpose()?,
+            fee,
+            margin,
+        })
+    }
+}
+
+impl Lines {
+    /// Adds one allocation, given as the reading and the signed community
+    /// energy (+ sold, − bought), as [`crate::Allocation::new`] splits it.
+    #[inline]
+    fn add(&mut self, rates: &Rates, produced: i64, consumed: i64, community: i64) -> Result<()> {
+        let net = i128::from(produced) - i128::from(consumed);
+        let community = i128::from(community);
+        let (sold, bought) = (community.max(0), (-community).max(0));
+        let (exported, imported) = if net >= 0 {
+            (net - sold, 0)
+        } else {
+            (0, -net - bought)
+        };
+        for (sum, wh) in self.energy.iter_mut().zip([
+            i128::from(produced),
+            i128::from(consumed),
+            bought,
+            sold,
+            imported,
+            exported,
+        ]) {
+            *sum += wh;
+        }
+        let (deficit, surplus) = (bought + imported, sold + exported);
+        if let Some(p) = rates.community {
+            add(&mut self.purchases, p, bought)?;
+            add(&mut self.sales, p, sold)?;
+            add(&mut self.imports, rates.import, imported)?;
+            add(&mut self.exports, rates.export, exported)?;
+        }
+        add(&mut self.grid_fee, rates.fee, imported)?;
+        add(&mut self.operator_margin, rates.margin, bought)?;
+        add(&mut self.baseline, rates.import, deficit)?;
+        add(&mut self.baseline, -rates.export, surplus)?;
+        add(&mut self.baseline, rates.fee, deficit)
+    }
+
+    /// Adds the sums of another part of the period.
+    fn merge(&mut self, other: &Lines) -> Result<()> {
+        for (a, b) in self.energy.iter_mut().zip(other.energy) {
+            *a += b;
+        }
+        for (a, b) in [
+            (&mut self.purchases, other.purchases),
+            (&mut self.sales, other.sales),
+            (&mut self.imports, other.imports),
+            (&mut self.exports, other.exports),
+            (&mut self.grid_fee, other.grid_fee),
+            (&mut self.operator_margin, other.operator_margin),
+            (&mut self.baseline, other.baseline),
+        ] {
+            *a = a
+                .checked_add(b)
+                .ok_or(Error::Overflow("amount of a bill"))?;
+        }
+        Ok(())
+    }
+
+    fn into_bill(self, prosumer: ProsumerId) -> Result<Bill> {
+        let wh = |sum: i128| {
+            i64::try_from(sum)
+                .map(Wh::new)
+                .map_err(|_| Error::Overflow("energy sum"))
+        };
+        let [produced, consumed, bought, sold, imported, exported] = self.energy;
+        Ok(Bill {
+            energy: EnergyLines {
+                produced: wh(produced)?,
+                consumed: wh(consumed)?,
+                bought: wh(bought)?,
+                sold: wh(sold)?,
+                imported: wh(imported)?,
+                exported: wh(exported)?,
+                deficit: wh(bought + imported)?,
+                surplus: wh(sold + exported)?,
+            },
+            purchases: amount(self.purchases)?,
+            sales: amount(self.sales)?,
+            imports: amount(self.imports)?,
+            exports: amount(self.exports)?,
+            grid_fee: amount(self.grid_fee)?,
+            operator_margin: amount(self.operator_margin)?,
+            baseline: amount(self.baseline)?,
+            ..empty_bill(prosumer)
+        })
+    }
 }
 
 /// A price in units of 10⁻⁶ per kWh, below 2^62 in magnitude (4.6 · 10^12
@@ -374,6 +597,7 @@ fn micros(price: Price) -> Result<i64> {
 /// `sum += micros · energy`, exactly, or an overflow error. With
 /// |micros| < 2^62 and |energy| ≤ 2^64 (a sum of two `i64`) the product is
 /// below 2^126 and cannot overflow an `i128`.
+#[inline]
 fn add(sum: &mut i128, micros: i64, energy: i128) -> Result<()> {
     match sum.checked_add(i128::from(micros) * energy) {
         Some(total) => {
@@ -389,20 +613,19 @@ fn amount(nanos: i128) -> Result<Decimal> {
         .map_err(|_| Error::Overflow("amount of a bill"))
 }
 
-/// Each member's energy and per-timeframe money lines over the period, in
-/// id order, before fixed fees and bill sharing.
-fn accumulate(tariff: &Tariff, ordered: &[&TimeframeClearing]) -> Result<Vec<Bill>> {
+/// Each member's summed lines over the period, in id order, before fixed
+/// fees and bill sharing.
+fn accumulate<'a>(
+    tariff: &Tariff,
+    ordered: &[&'a TimeframeClearing],
+) -> Result<Vec<(&'a ProsumerId, Lines)>> {
     let fee = micros(tariff.grid_fee())?;
     let margin = micros(tariff.operator_margin())?;
     let mut index: HashMap<&ProsumerId, usize> = HashMap::new();
     let mut members: Vec<(&ProsumerId, Lines)> = Vec::new();
     let mut slots: Vec<usize> = Vec::new();
     for c in ordered {
-        let (r, e) = (
-            micros(c.summary.grid.import())?,
-            micros(c.summary.grid.export())?,
-        );
-        let price = c.summary.community_price.known().map(micros).transpose()?;
+        let rates = Rates::of(&c.summary, fee, margin)?;
         for (k, a) in c.allocations.iter().enumerate() {
             // Timeframes usually list the members in the same order: try the
             // slot the k-th allocation had last time before hashing the id.
@@ -420,65 +643,14 @@ fn accumulate(tariff: &Tariff, ordered: &[&TimeframeClearing]) -> Result<Vec<Bil
                     i
                 }
             };
-            let l = &mut members[i].1;
-            let [bought, sold, imported, exported] =
-                [a.bought, a.sold, a.imported, a.exported].map(|w| i128::from(w.get()));
-            for (sum, wh) in l.energy.iter_mut().zip([
-                i128::from(a.produced.get()),
-                i128::from(a.consumed.get()),
-                bought,
-                sold,
-                imported,
-                exported,
-            ]) {
-                *sum += wh;
-            }
-            let (deficit, surplus) = (bought + imported, sold + exported);
-            if let Some(p) = price {
-                add(&mut l.purchases, p, bought)?;
-                add(&mut l.sales, p, sold)?;
-                add(&mut l.imports, r, imported)?;
-                add(&mut l.exports, e, exported)?;
-            }
-            add(&mut l.grid_fee, fee, imported)?;
-            add(&mut l.operator_margin, margin, bought)?;
-            add(&mut l.baseline, r, deficit)?;
-            add(&mut l.baseline, -e, surplus)?;
-            add(&mut l.baseline, fee, deficit)?;
+            let community = a.sold.get() - a.bought.get();
+            members[i]
+                .1
+                .add(&rates, a.produced.get(), a.consumed.get(), community)?;
         }
     }
     members.sort_unstable_by(|x, y| x.0.cmp(y.0));
-    members
-        .into_iter()
-        .map(|(id, l)| {
-            let wh = |sum: i128| {
-                i64::try_from(sum)
-                    .map(Wh::new)
-                    .map_err(|_| Error::Overflow("energy sum"))
-            };
-            let [produced, consumed, bought, sold, imported, exported] = l.energy;
-            Ok(Bill {
-                energy: EnergyLines {
-                    produced: wh(produced)?,
-                    consumed: wh(consumed)?,
-                    bought: wh(bought)?,
-                    sold: wh(sold)?,
-                    imported: wh(imported)?,
-                    exported: wh(exported)?,
-                    deficit: wh(bought + imported)?,
-                    surplus: wh(sold + exported)?,
-                },
-                purchases: amount(l.purchases)?,
-                sales: amount(l.sales)?,
-                imports: amount(l.imports)?,
-                exports: amount(l.exports)?,
-                grid_fee: amount(l.grid_fee)?,
-                operator_margin: amount(l.operator_margin)?,
-                baseline: amount(l.baseline)?,
-                ..empty_bill(id.clone())
-            })
-        })
-        .collect()
+    Ok(members)
 }
 
 fn empty_bill(prosumer: ProsumerId) -> Bill {
@@ -528,13 +700,12 @@ fn in_period_order<'a>(
 
 /// Whether the period is priced per period (bill sharing); an error if it
 /// mixes both kinds.
-fn pricing_kind(ordered: &[&TimeframeClearing]) -> Result<bool> {
-    let is_per_period =
-        |c: &&TimeframeClearing| c.summary.community_price == CommunityPrice::PerPeriod;
-    let per_period = ordered.first().is_some_and(is_per_period);
-    match ordered.iter().find(|c| is_per_period(c) != per_period) {
-        Some(c) => Err(Error::MixedMechanisms {
-            start: c.summary.timeframe.start(),
+fn pricing_kind(summaries: &[&TimeframeSummary]) -> Result<bool> {
+    let is_per_period = |s: &&TimeframeSummary| s.community_price == CommunityPrice::PerPeriod;
+    let per_period = summaries.first().is_some_and(is_per_period);
+    match summaries.iter().find(|s| is_per_period(s) != per_period) {
+        Some(s) => Err(Error::MixedMechanisms {
+            start: s.timeframe.start(),
         }),
         None => Ok(per_period),
     }
@@ -542,8 +713,8 @@ fn pricing_kind(ordered: &[&TimeframeClearing]) -> Result<bool> {
 
 /// Bill sharing: the period's import cost is shared by deficit, the export
 /// revenue by surplus (see [`BillSharingPeriod`]).
-fn share_the_grid_bill(ordered: &[&TimeframeClearing], bills: &mut [Bill]) -> Result<()> {
-    let grid_bill = BillSharingPeriod::from_summaries(ordered.iter().map(|c| &c.summary));
+fn share_the_grid_bill(summaries: &[&TimeframeSummary], bills: &mut [Bill]) -> Result<()> {
+    let grid_bill = BillSharingPeriod::from_summaries(summaries.iter().copied());
     let deficits: Vec<u64> = bills
         .iter()
         .map(|b| b.energy.deficit.get().unsigned_abs())

@@ -343,6 +343,34 @@ pub fn clear_columns(
     consumed: &[Wh],
     community: &mut [Wh],
 ) -> Result<EnergyTotals> {
+    check_shape(produced, consumed, community)?;
+    let totals = energy_totals(produced, consumed)?;
+    share(&totals, produced, consumed, 0..produced.len(), community);
+    Ok(totals)
+}
+
+/// [`clear_columns`] for columns in any order (say, by dense prosumer
+/// index): `order` lists the positions in prosumer-id order, which is the
+/// order the rounding rule walks, and must name every position. Positions past the columns' end are
+/// skipped (prosumers registered after the row was written), and a zero
+/// entry (no reading) takes no part. Same result, position by position, as
+/// [`clear_columns`] on the columns sorted by id.
+pub fn clear_columns_in_order(
+    produced: &[Wh],
+    consumed: &[Wh],
+    order: &[u32],
+    community: &mut [Wh],
+) -> Result<EnergyTotals> {
+    check_shape(produced, consumed, community)?;
+    let totals = energy_totals(produced, consumed)?;
+    community.fill(Wh::ZERO);
+    let width = produced.len();
+    let positions = order.iter().map(|&i| i as usize).filter(|&i| i < width);
+    share(&totals, produced, consumed, positions, community);
+    Ok(totals)
+}
+
+fn check_shape(produced: &[Wh], consumed: &[Wh], community: &[Wh]) -> Result<()> {
     if produced.len() != consumed.len() || produced.len() != community.len() {
         return Err(Error::ShapeMismatch(format!(
             "columns of {} produced, {} consumed and {} community values",
@@ -351,6 +379,11 @@ pub fn clear_columns(
             community.len()
         )));
     }
+    Ok(())
+}
+
+/// The first pass: sums, S, D and the number of sellers and buyers.
+fn energy_totals(produced: &[Wh], consumed: &[Wh]) -> Result<EnergyTotals> {
     let (mut production, mut consumption, mut supply, mut demand) = (0i128, 0i128, 0i128, 0i128);
     let (mut sellers, mut buyers) = (0u32, 0u32);
     for (p, c) in produced.iter().zip(consumed) {
@@ -371,20 +404,31 @@ pub fn clear_columns(
             .map(Wh::new)
             .map_err(|_| Error::Overflow(what))
     };
-    let totals = EnergyTotals {
+    Ok(EnergyTotals {
         production: to_wh(production, "production of a timeframe")?,
         consumption: to_wh(consumption, "consumption of a timeframe")?,
         supply: to_wh(supply, "supply of a timeframe")?,
         demand: to_wh(demand, "demand of a timeframe")?,
         sellers,
         buyers,
-    };
+    })
+}
+
+/// The second pass: each position's share with the cumulative floor rule,
+/// walking `positions` in prosumer-id order.
+fn share(
+    totals: &EnergyTotals,
+    produced: &[Wh],
+    consumed: &[Wh],
+    positions: impl Iterator<Item = usize>,
+    community: &mut [Wh],
+) {
     let shared = totals.shared().get() as u64;
     let mut sell = ProRata::new(shared, totals.supply.get() as u64);
     let mut buy = ProRata::new(shared, totals.demand.get() as u64);
-    for ((p, c), out) in produced.iter().zip(consumed).zip(community.iter_mut()) {
-        let net = p.get() - c.get();
-        *out = if net > 0 {
+    for i in positions {
+        let net = produced[i].get() - consumed[i].get();
+        community[i] = if net > 0 {
             Wh::new(sell.take(net as u64) as i64)
         } else if net < 0 {
             Wh::new(-(buy.take(net.unsigned_abs()) as i64))
@@ -392,7 +436,6 @@ pub fn clear_columns(
             Wh::ZERO
         };
     }
-    Ok(totals)
 }
 
 /// The summary of a timeframe from its totals, priced by `mechanism`.

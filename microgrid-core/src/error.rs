@@ -143,6 +143,15 @@ pub enum Error {
         /// Start of the timeframe.
         start: DateTime<Utc>,
     },
+    /// A reading arrives for a timeframe that was cleared without it: it
+    /// would be stored and never billed.
+    #[error("reading of prosumer {id} for the timeframe starting {start} arrives after that timeframe was cleared without it")]
+    LateReading {
+        /// The prosumer.
+        id: String,
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+    },
     /// A reading's timeframe length differs from the one the batch uses.
     #[error("reading of prosumer {id} at {start} has a {found}-minute timeframe, the grid uses {expected}")]
     MixedTimeframeLength {

@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod batch;
 pub mod billing;
 pub mod clearing;
 pub mod energy;
@@ -61,19 +62,21 @@ pub mod timeframe;
 pub mod trades;
 
 pub use address::{Network, OutputType, PayoutAddress};
+pub use batch::{ReadingColumns, ReadingRow, ValidReadings};
 pub use clearing::{
-    clear_columns, clear_range, clear_timeframe, Allocation, EnergyTotals, GridTariff,
-    TimeframeClearing, TimeframeSummary,
+    clear_columns, clear_columns_in_order, clear_range, clear_timeframe, Allocation, EnergyTotals,
+    GridTariff, TimeframeClearing, TimeframeSummary,
 };
 pub use energy::Wh;
 pub use error::{Error, Result};
 pub use matrix::{
-    clear_matrix, clear_matrix_into, clear_matrix_parallel, ClearedMatrix, ReadingMatrix,
+    available_threads, clear_matrix, clear_matrix_into, clear_matrix_parallel, clear_reading_rows,
+    ClearedMatrix, ClearedRow, ReadingMatrix,
 };
 pub use metrics::CommunityMetrics;
 pub use money::{Currency, Price};
 pub use pricing::{CommunityPrice, GridPrices, Mechanism, PricingMechanism};
 pub use reading::{plan_ingest, validate_batch, IngestPlan, Reading, ReadingLimits};
-pub use registry::{Prosumer, ProsumerId, ProsumerKind, Registry};
+pub use registry::{Prosumer, ProsumerId, ProsumerIndex, ProsumerKind, Registry};
 pub use timeframe::{TimeRange, Timeframe, TimeframeLength};
 pub use trades::{derive_trades, Trade};

@@ -6,13 +6,15 @@
 //! cache and writes one value per reading (the signed community energy);
 //! everything else is derived from these on demand.
 
+use crate::batch::ReadingRow;
 use crate::clearing::{
-    clear_columns, summarize, Allocation, GridTariff, TimeframeClearing, TimeframeSummary,
+    clear_columns, clear_columns_in_order, summarize, Allocation, GridTariff, TimeframeClearing,
+    TimeframeSummary,
 };
 use crate::energy::Wh;
 use crate::error::{Error, Result};
 use crate::pricing::PricingMechanism;
-use crate::registry::ProsumerId;
+use crate::registry::{ProsumerId, Registry};
 use crate::timeframe::{TimeRange, Timeframe};
 use crate::trades::{derive_trades, Trade};
 
@@ -286,4 +288,106 @@ pub fn row_timeframe(range: &TimeRange, t: usize) -> Result<Timeframe> {
         range.start() + range.length().duration() * t as i32,
         range.length(),
     )
+}
+
+/// One cleared timeframe in columns: its summary and the signed community
+/// energy (+ sold, − bought) of every slot of its [`ReadingRow`], by dense
+/// prosumer index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearedRow {
+    /// The grid as a whole in the timeframe.
+    pub summary: TimeframeSummary,
+    /// Signed community energy by prosumer index (as wide as the readings).
+    pub community: Vec<Wh>,
+}
+
+impl ClearedRow {
+    /// The allocations of the prosumers with a reading, in id order, as
+    /// [`crate::clear_timeframe`] gives them.
+    pub fn allocations(&self, readings: &ReadingRow, registry: &Registry) -> Vec<Allocation> {
+        registry
+            .id_order()
+            .into_iter()
+            .filter_map(|i| self.allocation(readings, registry, i as usize))
+            .collect()
+    }
+
+    /// The allocation of the prosumer at index `i`, if it has a reading.
+    pub fn allocation(
+        &self,
+        readings: &ReadingRow,
+        registry: &Registry,
+        i: usize,
+    ) -> Option<Allocation> {
+        let (produced, consumed) = readings.get(i)?;
+        Some(Allocation::new(
+            registry.at(i)?.id().clone(),
+            &self.summary,
+            produced,
+            consumed,
+            self.community.get(i).copied().unwrap_or(Wh::ZERO),
+        ))
+    }
+
+    /// The timeframe as a [`TimeframeClearing`].
+    pub fn to_clearing(&self, readings: &ReadingRow, registry: &Registry) -> TimeframeClearing {
+        TimeframeClearing {
+            summary: self.summary.clone(),
+            allocations: self.allocations(readings, registry),
+        }
+    }
+}
+
+/// Clears timeframes given as dense rows on up to `threads` threads (rows
+/// are independent; each thread takes a contiguous block). `order` is the
+/// registry's [`Registry::id_order`]. Equal, timeframe by timeframe, to
+/// [`crate::clear_timeframe`] of the rows' readings.
+pub fn clear_reading_rows<T: GridTariff + Sync + ?Sized>(
+    rows: &[(Timeframe, &ReadingRow)],
+    order: &[u32],
+    tariff: &T,
+    mechanism: &dyn PricingMechanism,
+    threads: usize,
+) -> Result<Vec<ClearedRow>> {
+    let clear_block = |block: &[(Timeframe, &ReadingRow)]| -> Result<Vec<ClearedRow>> {
+        block
+            .iter()
+            .map(|(tf, row)| {
+                let mut community = vec![Wh::ZERO; row.width()];
+                let totals =
+                    clear_columns_in_order(row.produced(), row.consumed(), order, &mut community)?;
+                Ok(ClearedRow {
+                    summary: summarize(*tf, &totals, tariff.grid_prices(tf), mechanism),
+                    community,
+                })
+            })
+            .collect()
+    };
+    let per_thread = rows.len().div_ceil(threads.max(1)).max(1);
+    if per_thread >= rows.len() {
+        return clear_block(rows);
+    }
+    let blocks: Vec<Result<Vec<ClearedRow>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(per_thread)
+            .map(|block| scope.spawn(move || clear_block(block)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(rows.len());
+    for block in blocks {
+        out.extend(block?);
+    }
+    Ok(out)
+}
+
+/// The number of threads to use: what the machine offers.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |t| t.get())
 }

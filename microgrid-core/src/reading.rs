@@ -206,7 +206,8 @@ pub struct IngestPlan {
 
 /// Decides, for a validated batch, which readings are new, which correct a
 /// stored reading and which change nothing. A different value for a
-/// timeframe that is already cleared is an [`Error::ConflictingReading`],
+/// timeframe that is already cleared is an [`Error::ConflictingReading`]
+/// (a new reading for it, an [`Error::LateReading`]),
 /// and then nothing of the batch is to be stored.
 ///
 /// Every store applies this one rule: `stored` looks up the stored reading
@@ -220,6 +221,12 @@ pub fn plan_ingest(
     let mut plan = IngestPlan::default();
     for r in batch {
         match stored(&r.prosumer, &r.timeframe) {
+            None if cleared(&r.timeframe) => {
+                return Err(Error::LateReading {
+                    id: r.prosumer.to_string(),
+                    start: r.timeframe.start(),
+                })
+            }
             None => plan.insert.push(r),
             Some(old) if old.same_values(&r) => plan.unchanged += 1,
             Some(_) if cleared(&r.timeframe) => {
@@ -322,13 +329,18 @@ mod tests {
         let plan = plan_ingest(
             vec![reading("a", 1, 5, 0), reading("a", 2, 1, 1)],
             stored,
-            |_| true,
+            |t| *t == tf(1),
         )
         .unwrap();
         assert_eq!(
             (plan.insert.len(), plan.replace.len(), plan.unchanged),
             (1, 0, 1)
         );
+        // A new reading for a cleared timeframe would never be billed.
+        assert!(matches!(
+            plan_ingest(vec![reading("a", 2, 1, 1)], stored, |_| true),
+            Err(Error::LateReading { .. })
+        ));
         let plan = plan_ingest(vec![reading("a", 1, 6, 0)], stored, |_| false).unwrap();
         assert_eq!(plan.replace.len(), 1);
         assert!(matches!(

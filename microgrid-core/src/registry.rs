@@ -240,8 +240,32 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
     d.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
-/// All prosumers of a grid, by id (in id order, which is the order every
+/// A prosumer's dense index in a [`Registry`]: its position in the order of
+/// registration, `0..registry.len()`. Columnar data (readings, clearing
+/// results, bills) is laid out by this index, so a string id is looked up
+/// once per grid, not once per reading. Indices never change: prosumers are
+/// never removed, only marked as having left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProsumerIndex(u32);
+
+impl ProsumerIndex {
+    /// The index as a `usize`, for indexing columns.
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The index as stored in columns.
+    pub fn as_u32(self) -> u32 {
+        self.0
+    }
+}
+
+/// All prosumers of a grid, each with a dense [`ProsumerIndex`] (the order
+/// of registration), and iterable in id order (the order every
 /// deterministic rule of clearing uses).
+///
+/// Registering is `O(log n)`; [`Registry::register_all`] takes a whole
+/// registry at once and stores nothing if any of it is refused.
 ///
 /// ```
 /// use chrono::NaiveDate;
@@ -253,45 +277,94 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 /// assert!(reg.register(Prosumer::new("a", "again", ProsumerKind::Household, day)?).is_err());
 /// let ids: Vec<_> = reg.iter().map(|p| p.id().as_str()).collect();
 /// assert_eq!(ids, ["a", "b"]);
+/// assert_eq!(reg.index_of(&"b".parse()?)?.get(), 0); // registered first
 /// # Ok::<(), microgrid_core::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    prosumers: BTreeMap<ProsumerId, Prosumer>,
+    /// By dense index.
+    prosumers: Vec<Prosumer>,
+    /// Id to dense index, in id order.
+    by_id: BTreeMap<ProsumerId, ProsumerIndex>,
 }
 
 impl Registry {
-    /// Adds a prosumer; an error if its id is taken.
-    pub fn register(&mut self, p: Prosumer) -> Result<()> {
-        if self.prosumers.contains_key(&p.id) {
+    /// Adds a prosumer at the next index; an error if its id is taken.
+    pub fn register(&mut self, p: Prosumer) -> Result<ProsumerIndex> {
+        if self.by_id.contains_key(&p.id) {
             return Err(Error::DuplicateProsumer(p.id.0));
         }
-        self.prosumers.insert(p.id.clone(), p);
+        let index = ProsumerIndex(
+            u32::try_from(self.prosumers.len()).map_err(|_| Error::Overflow("registry size"))?,
+        );
+        self.by_id.insert(p.id.clone(), index);
+        self.prosumers.push(p);
+        Ok(index)
+    }
+
+    /// Adds every prosumer of `batch`, in order, or none of them: an error
+    /// names the first id that is taken (by the registry or earlier in the
+    /// batch).
+    pub fn register_all(&mut self, batch: impl IntoIterator<Item = Prosumer>) -> Result<()> {
+        let before = self.prosumers.len();
+        for p in batch {
+            if let Err(e) = self.register(p) {
+                for gone in self.prosumers.drain(before..) {
+                    self.by_id.remove(&gone.id);
+                }
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
     /// Replaces the record of a registered prosumer (a new name, address or
     /// leaving date); an error if it is unknown.
-    pub fn update(&mut self, p: Prosumer) -> Result<()> {
-        match self.prosumers.get_mut(&p.id) {
-            Some(slot) => {
-                *slot = p;
-                Ok(())
-            }
-            None => Err(Error::UnknownProsumer(p.id.0)),
-        }
+    pub fn update(&mut self, p: Prosumer) -> Result<ProsumerIndex> {
+        let index = self.index_of(&p.id)?;
+        self.prosumers[index.get()] = p;
+        Ok(index)
     }
 
     /// The prosumer with `id`.
     pub fn get(&self, id: &ProsumerId) -> Result<&Prosumer> {
-        self.prosumers
+        Ok(&self.prosumers[self.index_of(id)?.get()])
+    }
+
+    /// The dense index of `id`.
+    pub fn index_of(&self, id: &ProsumerId) -> Result<ProsumerIndex> {
+        self.by_id
             .get(id)
+            .copied()
             .ok_or_else(|| Error::UnknownProsumer(id.0.clone()))
+    }
+
+    /// The dense index of `id`, if it is registered.
+    pub fn find(&self, id: &str) -> Option<ProsumerIndex> {
+        // Ids are compared as strings; a string that is no valid id is not registered.
+        ProsumerId::new(id)
+            .ok()
+            .and_then(|id| self.by_id.get(&id).copied())
+    }
+
+    /// The prosumer at dense index `index` (`None` past the end).
+    pub fn at(&self, index: usize) -> Option<&Prosumer> {
+        self.prosumers.get(index)
     }
 
     /// All prosumers in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Prosumer> {
-        self.prosumers.values()
+        self.by_id.values().map(|i| &self.prosumers[i.get()])
+    }
+
+    /// All prosumers in index (registration) order.
+    pub fn by_index(&self) -> &[Prosumer] {
+        &self.prosumers
+    }
+
+    /// The dense indices in id order: the permutation that clearing walks.
+    pub fn id_order(&self) -> Vec<u32> {
+        self.by_id.values().map(|i| i.0).collect()
     }
 
     /// Number of prosumers.
@@ -305,12 +378,28 @@ impl Registry {
     }
 }
 
+/// A registry serializes as its prosumers in index order, and deserializes
+/// by registering them again (so a duplicate id is an error).
+impl Serialize for Registry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.prosumers.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Registry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Registry, D::Error> {
+        let prosumers = Vec::<Prosumer>::deserialize(d)?;
+        prosumers
+            .into_iter()
+            .collect::<Result<Registry>>()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromIterator<Prosumer> for Result<Registry> {
     fn from_iter<I: IntoIterator<Item = Prosumer>>(iter: I) -> Self {
         let mut r = Registry::default();
-        for p in iter {
-            r.register(p)?;
-        }
+        r.register_all(iter)?;
         Ok(r)
     }
 }
@@ -362,6 +451,20 @@ mod tests {
             Prosumer::new("p", "  ", ProsumerKind::Other, day(1)),
             Err(Error::InvalidName { .. })
         ));
+    }
+
+    #[test]
+    fn a_refused_batch_registers_nobody() {
+        let p = |id: &str| Prosumer::new(id, id, ProsumerKind::Household, day(1)).unwrap();
+        let mut reg = Registry::default();
+        reg.register(p("a")).unwrap();
+        let err = reg.register_all([p("b"), p("c"), p("b")]).unwrap_err();
+        assert_eq!(err, Error::DuplicateProsumer("b".into()));
+        assert_eq!(reg.len(), 1);
+        assert!(reg.find("b").is_none());
+        reg.register_all([p("c"), p("b")]).unwrap();
+        assert_eq!(reg.id_order(), [0, 2, 1]);
+        assert_eq!(reg.at(1).unwrap().id().as_str(), "c");
     }
 
     #[test]

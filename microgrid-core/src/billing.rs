@@ -365,7 +365,8 @@ pub fn bill_rows(
         for (readings, cleared) in block {
             let rates = Rates::of(&cleared.summary, fee, margin)?;
             let (p, c) = (readings.produced(), readings.consumed());
-            for (i, &present) in readings.present().iter().enumerate() {
+            // Slots past the registry (prosumers it does not know) are not billed.
+            for (i, &present) in readings.present().iter().enumerate().take(n) {
                 if present {
                     member[i] = true;
                     lines[i].add(&rates, p[i].get(), c[i].get(), cleared.community[i].get())?;

@@ -104,7 +104,7 @@ proptest! {
         let (early, late): (Vec<usize>, Vec<usize>) = (0..members.len()).partition(|&k| !members[k].3);
         registry.register_all(early.iter().map(|&k| prosumer(k))).unwrap();
         let mut rows = vec![ReadingRow::default(); 12];
-        let mut batch = |ks: &[usize], registry: &Registry, rows: &mut [ReadingRow]| {
+        let batch = |ks: &[usize], registry: &Registry, rows: &mut [ReadingRow]| {
             let mut cols = ReadingColumns::default();
             for t in 0..12 {
                 for &k in ks {

@@ -1,12 +1,14 @@
 //! Opening stores by URL, and routing each concern to its own database.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange, TimeframeClearing,
-    TimeframeLength, TimeframeSummary,
+    Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
+    TimeframeClearing, TimeframeLength, TimeframeSummary,
 };
 
 use crate::error::{Result, StoreError};
@@ -109,6 +111,9 @@ impl RegistryStore for AnyStore {
     async fn registry(&self) -> Result<Registry> {
         dispatch!(self, s => s.registry().await)
     }
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        dispatch!(self, s => s.insert_prosumers(batch).await)
+    }
 }
 
 impl ReadingStore for AnyStore {
@@ -118,11 +123,40 @@ impl ReadingStore for AnyStore {
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
         dispatch!(self, s => s.readings(range).await)
     }
+    async fn ingest(
+        &self,
+        batch: &ValidReadings,
+        registry: &Registry,
+        cleared: &BTreeSet<DateTime<Utc>>,
+    ) -> Result<IngestCounts> {
+        dispatch!(self, s => s.ingest(batch, registry, cleared).await)
+    }
+    async fn reading_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<Arc<ReadingRow>>> {
+        dispatch!(self, s => s.reading_rows(range, registry).await)
+    }
 }
 
 impl LedgerStore for AnyStore {
     async fn save_clearing(&self, clearing: &TimeframeClearing) -> Result<bool> {
         dispatch!(self, s => s.save_clearing(clearing).await)
+    }
+    async fn save_cleared(
+        &self,
+        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        registry: &Registry,
+    ) -> Result<usize> {
+        dispatch!(self, s => s.save_cleared(rows, registry).await)
+    }
+    async fn cleared_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>> {
+        dispatch!(self, s => s.cleared_rows(range, registry).await)
     }
     async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
         dispatch!(self, s => s.cleared(range).await)
@@ -186,6 +220,9 @@ impl<R: RegistryStore, D: Send + Sync, L: Send + Sync> RegistryStore for RoutedS
     async fn registry(&self) -> Result<Registry> {
         self.registry.registry().await
     }
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        self.registry.insert_prosumers(batch).await
+    }
 }
 
 impl<R: Send + Sync, D: ReadingStore, L: Send + Sync> ReadingStore for RoutedStore<R, D, L> {
@@ -195,11 +232,40 @@ impl<R: Send + Sync, D: ReadingStore, L: Send + Sync> ReadingStore for RoutedSto
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
         self.readings.readings(range).await
     }
+    async fn ingest(
+        &self,
+        batch: &ValidReadings,
+        registry: &Registry,
+        cleared: &BTreeSet<DateTime<Utc>>,
+    ) -> Result<IngestCounts> {
+        self.readings.ingest(batch, registry, cleared).await
+    }
+    async fn reading_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<Arc<ReadingRow>>> {
+        self.readings.reading_rows(range, registry).await
+    }
 }
 
 impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore<R, D, L> {
     async fn save_clearing(&self, clearing: &TimeframeClearing) -> Result<bool> {
         self.ledger.save_clearing(clearing).await
+    }
+    async fn save_cleared(
+        &self,
+        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        registry: &Registry,
+    ) -> Result<usize> {
+        self.ledger.save_cleared(rows, registry).await
+    }
+    async fn cleared_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>> {
+        self.ledger.cleared_rows(range, registry).await
     }
     async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
         self.ledger.cleared(range).await

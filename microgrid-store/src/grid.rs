@@ -2,16 +2,17 @@
 //! settle. Every stage reads what the previous one stored and writes its
 //! own result.
 
-use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use microgrid_core::billing::{bill_period, PeriodBills};
+use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
+use microgrid_core::billing::{bill_rows, PeriodBills};
 use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
 use microgrid_core::tariff::Tariff;
 use microgrid_core::{
-    clear_timeframe, derive_trades, plan_ingest, validate_batch, Allocation, GridTariff, Network,
-    PayoutAddress, PricingMechanism, Prosumer, ProsumerId, Reading, ReadingLimits, Registry,
-    TimeRange, TimeframeClearing, TimeframeLength, TimeframeSummary, Trade,
+    available_threads, clear_reading_rows, derive_trades, Allocation, ClearedRow, GridTariff,
+    Network, PayoutAddress, PricingMechanism, Prosumer, ProsumerId, ProsumerIndex, Reading,
+    ReadingLimits, Registry, TimeRange, Timeframe, TimeframeClearing, TimeframeLength,
+    TimeframeSummary, Trade,
 };
 
 use crate::error::{Result, StoreError};
@@ -28,6 +29,16 @@ pub struct IngestReport {
     pub unchanged: usize,
 }
 
+impl From<IngestCounts> for IngestReport {
+    fn from(c: IngestCounts) -> IngestReport {
+        IngestReport {
+            inserted: c.inserted,
+            replaced: c.replaced,
+            unchanged: c.unchanged,
+        }
+    }
+}
+
 /// What clearing a range did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClearReport {
@@ -37,28 +48,49 @@ pub struct ClearReport {
     pub already_cleared: usize,
 }
 
+/// How many readings (timeframes × prosumers) one step of clearing holds
+/// at a time: a month of a large community is cleared in chunks of
+/// timeframes so that stores that load rows from a database stay bounded.
+const CELLS_PER_CHUNK: usize = 8 << 20;
+
 /// A microgrid's books on a store `S`.
+///
+/// The grid keeps the registry it loaded (prosumer ids interned once, as
+/// dense indices), so registering is cheap and readings move as columns.
+/// Registrations made through another `Grid` on the same database are
+/// picked up by [`Grid::refresh_registry`], and automatically when a
+/// reading names an id this grid does not know yet.
 #[derive(Debug, Clone)]
 pub struct Grid<S> {
     store: S,
     length: TimeframeLength,
     limits: ReadingLimits,
+    threads: usize,
+    registry: Arc<Mutex<Option<Arc<Registry>>>>,
 }
 
 impl<S: Store> Grid<S> {
     /// A grid of `length` timeframes on `store`, with default reading
-    /// limits.
+    /// limits, clearing and billing on every core.
     pub fn new(store: S, length: TimeframeLength) -> Grid<S> {
         Grid {
             store,
             length,
             limits: ReadingLimits::default(),
+            threads: available_threads(),
+            registry: Arc::default(),
         }
     }
 
     /// The same grid with other plausibility limits for readings.
     pub fn with_limits(mut self, limits: ReadingLimits) -> Grid<S> {
         self.limits = limits;
+        self
+    }
+
+    /// The same grid clearing and billing on at most `threads` threads.
+    pub fn with_threads(mut self, threads: usize) -> Grid<S> {
+        self.threads = threads.max(1);
         self
     }
 
@@ -72,90 +104,152 @@ impl<S: Store> Grid<S> {
         self.length
     }
 
-    /// Registers a new prosumer; an error if its id is taken.
-    pub async fn register(&self, prosumer: Prosumer) -> Result<()> {
-        let mut registry = self.store.registry().await?;
-        registry.register(prosumer.clone())?;
-        self.store.save_prosumer(&prosumer).await
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<Arc<Registry>>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The registry, loaded from the store the first time.
+    pub async fn shared_registry(&self) -> Result<Arc<Registry>> {
+        if let Some(r) = self.cache().as_ref() {
+            return Ok(r.clone());
+        }
+        self.refresh_registry().await
+    }
+
+    /// Loads the registry from the store again (for registrations made
+    /// elsewhere).
+    pub async fn refresh_registry(&self) -> Result<Arc<Registry>> {
+        let loaded = Arc::new(self.store.registry().await?);
+        *self.cache() = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Registers a new prosumer and returns its dense index; an error if
+    /// its id is taken.
+    pub async fn register(&self, prosumer: Prosumer) -> Result<ProsumerIndex> {
+        let id = prosumer.id().clone();
+        self.register_all(vec![prosumer]).await?;
+        Ok(self.shared_registry().await?.index_of(&id)?)
+    }
+
+    /// Registers many prosumers at once, all or none: an id that is taken
+    /// (or repeated in `batch`) rejects the whole batch.
+    pub async fn register_all(&self, batch: Vec<Prosumer>) -> Result<()> {
+        let mut registry = (*self.shared_registry().await?).clone();
+        registry.register_all(batch.iter().cloned())?;
+        match self.store.insert_prosumers(&batch).await {
+            Ok(()) => {
+                *self.cache() = Some(Arc::new(registry));
+                Ok(())
+            }
+            Err(e) => {
+                // Someone else may have registered meanwhile: start afresh.
+                *self.cache() = None;
+                Err(e)
+            }
+        }
     }
 
     /// Replaces the record of a registered prosumer.
     pub async fn update(&self, prosumer: Prosumer) -> Result<()> {
-        let mut registry = self.store.registry().await?;
+        let mut registry = (*self.shared_registry().await?).clone();
         registry.update(prosumer.clone())?;
-        self.store.save_prosumer(&prosumer).await
+        self.store.save_prosumer(&prosumer).await?;
+        *self.cache() = Some(Arc::new(registry));
+        Ok(())
     }
 
     /// Every registered prosumer.
     pub async fn registry(&self) -> Result<Registry> {
-        self.store.registry().await
+        Ok((*self.shared_registry().await?).clone())
     }
 
     /// Records a batch of readings: validated whole against the registry
-    /// (see [`validate_batch`]), then written atomically. Re-sending a
-    /// reading changes nothing; a different value for a cleared timeframe
-    /// rejects the batch; nothing of a rejected batch is stored.
+    /// (see [`microgrid_core::validate_batch`]), then written atomically.
+    /// Re-sending a reading changes nothing; a different value for a
+    /// cleared timeframe, or a new reading for one, rejects the batch;
+    /// nothing of a rejected batch is stored.
     pub async fn record(&self, batch: Vec<Reading>) -> Result<IngestReport> {
-        let registry = self.store.registry().await?;
-        let batch = validate_batch(&registry, self.length, self.limits, batch)?;
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        if let Some(r) = batch.iter().find(|r| r.timeframe().length() != self.length) {
+            return Err(microgrid_core::Error::MixedTimeframeLength {
+                id: r.prosumer().to_string(),
+                start: r.timeframe().start(),
+                expected: self.length.minutes(),
+                found: r.timeframe().length().minutes(),
+            }
+            .into());
+        }
+        let mut registry = self.shared_registry().await?;
+        if batch
+            .iter()
+            .any(|r| registry.index_of(r.prosumer()).is_err())
+        {
+            registry = self.refresh_registry().await?;
+        }
+        let columns = ReadingColumns::from_readings(&registry, &batch)?;
+        drop(batch);
+        self.record_columns_with(columns, &registry).await
+    }
+
+    /// Records a batch given as columns (prosumers by their dense index in
+    /// [`Grid::shared_registry`]), with the rules of [`Grid::record`]:
+    /// validated in one pass, then ingested by the store in one call.
+    pub async fn record_columns(&self, columns: ReadingColumns) -> Result<IngestReport> {
+        let registry = self.shared_registry().await?;
+        self.record_columns_with(columns, &registry).await
+    }
+
+    async fn record_columns_with(
+        &self,
+        columns: ReadingColumns,
+        registry: &Registry,
+    ) -> Result<IngestReport> {
+        let batch = columns.validate(registry, self.length, self.limits)?;
+        let Some(span) = batch.try_span() else {
             return Ok(IngestReport::default());
         };
-        let span = TimeRange::new(
-            first.timeframe().start(),
-            last.timeframe().end(),
-            self.length,
-        )?;
-        let stored: BTreeMap<(DateTime<Utc>, ProsumerId), Reading> = self
-            .store
-            .readings(&span)
-            .await?
-            .into_iter()
-            .map(|r| ((r.timeframe().start(), r.prosumer().clone()), r))
-            .collect();
         let cleared = self.store.cleared(&span).await?;
-        let plan = plan_ingest(
-            batch,
-            |id, tf| stored.get(&(tf.start(), id.clone())).cloned(),
-            |tf| cleared.contains(&tf.start()),
-        )?;
-        self.store.write_readings(&plan).await?;
-        Ok(IngestReport {
-            inserted: plan.insert.len(),
-            replaced: plan.replace.len(),
-            unchanged: plan.unchanged,
-        })
+        Ok(self.store.ingest(&batch, registry, &cleared).await?.into())
     }
 
     /// Clears every timeframe of `range` not cleared yet, from the stored
-    /// readings, and stores the results. Clearing twice stores one result.
+    /// readings, and stores the results: the columnar kernel on every
+    /// core, a chunk of timeframes at a time, one store call per chunk.
+    /// Clearing twice stores one result.
     pub async fn clear(
         &self,
         range: &TimeRange,
         tariff: &(dyn GridTariff + Sync),
         mechanism: &dyn PricingMechanism,
     ) -> Result<ClearReport> {
+        let registry = self.shared_registry().await?;
+        let order = registry.id_order();
         let done = self.store.cleared(range).await?;
-        let mut by_timeframe: BTreeMap<DateTime<Utc>, Vec<Reading>> = BTreeMap::new();
-        for r in self.store.readings(range).await? {
-            by_timeframe
-                .entry(r.timeframe().start())
-                .or_default()
-                .push(r);
-        }
         let mut report = ClearReport::default();
-        for tf in range.timeframes() {
-            if done.contains(&tf.start()) {
-                report.already_cleared += 1;
+        for chunk in chunks(range, registry.len())? {
+            let rows = self.store.reading_rows(&chunk, &registry).await?;
+            let todo: Vec<(Timeframe, &ReadingRow)> = chunk
+                .timeframes()
+                .zip(rows.iter().map(|r| r.as_ref()))
+                .filter(|(tf, _)| !done.contains(&tf.start()))
+                .collect();
+            report.already_cleared += chunk.len() - todo.len();
+            if todo.is_empty() {
                 continue;
             }
-            let readings = by_timeframe.remove(&tf.start()).unwrap_or_default();
-            let clearing = clear_timeframe(tf, &readings, tariff.grid_prices(&tf), mechanism)?;
-            if self.store.save_clearing(&clearing).await? {
-                report.cleared += 1;
-            } else {
-                report.already_cleared += 1;
-            }
+            let cleared = clear_reading_rows(&todo, &order, tariff, mechanism, self.threads)?;
+            let pairs: Vec<(Arc<ReadingRow>, ClearedRow)> = chunk
+                .timeframes()
+                .zip(rows)
+                .filter(|(tf, _)| !done.contains(&tf.start()))
+                .map(|(_, r)| r)
+                .zip(cleared)
+                .collect();
+            let stored = self.store.save_cleared(&pairs, &registry).await?;
+            report.cleared += stored;
+            report.already_cleared += pairs.len() - stored;
         }
         Ok(report)
     }
@@ -165,25 +259,38 @@ impl<S: Store> Grid<S> {
         self.store.summaries(range).await
     }
 
+    /// The cleared timeframes of `range` as columns, with the registry
+    /// that gives their indices.
+    pub async fn cleared_rows(&self, range: &TimeRange) -> Result<ClearedRows> {
+        let registry = self.shared_registry().await?;
+        let rows = self.store.cleared_rows(range, &registry).await?;
+        Ok(ClearedRows { registry, rows })
+    }
+
     /// One prosumer per cleared timeframe ("prosumer info").
     pub async fn prosumer(&self, id: &ProsumerId, range: &TimeRange) -> Result<Vec<Allocation>> {
-        self.store.allocations(range, Some(id)).await
+        let cleared = self.cleared_rows(range).await?;
+        let i = cleared.registry.index_of(id)?.get();
+        Ok(cleared
+            .rows
+            .iter()
+            .filter_map(|(readings, c)| c.allocation(readings, &cleared.registry, i))
+            .collect())
     }
 
     /// The cleared timeframes of `range` with their allocations.
     pub async fn clearings(&self, range: &TimeRange) -> Result<Vec<TimeframeClearing>> {
-        let summaries = self.store.summaries(range).await?;
-        let mut allocations: BTreeMap<DateTime<Utc>, Vec<Allocation>> = BTreeMap::new();
-        for a in self.store.allocations(range, None).await? {
-            allocations.entry(a.timeframe.start()).or_default().push(a);
-        }
-        Ok(summaries
-            .into_iter()
-            .map(|summary| TimeframeClearing {
-                allocations: allocations
-                    .remove(&summary.timeframe.start())
-                    .unwrap_or_default(),
-                summary,
+        let cleared = self.cleared_rows(range).await?;
+        let order = cleared.registry.id_order();
+        Ok(cleared
+            .rows
+            .iter()
+            .map(|(readings, c)| TimeframeClearing {
+                summary: c.summary.clone(),
+                allocations: order
+                    .iter()
+                    .filter_map(|&i| c.allocation(readings, &cleared.registry, i as usize))
+                    .collect(),
             })
             .collect())
     }
@@ -205,10 +312,22 @@ impl<S: Store> Grid<S> {
             .collect())
     }
 
-    /// Bills `period` from the stored clearings; an error if a timeframe of
-    /// it is not cleared.
+    /// Bills `period` from the stored clearings, in columns; an error if a
+    /// timeframe of it is not cleared.
     pub async fn bill(&self, period: &TimeRange, tariff: &Tariff) -> Result<PeriodBills> {
-        Ok(bill_period(period, tariff, &self.clearings(period).await?)?)
+        let cleared = self.cleared_rows(period).await?;
+        let pairs: Vec<(&ReadingRow, &ClearedRow)> = cleared
+            .rows
+            .iter()
+            .map(|(r, c)| (r.as_ref(), c.as_ref()))
+            .collect();
+        Ok(bill_rows(
+            period,
+            tariff,
+            &cleared.registry,
+            &pairs,
+            self.threads,
+        )?)
     }
 
     /// Bills and settles `period`, carrying in the balances of the last
@@ -223,7 +342,7 @@ impl<S: Store> Grid<S> {
         operator: &PayoutAddress,
     ) -> Result<Settlement> {
         let bills = self.bill(period, tariff).await?;
-        let registry = self.store.registry().await?;
+        let registry = self.shared_registry().await?;
         let carried = self
             .store
             .last_settlement(period.start())
@@ -253,4 +372,32 @@ impl<S: Store> Grid<S> {
         self.store.save_payment(&settlement).await?;
         Ok(settlement)
     }
+}
+
+/// Cleared timeframes as columns, with the registry whose indices they use.
+#[derive(Debug, Clone)]
+pub struct ClearedRows {
+    /// The registry the rows are laid out by.
+    pub registry: Arc<Registry>,
+    /// Per cleared timeframe, in time order: its readings and its result.
+    pub rows: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>,
+}
+
+/// `range` cut into consecutive ranges of about [`CELLS_PER_CHUNK`]
+/// readings for `prosumers` prosumers (whole days where possible).
+fn chunks(range: &TimeRange, prosumers: usize) -> Result<Vec<TimeRange>> {
+    let per_day = range.length().per_day() as usize;
+    let mut len = (CELLS_PER_CHUNK / prosumers.max(1)).max(1);
+    if len >= per_day {
+        len -= len % per_day;
+    }
+    let step = range.length().duration() * i32::try_from(len).unwrap_or(i32::MAX);
+    let mut out = Vec::new();
+    let mut start = range.start();
+    while start < range.end() {
+        let end = (start + step).min(range.end());
+        out.push(TimeRange::new(start, end, range.length())?);
+        start = end;
+    }
+    Ok(out)
 }

@@ -1,23 +1,36 @@
 //! The in-memory store: the default, nothing to set up, gone when dropped.
+//!
+//! Readings are kept as one dense [`ReadingRow`] per timeframe and cleared
+//! timeframes as [`ClearedRow`]s, both behind `Arc`s: clearing and billing
+//! a month read them without copying, and a cleared timeframe keeps the
+//! very row it was cleared from (a cleared timeframe's readings cannot
+//! change, so nothing is copied on write either).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use microgrid_core::batch::{check_ingest, write_ingest, IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange, TimeframeClearing,
-    TimeframeSummary,
+    Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
+    Timeframe, TimeframeClearing, TimeframeSummary, Wh,
 };
 
 use crate::error::{Result, StoreError};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
 
+/// A cleared timeframe: the readings it was cleared from and the result.
+type Cleared = (Arc<ReadingRow>, Arc<ClearedRow>);
+
 #[derive(Debug, Default)]
 struct Inner {
-    prosumers: BTreeMap<ProsumerId, Prosumer>,
-    readings: BTreeMap<DateTime<Utc>, BTreeMap<ProsumerId, Reading>>,
-    clearings: BTreeMap<DateTime<Utc>, TimeframeClearing>,
+    registry: Registry,
+    /// The prosumer of each column of the rows below.
+    columns: Vec<ProsumerId>,
+    column_of: HashMap<ProsumerId, usize>,
+    readings: BTreeMap<DateTime<Utc>, Arc<ReadingRow>>,
+    clearings: BTreeMap<DateTime<Utc>, Cleared>,
     settlements: BTreeMap<String, Settlement>,
 }
 
@@ -36,10 +49,92 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave half a write: every
-        // write below is a single map operation or is prepared first.
+        // write below is checked first and then applied.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// The column of `id`, adding one if it has none.
+    fn column(&mut self, id: &ProsumerId) -> usize {
+        if let Some(&c) = self.column_of.get(id) {
+            return c;
+        }
+        self.columns.push(id.clone());
+        self.column_of.insert(id.clone(), self.columns.len() - 1);
+        self.columns.len() - 1
+    }
+
+    /// Makes the columns follow `registry`'s indices: usually they already
+    /// do and only new prosumers are appended; otherwise (a registry from
+    /// another store, in another order) every stored row is laid out again
+    /// once.
+    fn align(&mut self, registry: &Registry) {
+        let prefix = self
+            .columns
+            .iter()
+            .zip(registry.by_index())
+            .all(|(c, p)| c == p.id());
+        if prefix && self.columns.len() <= registry.len() {
+            for p in &registry.by_index()[self.columns.len()..] {
+                self.column(p.id());
+            }
+            return;
+        }
+        let old = std::mem::take(&mut self.columns);
+        self.column_of.clear();
+        for p in registry.by_index() {
+            self.column(p.id());
+        }
+        let moved: Vec<usize> = old.iter().map(|id| self.column(id)).collect();
+        let width = self.columns.len();
+        let relay = |row: &ReadingRow| {
+            let mut out = ReadingRow::with_width(width);
+            for (c, &to) in moved.iter().enumerate() {
+                if let Some((p, q)) = row.get(c) {
+                    out.set(to, p, q);
+                }
+            }
+            out
+        };
+        for row in self.readings.values_mut() {
+            *row = Arc::new(relay(row));
+        }
+        for (row, cleared) in self.clearings.values_mut() {
+            let mut community = vec![Wh::ZERO; width];
+            for (c, &to) in moved.iter().enumerate() {
+                community[to] = cleared.community.get(c).copied().unwrap_or(Wh::ZERO);
+            }
+            *row = Arc::new(relay(row));
+            *cleared = Arc::new(ClearedRow {
+                summary: cleared.summary.clone(),
+                community,
+            });
+        }
+    }
+
+    fn allocations_of(&self, (row, cleared): &Cleared) -> impl Iterator<Item = Allocation> + '_ {
+        let mut ids: Vec<(&ProsumerId, usize)> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|&(c, _)| row.get(c).is_some())
+            .map(|(c, id)| (id, c))
+            .collect();
+        ids.sort_unstable();
+        let (row, cleared) = (row.clone(), cleared.clone());
+        ids.into_iter().filter_map(move |(id, c)| {
+            let (p, q) = row.get(c)?;
+            Some(Allocation::new(
+                id.clone(),
+                &cleared.summary,
+                p,
+                q,
+                cleared.community.get(c).copied().unwrap_or(Wh::ZERO),
+            ))
+        })
     }
 }
 
@@ -52,17 +147,21 @@ fn in_range<'a, V>(
 
 impl RegistryStore for MemoryStore {
     async fn save_prosumer(&self, prosumer: &Prosumer) -> Result<()> {
-        self.lock()
-            .prosumers
-            .insert(prosumer.id().clone(), prosumer.clone());
+        let mut inner = self.lock();
+        if inner.registry.index_of(prosumer.id()).is_ok() {
+            inner.registry.update(prosumer.clone())?;
+        } else {
+            inner.registry.register(prosumer.clone())?;
+        }
         Ok(())
     }
 
     async fn registry(&self) -> Result<Registry> {
-        let prosumers: Vec<Prosumer> = self.lock().prosumers.values().cloned().collect();
-        Ok(prosumers
-            .into_iter()
-            .collect::<microgrid_core::Result<Registry>>()?)
+        Ok(self.lock().registry.clone())
+    }
+
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        Ok(self.lock().registry.register_all(batch.iter().cloned())?)
     }
 }
 
@@ -70,18 +169,101 @@ impl ReadingStore for MemoryStore {
     async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
         let mut inner = self.lock();
         for r in plan.insert.iter().chain(&plan.replace) {
-            inner
-                .readings
-                .entry(r.timeframe().start())
-                .or_default()
-                .insert(r.prosumer().clone(), r.clone());
+            let c = inner.column(r.prosumer());
+            let row = inner.readings.entry(r.timeframe().start()).or_default();
+            Arc::make_mut(row).set(c, r.produced(), r.consumed());
         }
         Ok(())
     }
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
-        Ok(in_range(&self.lock().readings, range)
-            .flat_map(|(_, by_id)| by_id.values().cloned())
+        let inner = self.lock();
+        let mut order: Vec<(&ProsumerId, usize)> = inner
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, id)| (id, c))
+            .collect();
+        order.sort_unstable();
+        let mut out = Vec::new();
+        for (start, row) in in_range(&inner.readings, range) {
+            let tf = Timeframe::new(*start, range.length())?;
+            for &(id, c) in &order {
+                if let Some((p, q)) = row.get(c) {
+                    out.push(Reading::new(id.clone(), tf, p, q)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ingest(
+        &self,
+        batch: &ValidReadings,
+        registry: &Registry,
+        cleared: &BTreeSet<DateTime<Utc>>,
+    ) -> Result<IngestCounts> {
+        let Some(span) = batch.try_span() else {
+            return Ok(IngestCounts::default());
+        };
+        let mut inner = self.lock();
+        inner.align(registry);
+        let starts: Vec<DateTime<Utc>> = span.timeframes().map(|tf| tf.start()).collect();
+        let stored: Vec<Option<Arc<ReadingRow>>> = starts
+            .iter()
+            .map(|s| inner.readings.get(s).cloned())
+            .collect();
+        let is_cleared =
+            |k: usize| cleared.contains(&starts[k]) || inner.clearings.contains_key(&starts[k]);
+        let counts = check_ingest(batch, registry, &stored, is_cleared)?;
+        drop(stored);
+        let width = inner.columns.len();
+        // Rows the batch does not touch are left alone (and unshared).
+        let mut touched = vec![false; starts.len()];
+        for i in batch.distinct() {
+            touched[batch.row_of(i)] = true;
+        }
+        let mut rows: Vec<ReadingRow> = starts
+            .iter()
+            .zip(&touched)
+            .map(|(s, &t)| match (t, inner.readings.remove(s)) {
+                (true, Some(row)) => Arc::unwrap_or_clone(row),
+                (true, None) => ReadingRow::with_width(width),
+                (false, kept) => {
+                    if let Some(row) = kept {
+                        inner.readings.insert(*s, row);
+                    }
+                    ReadingRow::default()
+                }
+            })
+            .collect();
+        let mut refs: Vec<&mut ReadingRow> = rows.iter_mut().collect();
+        write_ingest(batch, width, &mut refs);
+        for ((s, row), t) in starts.into_iter().zip(rows).zip(touched) {
+            if t {
+                inner.readings.insert(s, Arc::new(row));
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn reading_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<Arc<ReadingRow>>> {
+        let mut inner = self.lock();
+        inner.align(registry);
+        let empty = Arc::new(ReadingRow::default());
+        Ok(range
+            .timeframes()
+            .map(|tf| {
+                inner
+                    .readings
+                    .get(&tf.start())
+                    .cloned()
+                    .unwrap_or_else(|| empty.clone())
+            })
             .collect())
     }
 }
@@ -102,8 +284,55 @@ impl LedgerStore for MemoryStore {
                 message: format!("duplicate allocation of {} at {start}", w[0]),
             });
         }
-        inner.clearings.insert(start, clearing.clone());
+        let columns: Vec<usize> = clearing
+            .allocations
+            .iter()
+            .map(|a| inner.column(&a.prosumer))
+            .collect();
+        let width = inner.columns.len();
+        let mut row = ReadingRow::with_width(width);
+        let mut community = vec![Wh::ZERO; width];
+        for (a, &c) in clearing.allocations.iter().zip(&columns) {
+            row.set(c, a.produced, a.consumed);
+            community[c] = Wh::new(a.sold.get() - a.bought.get());
+        }
+        let cleared = ClearedRow {
+            summary: clearing.summary.clone(),
+            community,
+        };
+        inner
+            .clearings
+            .insert(start, (Arc::new(row), Arc::new(cleared)));
         Ok(true)
+    }
+
+    async fn save_cleared(
+        &self,
+        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        registry: &Registry,
+    ) -> Result<usize> {
+        let mut inner = self.lock();
+        inner.align(registry);
+        let mut stored = 0;
+        for (readings, cleared) in rows {
+            let start = cleared.summary.timeframe.start();
+            if inner.clearings.contains_key(&start) {
+                continue;
+            }
+            inner
+                .clearings
+                .insert(start, (readings.clone(), Arc::new(cleared.clone())));
+            stored += 1;
+        }
+        Ok(stored)
+    }
+
+    async fn cleared_rows(&self, range: &TimeRange, registry: &Registry) -> Result<Vec<Cleared>> {
+        let mut inner = self.lock();
+        inner.align(registry);
+        Ok(in_range(&inner.clearings, range)
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 
     async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
@@ -114,7 +343,7 @@ impl LedgerStore for MemoryStore {
 
     async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
         Ok(in_range(&self.lock().clearings, range)
-            .map(|(_, c)| c.summary.clone())
+            .map(|(_, (_, c))| c.summary.clone())
             .collect())
     }
 
@@ -123,10 +352,10 @@ impl LedgerStore for MemoryStore {
         range: &TimeRange,
         prosumer: Option<&ProsumerId>,
     ) -> Result<Vec<Allocation>> {
-        Ok(in_range(&self.lock().clearings, range)
-            .flat_map(|(_, c)| c.allocations.iter())
+        let inner = self.lock();
+        Ok(in_range(&inner.clearings, range)
+            .flat_map(|(_, c)| inner.allocations_of(c))
             .filter(|a| prosumer.is_none_or(|p| &a.prosumer == p))
-            .cloned()
             .collect())
     }
 

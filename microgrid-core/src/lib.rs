@@ -60,6 +60,7 @@ pub mod simulate;
 pub mod tariff;
 pub mod timeframe;
 pub mod trades;
+pub mod views;
 
 pub use address::{Network, OutputType, PayoutAddress};
 pub use batch::{ReadingColumns, ReadingRow, ValidReadings};
@@ -79,4 +80,4 @@ pub use pricing::{CommunityPrice, GridPrices, Mechanism, PricingMechanism};
 pub use reading::{plan_ingest, validate_batch, IngestPlan, Reading, ReadingLimits};
 pub use registry::{Prosumer, ProsumerId, ProsumerIndex, ProsumerKind, Registry};
 pub use timeframe::{TimeRange, Timeframe, TimeframeLength};
-pub use trades::{derive_trades, Trade};
+pub use trades::{derive_trades, match_north_west, Trade};

@@ -44,35 +44,48 @@ impl Trade {
 /// to what it sold or bought in the community.
 pub fn derive_trades(summary: &TimeframeSummary, allocations: &[Allocation]) -> Vec<Trade> {
     let price = summary.community_price.known();
-    let mut sellers = allocations.iter().filter(|a| a.sold.get() > 0);
-    let mut buyers = allocations.iter().filter(|a| a.bought.get() > 0);
+    let sellers = allocations
+        .iter()
+        .filter(|a| a.sold.get() > 0)
+        .map(|a| (a, a.sold.get()));
+    let buyers = allocations
+        .iter()
+        .filter(|a| a.bought.get() > 0)
+        .map(|a| (a, a.bought.get()));
     let mut trades = Vec::new();
-    let (mut seller, mut buyer) = (sellers.next(), buyers.next());
-    let (mut left_to_sell, mut left_to_buy) = (
-        seller.map_or(0, |s| s.sold.get()),
-        buyer.map_or(0, |b| b.bought.get()),
-    );
-    while let (Some(s), Some(b)) = (seller, buyer) {
-        let energy = left_to_sell.min(left_to_buy);
+    match_north_west(sellers, buyers, |s, b, energy| {
         trades.push(Trade {
             timeframe: summary.timeframe,
             seller: s.prosumer.clone(),
             buyer: b.prosumer.clone(),
             energy: Wh::new(energy),
             price,
-        });
-        left_to_sell -= energy;
-        left_to_buy -= energy;
-        if left_to_sell == 0 {
-            seller = sellers.next();
-            left_to_sell = seller.map_or(0, |s| s.sold.get());
-        }
-        if left_to_buy == 0 {
-            buyer = buyers.next();
-            left_to_buy = buyer.map_or(0, |b| b.bought.get());
-        }
-    }
+        })
+    });
     trades
+}
+
+/// The matching rule of [`derive_trades`] on its own: `sellers` and
+/// `buyers` (each with a positive amount, in id order) are matched
+/// greedily, and `trade(seller, buyer, energy)` is called for each trade.
+pub fn match_north_west<K: Copy>(
+    mut sellers: impl Iterator<Item = (K, i64)>,
+    mut buyers: impl Iterator<Item = (K, i64)>,
+    mut trade: impl FnMut(K, K, i64),
+) {
+    let (mut seller, mut buyer) = (sellers.next(), buyers.next());
+    while let (Some((s, left_to_sell)), Some((b, left_to_buy))) = (seller, buyer) {
+        let energy = left_to_sell.min(left_to_buy);
+        trade(s, b, energy);
+        seller = match left_to_sell - energy {
+            0 => sellers.next(),
+            left => Some((s, left)),
+        };
+        buyer = match left_to_buy - energy {
+            0 => buyers.next(),
+            left => Some((b, left)),
+        };
+    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn community() -> impl Strategy<Value = (Vec<Member>, Cells)> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1_500))]
 
-    // Columnar ingest + clear_reading_rows + bill_rows equal clear_range + bill_period exactly.
+    // Columnar ingest + clear_reading_rows + bill_rows (and the column views) equal clear_range + bill_period exactly.
     #[test]
     fn the_columnar_month_equals_the_per_timeframe_path(
         (members, cells) in community(),
@@ -131,6 +131,28 @@ proptest! {
         let pairs: Vec<(&ReadingRow, &ClearedRow)> = rows.iter().zip(cleared.iter()).collect();
         let bills = bill_rows(&period, &tariff, &registry, &pairs, threads).unwrap();
         prop_assert_eq!(bills, expected_bills);
+
+        // The views as columns hold the same allocations and trades.
+        let id = |i: u32| registry.at(i as usize).unwrap().id().clone();
+        let nanos = |x: i128| Decimal::from_i128_with_scale(x, 9);
+        let a = views::AllocationColumns::from_rows(&pairs, &registry, None);
+        let flat: Vec<&Allocation> = expected.iter().flat_map(|c| &c.allocations).collect();
+        prop_assert_eq!(a.len(), flat.len());
+        for (k, x) in flat.iter().enumerate() {
+            prop_assert_eq!(&id(a.prosumer[k]), &x.prosumer);
+            prop_assert_eq!(a.start[k], x.timeframe.start().timestamp());
+            prop_assert_eq!((a.sold_wh[k], a.bought_wh[k], a.exported_wh[k], a.imported_wh[k]), (x.sold.get(), x.bought.get(), x.exported.get(), x.imported.get()));
+            prop_assert_eq!(a.community_amount[k].map(nanos), x.community_amount);
+            prop_assert_eq!(nanos(a.grid_amount[k]), x.grid_amount);
+        }
+        let t = views::TradeColumns::from_rows(&pairs, &registry, None);
+        let trades: Vec<Trade> = expected.iter().flat_map(|c| c.trades()).collect();
+        prop_assert_eq!(t.len(), trades.len());
+        for (k, x) in trades.iter().enumerate() {
+            prop_assert_eq!((id(t.seller[k]), id(t.buyer[k]), t.energy_wh[k]), (x.seller.clone(), x.buyer.clone(), x.energy.get()));
+        }
+        let s = views::SummaryColumns::from_rows(&pairs).unwrap();
+        prop_assert_eq!(s.shared_wh, expected.iter().map(|c| c.summary.shared.get()).collect::<Vec<_>>());
     }
 }
 

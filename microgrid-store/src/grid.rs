@@ -8,6 +8,7 @@ use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
 use microgrid_core::billing::{bill_rows, PeriodBills};
 use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
 use microgrid_core::tariff::Tariff;
+use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
 use microgrid_core::{
     available_threads, clear_reading_rows, derive_trades, Allocation, ClearedRow, GridTariff,
     Network, PayoutAddress, PricingMechanism, Prosumer, ProsumerId, ProsumerIndex, Reading,
@@ -267,6 +268,47 @@ impl<S: Store> Grid<S> {
         Ok(ClearedRows { registry, rows })
     }
 
+    /// The grid view of `range` as columns.
+    pub async fn summary_columns(&self, range: &TimeRange) -> Result<SummaryColumns> {
+        let cleared = self.cleared_rows(range).await?;
+        Ok(SummaryColumns::from_rows(&cleared.pairs())?)
+    }
+
+    /// The prosumer view of `range` as columns, of the prosumers `only` or
+    /// of everyone; prosumers as indices into the returned registry.
+    pub async fn allocation_columns(
+        &self,
+        range: &TimeRange,
+        only: Option<&[ProsumerId]>,
+    ) -> Result<(AllocationColumns, Arc<Registry>)> {
+        let cleared = self.cleared_rows(range).await?;
+        let only = only
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| Ok(cleared.registry.index_of(id)?.as_u32()))
+                    .collect::<Result<Vec<u32>>>()
+            })
+            .transpose()?;
+        let columns =
+            AllocationColumns::from_rows(&cleared.pairs(), &cleared.registry, only.as_deref());
+        Ok((columns, cleared.registry))
+    }
+
+    /// The trader view of `range` as columns, of one prosumer or all;
+    /// prosumers as indices into the returned registry.
+    pub async fn trade_columns(
+        &self,
+        range: &TimeRange,
+        prosumer: Option<&ProsumerId>,
+    ) -> Result<(TradeColumns, Arc<Registry>)> {
+        let cleared = self.cleared_rows(range).await?;
+        let only = prosumer
+            .map(|id| cleared.registry.index_of(id).map(|i| i.as_u32()))
+            .transpose()?;
+        let columns = TradeColumns::from_rows(&cleared.pairs(), &cleared.registry, only);
+        Ok((columns, cleared.registry))
+    }
+
     /// One prosumer per cleared timeframe ("prosumer info").
     pub async fn prosumer(&self, id: &ProsumerId, range: &TimeRange) -> Result<Vec<Allocation>> {
         let cleared = self.cleared_rows(range).await?;
@@ -316,16 +358,11 @@ impl<S: Store> Grid<S> {
     /// timeframe of it is not cleared.
     pub async fn bill(&self, period: &TimeRange, tariff: &Tariff) -> Result<PeriodBills> {
         let cleared = self.cleared_rows(period).await?;
-        let pairs: Vec<(&ReadingRow, &ClearedRow)> = cleared
-            .rows
-            .iter()
-            .map(|(r, c)| (r.as_ref(), c.as_ref()))
-            .collect();
         Ok(bill_rows(
             period,
             tariff,
             &cleared.registry,
-            &pairs,
+            &cleared.pairs(),
             self.threads,
         )?)
     }
@@ -381,6 +418,16 @@ pub struct ClearedRows {
     pub registry: Arc<Registry>,
     /// Per cleared timeframe, in time order: its readings and its result.
     pub rows: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>,
+}
+
+impl ClearedRows {
+    /// The rows as borrowed pairs, as the core's columnar functions take them.
+    pub fn pairs(&self) -> Vec<(&ReadingRow, &ClearedRow)> {
+        self.rows
+            .iter()
+            .map(|(r, c)| (r.as_ref(), c.as_ref()))
+            .collect()
+    }
 }
 
 /// `range` cut into consecutive ranges of about [`CELLS_PER_CHUNK`]

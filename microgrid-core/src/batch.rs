@@ -205,23 +205,33 @@ impl ReadingColumns {
                 .ok_or(Error::Overflow("end of the batch's last timeframe"))?;
             Some(TimeRange::new(instant(first), end, length)?)
         };
+        let rows: Vec<u32> = match &span {
+            Some(span) => {
+                let first = span.start().timestamp();
+                u32::try_from(span.len()).map_err(|_| Error::Overflow("timeframes in a batch"))?;
+                self.starts
+                    .iter()
+                    .map(|s| ((s - first) / secs) as u32)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let repeats = match &span {
-            Some(span) => self.repeats(span, registry)?,
+            Some(span) => self.repeats(span, &rows, registry)?,
             None => Vec::new(),
         };
         Ok(ValidReadings {
             columns: self,
             span,
+            rows,
             repeats,
         })
     }
 
     /// Positions of exact repeats (same prosumer, timeframe and values as
     /// an earlier reading); an error for a repeat with other values.
-    fn repeats(&self, span: &TimeRange, registry: &Registry) -> Result<Vec<usize>> {
+    fn repeats(&self, span: &TimeRange, rows: &[u32], registry: &Registry) -> Result<Vec<usize>> {
         let n = registry.len();
-        let secs = span.length().seconds();
-        let first = span.start().timestamp();
         let cells = span.len().saturating_mul(n);
         let mut repeats = Vec::new();
         let mut check = |i: usize, earlier: Option<usize>| -> Result<()> {
@@ -244,8 +254,7 @@ impl ReadingColumns {
         if cells <= self.len().saturating_mul(4).max(1 << 20) {
             let mut seen = vec![u32::MAX; cells];
             for i in 0..self.len() {
-                let row = ((self.starts[i] - first) / secs) as usize;
-                let slot = &mut seen[row * n + self.prosumers[i] as usize];
+                let slot = &mut seen[rows[i] as usize * n + self.prosumers[i] as usize];
                 let earlier = (*slot != u32::MAX).then_some(*slot as usize);
                 if earlier.is_none() {
                     *slot = u32::try_from(i).map_err(|_| Error::Overflow("batch size"))?;
@@ -286,6 +295,8 @@ fn instant(secs: i64) -> DateTime<Utc> {
 pub struct ValidReadings {
     columns: ReadingColumns,
     span: Option<TimeRange>,
+    /// The row (timeframe of the span) of each reading.
+    rows: Vec<u32>,
     repeats: Vec<usize>,
 }
 
@@ -320,9 +331,9 @@ impl ValidReadings {
     }
 
     /// The row (timeframe of the span) of reading `i`.
+    #[inline]
     pub fn row_of(&self, i: usize) -> usize {
-        let span = self.span();
-        ((self.columns.starts[i] - span.start().timestamp()) / span.length().seconds()) as usize
+        self.rows[i] as usize
     }
 
     /// Positions of the distinct readings, in batch order.

@@ -312,10 +312,14 @@ pub fn bill_period(
     let ordered = in_period_order(period, clearings)?;
     let summaries: Vec<&TimeframeSummary> = ordered.iter().map(|c| &c.summary).collect();
     let per_period = pricing_kind(&summaries)?;
-    let members = accumulate(tariff, &ordered)?;
+    let (fee, margin) = (
+        micros(tariff.grid_fee())?,
+        micros(tariff.operator_margin())?,
+    );
+    let members = accumulate(&ordered)?;
     let bills = members
         .into_iter()
-        .map(|(id, lines)| lines.into_bill(id.clone()))
+        .map(|(id, lines)| lines.into_bill(id.clone(), fee, margin))
         .collect::<Result<Vec<Bill>>>()?;
     complete(period, tariff, &summaries, per_period, bills)
 }
@@ -358,18 +362,21 @@ pub fn bill_rows(
         micros(tariff.grid_fee())?,
         micros(tariff.operator_margin())?,
     );
+    let rates = summaries
+        .iter()
+        .map(|s| Rates::of(s))
+        .collect::<Result<Vec<Rates>>>()?;
     let n = registry.len();
-    let block = |block: &[(&ReadingRow, &ClearedRow)]| -> Result<(Vec<Lines>, Vec<bool>)> {
+    let block = |(block, rates): (&[(&ReadingRow, &ClearedRow)], &[Rates])| -> Result<(Vec<Lines>, Vec<bool>)> {
         let mut lines = vec![Lines::default(); n];
         let mut member = vec![false; n];
-        for (readings, cleared) in block {
-            let rates = Rates::of(&cleared.summary, fee, margin)?;
+        for ((readings, cleared), rates) in block.iter().zip(rates) {
             let (p, c) = (readings.produced(), readings.consumed());
             // Slots past the registry (prosumers it does not know) are not billed.
             for (i, &present) in readings.present().iter().enumerate().take(n) {
                 if present {
                     member[i] = true;
-                    lines[i].add(&rates, p[i].get(), c[i].get(), cleared.community[i].get())?;
+                    lines[i].add(rates, p[i].get(), c[i].get(), cleared.community[i].get())?;
                 }
             }
         }
@@ -377,11 +384,12 @@ pub fn bill_rows(
     };
     let per_thread = rows.len().div_ceil(threads.max(1)).max(1);
     let parts: Vec<Result<(Vec<Lines>, Vec<bool>)>> = if per_thread >= rows.len() {
-        vec![block(rows)]
+        vec![block((rows, &rates))]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = rows
                 .chunks(per_thread)
+                .zip(rates.chunks(per_thread))
                 .map(|part| scope.spawn(move || block(part)))
                 .collect();
             handles
@@ -410,7 +418,7 @@ pub fn bill_rows(
                 .ok_or_else(|| Error::UnknownProsumer(format!("#{i}")))?
                 .id()
                 .clone();
-            std::mem::take(&mut lines[i]).into_bill(id)
+            std::mem::take(&mut lines[i]).into_bill(id, fee, margin)
         })
         .collect::<Result<Vec<Bill>>>()?;
     complete(period, tariff, &summaries, per_period, bills)
@@ -459,6 +467,10 @@ fn complete(
 /// The lines of one member summed over the period, money in units of
 /// 10⁻⁹ ([`AMOUNT_DECIMALS`]): a price in 10⁻⁶ per kWh times Wh. Integer
 /// sums are exact like `Decimal` ones and much cheaper per allocation.
+///
+/// Only the lines whose price changes per timeframe are summed per
+/// allocation; the grid fee and the operator margin, one price for the
+/// whole period, are applied to the energy sums at the end.
 #[derive(Default, Clone)]
 struct Lines {
     /// Σ produced, consumed, bought, sold, imported, exported (Wh; an
@@ -468,9 +480,10 @@ struct Lines {
     sales: i128,
     imports: i128,
     exports: i128,
-    grid_fee: i128,
-    operator_margin: i128,
-    baseline: i128,
+    /// Σ r · deficit.
+    deficit_at_import_price: i128,
+    /// Σ e · surplus.
+    surplus_at_export_price: i128,
 }
 
 /// The prices of one timeframe in millionths per kWh.
@@ -479,18 +492,14 @@ struct Rates {
     export: i64,
     /// The community price; `None` when it is set per period.
     community: Option<i64>,
-    fee: i64,
-    margin: i64,
 }
 
 impl Rates {
-    fn of(summary: &TimeframeSummary, fee: i64, margin: i64) -> Result<Rates> {
+    fn of(summary: &TimeframeSummary) -> Result<Rates> {
         Ok(Rates {
             import: micros(summary.grid.import())?,
             export: micros(summary.grid.export())?,
             community: summary.community_price.known().map(micros).transpose()?,
-            fee,
-            margin,
         })
     }
 }
@@ -502,34 +511,25 @@ impl Lines {
     fn add(&mut self, rates: &Rates, produced: i64, consumed: i64, community: i64) -> Result<()> {
         let net = i128::from(produced) - i128::from(consumed);
         let community = i128::from(community);
-        let (sold, bought) = (community.max(0), (-community).max(0));
-        let (exported, imported) = if net >= 0 {
-            (net - sold, 0)
-        } else {
-            (0, -net - bought)
-        };
-        for (sum, wh) in self.energy.iter_mut().zip([
-            i128::from(produced),
-            i128::from(consumed),
-            bought,
-            sold,
-            imported,
-            exported,
-        ]) {
-            *sum += wh;
-        }
-        let (deficit, surplus) = (bought + imported, sold + exported);
-        if let Some(p) = rates.community {
-            add(&mut self.purchases, p, bought)?;
+        self.energy[0] += i128::from(produced);
+        self.energy[1] += i128::from(consumed);
+        let p = rates.community.unwrap_or(0);
+        if net > 0 {
+            let (sold, exported) = (community, net - community);
+            self.energy[3] += sold;
+            self.energy[5] += exported;
             add(&mut self.sales, p, sold)?;
-            add(&mut self.imports, rates.import, imported)?;
             add(&mut self.exports, rates.export, exported)?;
+            add(&mut self.surplus_at_export_price, rates.export, net)?;
+        } else if net < 0 {
+            let (bought, imported) = (-community, -net + community);
+            self.energy[2] += bought;
+            self.energy[4] += imported;
+            add(&mut self.purchases, p, bought)?;
+            add(&mut self.imports, rates.import, imported)?;
+            add(&mut self.deficit_at_import_price, rates.import, -net)?;
         }
-        add(&mut self.grid_fee, rates.fee, imported)?;
-        add(&mut self.operator_margin, rates.margin, bought)?;
-        add(&mut self.baseline, rates.import, deficit)?;
-        add(&mut self.baseline, -rates.export, surplus)?;
-        add(&mut self.baseline, rates.fee, deficit)
+        Ok(())
     }
 
     /// Adds the sums of another part of the period.
@@ -542,9 +542,14 @@ impl Lines {
             (&mut self.sales, other.sales),
             (&mut self.imports, other.imports),
             (&mut self.exports, other.exports),
-            (&mut self.grid_fee, other.grid_fee),
-            (&mut self.operator_margin, other.operator_margin),
-            (&mut self.baseline, other.baseline),
+            (
+                &mut self.deficit_at_import_price,
+                other.deficit_at_import_price,
+            ),
+            (
+                &mut self.surplus_at_export_price,
+                other.surplus_at_export_price,
+            ),
         ] {
             *a = a
                 .checked_add(b)
@@ -553,13 +558,25 @@ impl Lines {
         Ok(())
     }
 
-    fn into_bill(self, prosumer: ProsumerId) -> Result<Bill> {
+    /// The bill, with the period's grid fee and margin (millionths per kWh)
+    /// applied to the energy sums. Under bill sharing (`per_period`) the
+    /// community and grid lines are set later.
+    fn into_bill(self, prosumer: ProsumerId, fee: i64, margin: i64) -> Result<Bill> {
         let wh = |sum: i128| {
             i64::try_from(sum)
                 .map(Wh::new)
                 .map_err(|_| Error::Overflow("energy sum"))
         };
         let [produced, consumed, bought, sold, imported, exported] = self.energy;
+        let mut grid_fee = 0;
+        add(&mut grid_fee, fee, imported)?;
+        let mut operator_margin = 0;
+        add(&mut operator_margin, margin, bought)?;
+        let mut baseline = self.deficit_at_import_price;
+        add(&mut baseline, fee, bought + imported)?;
+        baseline = baseline
+            .checked_sub(self.surplus_at_export_price)
+            .ok_or(Error::Overflow("amount of a bill"))?;
         Ok(Bill {
             energy: EnergyLines {
                 produced: wh(produced)?,
@@ -575,9 +592,9 @@ impl Lines {
             sales: amount(self.sales)?,
             imports: amount(self.imports)?,
             exports: amount(self.exports)?,
-            grid_fee: amount(self.grid_fee)?,
-            operator_margin: amount(self.operator_margin)?,
-            baseline: amount(self.baseline)?,
+            grid_fee: amount(grid_fee)?,
+            operator_margin: amount(operator_margin)?,
+            baseline: amount(baseline)?,
             ..empty_bill(prosumer)
         })
     }
@@ -616,17 +633,12 @@ fn amount(nanos: i128) -> Result<Decimal> {
 
 /// Each member's summed lines over the period, in id order, before fixed
 /// fees and bill sharing.
-fn accumulate<'a>(
-    tariff: &Tariff,
-    ordered: &[&'a TimeframeClearing],
-) -> Result<Vec<(&'a ProsumerId, Lines)>> {
-    let fee = micros(tariff.grid_fee())?;
-    let margin = micros(tariff.operator_margin())?;
+fn accumulate<'a>(ordered: &[&'a TimeframeClearing]) -> Result<Vec<(&'a ProsumerId, Lines)>> {
     let mut index: HashMap<&ProsumerId, usize> = HashMap::new();
     let mut members: Vec<(&ProsumerId, Lines)> = Vec::new();
     let mut slots: Vec<usize> = Vec::new();
     for c in ordered {
-        let rates = Rates::of(&c.summary, fee, margin)?;
+        let rates = Rates::of(&c.summary)?;
         for (k, a) in c.allocations.iter().enumerate() {
             // Timeframes usually list the members in the same order: try the
             // slot the k-th allocation had last time before hashing the id.

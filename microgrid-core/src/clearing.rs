@@ -382,8 +382,45 @@ fn check_shape(produced: &[Wh], consumed: &[Wh], community: &[Wh]) -> Result<()>
     Ok(())
 }
 
-/// The first pass: sums, S, D and the number of sellers and buyers.
+/// The first pass: sums, S, D and the number of sellers and buyers. Sums
+/// run in `i64` with the overflows noted (cheap, and enough for any real
+/// readings); only if one overflowed are they summed again in `i128`.
 fn energy_totals(produced: &[Wh], consumed: &[Wh]) -> Result<EnergyTotals> {
+    let (mut production, mut consumption, mut supply, mut demand) = (0i64, 0i64, 0i64, 0i64);
+    let (mut sellers, mut buyers) = (0u32, 0u32);
+    let mut overflowed = false;
+    for (p, c) in produced.iter().zip(consumed) {
+        let (p, c) = (p.get(), c.get());
+        let (sum, o1) = production.overflowing_add(p);
+        production = sum;
+        let (sum, o2) = consumption.overflowing_add(c);
+        consumption = sum;
+        // Both values are non-negative, so `p − c` cannot overflow.
+        let net = p - c;
+        let (sum, o3) = supply.overflowing_add(net.max(0));
+        supply = sum;
+        let (sum, o4) = demand.overflowing_add((-net).max(0));
+        demand = sum;
+        overflowed |= o1 | o2 | o3 | o4;
+        sellers += u32::from(net > 0);
+        buyers += u32::from(net < 0);
+    }
+    if overflowed {
+        return energy_totals_wide(produced, consumed);
+    }
+    Ok(EnergyTotals {
+        production: Wh::new(production),
+        consumption: Wh::new(consumption),
+        supply: Wh::new(supply),
+        demand: Wh::new(demand),
+        sellers,
+        buyers,
+    })
+}
+
+/// [`energy_totals`] in `i128`, for sums past `i64` (an error if a total
+/// does not fit an `i64`).
+fn energy_totals_wide(produced: &[Wh], consumed: &[Wh]) -> Result<EnergyTotals> {
     let (mut production, mut consumption, mut supply, mut demand) = (0i128, 0i128, 0i128, 0i128);
     let (mut sellers, mut buyers) = (0u32, 0u32);
     for (p, c) in produced.iter().zip(consumed) {

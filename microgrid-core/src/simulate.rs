@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 
 use crate::address::{Network, OutputType, PayoutAddress};
+use crate::batch::ReadingColumns;
 use crate::energy::Wh;
 use crate::error::Result;
 use crate::matrix::ReadingMatrix;
@@ -148,6 +149,35 @@ impl Community {
         Ok(out)
     }
 
+    /// The readings of days `days` (counted from the first, clamped to the
+    /// simulated days) as columns, prosumers by their index in `registry`
+    /// (which must hold every household); the values of [`Community::readings`].
+    pub fn columns(
+        &self,
+        registry: &Registry,
+        days: std::ops::Range<u32>,
+    ) -> Result<ReadingColumns> {
+        let index: Vec<u32> = self
+            .ids()
+            .iter()
+            .map(|id| registry.index_of(id).map(|i| i.as_u32()))
+            .collect::<Result<_>>()?;
+        let per_day = self.length.per_day() as usize;
+        let rows = (days.start.min(self.days) as usize * per_day)
+            ..(days.end.min(self.days) as usize * per_day);
+        let starts: Vec<i64> = self
+            .range()?
+            .timeframes()
+            .map(|tf| tf.start().timestamp())
+            .collect();
+        let mut cols = ReadingColumns::default();
+        self.generate_rows(rows, |t, i, p, c| {
+            cols.push(starts[t], index[i], p.get(), c.get());
+            Ok(())
+        })?;
+        Ok(cols)
+    }
+
     /// Every reading as a [`ReadingMatrix`].
     pub fn matrix(&self) -> Result<ReadingMatrix> {
         let range = self.range()?;
@@ -161,16 +191,35 @@ impl Community {
         ReadingMatrix::new(self.ids(), range, produced, consumed)
     }
 
-    fn generate(&self, mut emit: impl FnMut(usize, usize, Wh, Wh) -> Result<()>) -> Result<()> {
+    fn generate(&self, emit: impl FnMut(usize, usize, Wh, Wh) -> Result<()>) -> Result<()> {
+        self.generate_rows(0..usize::MAX, emit)
+    }
+
+    /// Emits the readings of timeframes `rows`. Each day draws from a
+    /// random stream of its own, so any range of days is generated without
+    /// the ones before it.
+    fn generate_rows(
+        &self,
+        rows: std::ops::Range<usize>,
+        mut emit: impl FnMut(usize, usize, Wh, Wh) -> Result<()>,
+    ) -> Result<()> {
         let range = self.range()?;
         let minutes = i64::from(self.length.minutes());
-        let mut rng = SplitMix64::new(self.seed ^ 0x5EED);
+        let per_day = self.length.per_day() as usize;
+        let mut rng = SplitMix64::new(self.seed);
         let mut sky = 1000;
-        for (t, tf) in range.timeframes().enumerate() {
+        let end = rows.end.min(range.len());
+        for (t, tf) in range.timeframes().enumerate().take(end).skip(rows.start) {
             let start: DateTime<Utc> = tf.start();
-            if start.hour() == 0 && start.minute() == 0 {
+            if t == rows.start || t % per_day == 0 {
+                let day = (t / per_day) as u64;
+                rng = SplitMix64::new(self.seed ^ 0x5EED ^ day.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 // Per-mille of clear sky for the day.
                 sky = rng.between(250, 1000);
+                // Timeframes of the day before `start`: draw what they drew.
+                for _ in 0..(t % per_day) * self.households.len() * 2 {
+                    rng.next_u64();
+                }
             }
             let minute_of_day = i64::from(start.hour() * 60 + start.minute()) + minutes / 2;
             for (i, h) in self.households.iter().enumerate() {
@@ -262,6 +311,34 @@ mod tests {
         assert_eq!(solar_shape(0), 0);
         assert_eq!(solar_shape(13 * 60), 1000);
         assert_eq!(solar_shape(21 * 60), 0);
+    }
+
+    #[test]
+    fn columns_of_any_days_equal_the_readings() {
+        let c = Community::new(3, NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), 3, 7);
+        let registry = c.registry().unwrap();
+        let all = c.readings().unwrap();
+        let whole = ReadingColumns::from_readings(&registry, &all).unwrap();
+        let mut parts = c.columns(&registry, 0..1).unwrap();
+        let rest = c.columns(&registry, 1..9).unwrap();
+        for i in 0..rest.len() {
+            parts.push(
+                rest.starts()[i],
+                rest.prosumers()[i],
+                rest.produced()[i],
+                rest.consumed()[i],
+            );
+        }
+        assert_eq!(parts, whole);
+        // Mid-day starts draw the same values as whole days.
+        let mut late = Vec::new();
+        c.generate_rows(100..110, |t, i, p, q| {
+            late.push((t, i, p, q));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(late[0].2, all[100 * 3].produced());
+        assert_eq!(late[29].3, all[109 * 3 + 2].consumed());
     }
 
     #[test]

@@ -352,6 +352,122 @@ pub async fn a_failed_clearing_write_leaves_nothing<S: Store>(store: S) {
     assert_eq!(grid.store().allocations(&one, None).await.unwrap().len(), 5);
 }
 
+/// The columnar path (registration in bulk, readings as columns day by
+/// day, a member registered late, missing readings) stores and bills
+/// exactly what the core computes from the same readings, and the store's
+/// row methods read back the same clearing.
+pub async fn the_columnar_path_equals_the_core<S: Store>(store: S) {
+    let community = Community::new(6, day(1), 2, 11);
+    let all = community.registry().unwrap();
+    // Registered out of id order, the last one only after the first day.
+    let mut early: Vec<Prosumer> = all.iter().take(5).cloned().collect();
+    early.reverse();
+    let late = all.iter().nth(5).unwrap().clone();
+    let grid = Grid::new(store, TimeframeLength::default());
+    grid.register_all(early).await.unwrap();
+    // Every third reading of house 2 is missing; house 6 reads from day 2.
+    let keep = |r: &Reading, k: usize| !(r.prosumer().as_str().ends_with('2') && k % 3 == 0);
+    let readings: Vec<Reading> = community
+        .readings()
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .filter(|(k, r)| keep(r, *k))
+        .map(|(_, r)| r)
+        .filter(|r| {
+            r.prosumer() != late.id()
+                || r.timeframe().start() >= Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap()
+        })
+        .collect();
+    let (day1, day2): (Vec<Reading>, Vec<Reading>) = readings
+        .iter()
+        .cloned()
+        .partition(|r| r.timeframe().start() < Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap());
+    let registry = grid.shared_registry().await.unwrap();
+    let report = grid
+        .record_columns(ReadingColumns::from_readings(&registry, &day1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, day1.len());
+    grid.register(late).await.unwrap();
+    let registry = grid.shared_registry().await.unwrap();
+    grid.record_columns(ReadingColumns::from_readings(&registry, &day2).unwrap())
+        .await
+        .unwrap();
+
+    let period = community.range().unwrap();
+    for mechanism in [Mechanism::SupplyDemandRatio, Mechanism::BillSharing] {
+        let expected = clear_range(&period, &readings, &tariff(), &mechanism).unwrap();
+        let expected_bills =
+            microgrid_core::billing::bill_period(&period, &tariff(), &expected).unwrap();
+        if mechanism == Mechanism::SupplyDemandRatio {
+            grid.clear(&period, &tariff(), &mechanism).await.unwrap();
+            assert_eq!(grid.clearings(&period).await.unwrap(), expected);
+            assert_eq!(grid.bill(&period, &tariff()).await.unwrap(), expected_bills);
+            // The store's row methods read back the same clearing.
+            let flat: Vec<Allocation> = expected
+                .iter()
+                .flat_map(|c| c.allocations.clone())
+                .collect();
+            assert_eq!(grid.store().allocations(&period, None).await.unwrap(), flat);
+            let summaries: Vec<TimeframeSummary> =
+                expected.iter().map(|c| c.summary.clone()).collect();
+            assert_eq!(grid.store().summaries(&period).await.unwrap(), summaries);
+            let mut stored = grid.store().readings(&period).await.unwrap();
+            stored
+                .sort_by(|a, b| (a.timeframe(), a.prosumer()).cmp(&(b.timeframe(), b.prosumer())));
+            let mut sorted = readings.clone();
+            sorted
+                .sort_by(|a, b| (a.timeframe(), a.prosumer()).cmp(&(b.timeframe(), b.prosumer())));
+            assert_eq!(stored, sorted);
+        }
+    }
+}
+
+/// Registering a batch is all or nothing, and another grid on the same
+/// store sees what one registered.
+pub async fn register_all_is_all_or_nothing<S: Store + Clone>(store: S) {
+    let grid = Grid::new(store.clone(), TimeframeLength::default());
+    let p = |id: &str| Prosumer::new(id, id, ProsumerKind::Household, day(1)).unwrap();
+    grid.register(p("a")).await.unwrap();
+    assert!(matches!(
+        grid.register_all(vec![p("b"), p("c"), p("a")]).await,
+        Err(StoreError::Domain(Error::DuplicateProsumer(id))) if id == "a"
+    ));
+    assert!(matches!(
+        grid.register_all(vec![p("b"), p("b")]).await,
+        Err(StoreError::Domain(Error::DuplicateProsumer(id))) if id == "b"
+    ));
+    assert_eq!(grid.registry().await.unwrap().len(), 1);
+    assert_eq!(store.registry().await.unwrap().len(), 1);
+    grid.register_all(vec![p("c"), p("b")]).await.unwrap();
+    let other = Grid::new(store, TimeframeLength::default());
+    let ids: Vec<String> = other
+        .registry()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id().to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+}
+
+/// A reading for a timeframe that was cleared without it is refused: it
+/// would be stored and never billed.
+pub async fn a_late_reading_is_refused<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    let period = community.range().unwrap();
+    grid.clear(&period, &tariff(), &Mechanism::MidMarketRate)
+        .await
+        .unwrap();
+    let late = community.readings().unwrap()[..3].to_vec();
+    assert!(matches!(
+        grid.record(late).await,
+        Err(StoreError::Domain(Error::LateReading { .. }))
+    ));
+    assert!(grid.store().readings(&period).await.unwrap().is_empty());
+}
+
 /// Runs every test of the suite against the store `make()` returns.
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
@@ -381,6 +497,18 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_failed_clearing_write_leaves_nothing() {
                 super::a_failed_clearing_write_leaves_nothing($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_columnar_path_equals_the_core() {
+                super::the_columnar_path_equals_the_core($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn register_all_is_all_or_nothing() {
+                super::register_all_is_all_or_nothing($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_late_reading_is_refused() {
+                super::a_late_reading_is_refused($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_month_settles_end_to_end() {

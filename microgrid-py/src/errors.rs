@@ -52,8 +52,70 @@ create_exception!(
     "A settlement cannot be made or paid."
 );
 
-/// Converts a domain error.
-pub fn core_error(e: CoreError) -> PyErr {
+/// Every error of the binding, so that `?` works on domain, store and
+/// Python errors alike; it becomes a Python exception in one place,
+/// `From<Error> for PyErr`.
+#[derive(Debug)]
+pub enum Error {
+    /// A Python error, passed through as it is.
+    Py(PyErr),
+    /// The domain refused something.
+    Core(CoreError),
+    /// The store failed or refused something.
+    Store(StoreError),
+    /// An input the binding itself refuses (a wrong type or shape).
+    Validation(String),
+}
+
+/// Results of the binding.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A [`ValidationError`] with `message`.
+    pub fn validation(message: impl Into<String>) -> Error {
+        Error::Validation(message.into())
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(e: PyErr) -> Error {
+        Error::Py(e)
+    }
+}
+
+impl From<pyo3::CastError<'_, '_>> for Error {
+    fn from(e: pyo3::CastError<'_, '_>) -> Error {
+        Error::Py(e.into())
+    }
+}
+
+impl From<CoreError> for Error {
+    fn from(e: CoreError) -> Error {
+        Error::Core(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match e {
+            StoreError::Domain(e) => Error::Core(e),
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::Py(e) => e,
+            Error::Core(e) => core_error(e),
+            Error::Store(e) => store_error(e),
+            Error::Validation(message) => ValidationError::new_err(message),
+        }
+    }
+}
+
+fn core_error(e: CoreError) -> PyErr {
     let message = e.to_string();
     match e {
         CoreError::ConflictingReading { .. }
@@ -73,8 +135,7 @@ pub fn core_error(e: CoreError) -> PyErr {
     }
 }
 
-/// Converts a store error.
-pub fn store_error(e: StoreError) -> PyErr {
+fn store_error(e: StoreError) -> PyErr {
     match e {
         StoreError::Domain(e) => core_error(e),
         StoreError::NotFound { .. } => NotFoundError::new_err(e.to_string()),

@@ -4,24 +4,31 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use microgrid_core::settlement::ExchangeRate;
+use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
-    Allocation, PayoutAddress, Prosumer, ProsumerId, Reading, Timeframe, TimeframeLength, Wh,
+    Allocation, Error as CoreError, Mechanism, Network, PayoutAddress, Prosumer, ProsumerId,
+    ProsumerKind, ReadingColumns, Registry, TimeframeLength, Wh,
 };
-use microgrid_store::{AnyStore, Grid as StoreGrid};
+use microgrid_store::{AnyStore, Grid as StoreGrid, IngestReport};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3_arrow::PyTable;
+use rust_decimal::Decimal;
 
-use crate::conversions::{decimal, range, utc};
-use crate::errors::{core_error, store_error, ValidationError};
+use crate::conversions::{range, Wrap};
+use crate::errors::{Error, Result};
+use crate::input::{is_arrow, is_pandas, wide_columns, Readings, Wide};
 use crate::runtime::block_on;
 use crate::settlement::Settlement;
+
+type Inner = Arc<StoreGrid<AnyStore>>;
 
 /// The books of one microgrid on a store: `Grid()` in memory,
 /// `Grid("sqlite:books.db")`, `Grid("postgres://...")` or
 /// `Grid("mongodb://...")`.
 #[pyclass(module = "microgrid", frozen)]
 pub struct Grid {
-    inner: Arc<StoreGrid<AnyStore>>,
+    inner: Inner,
 }
 
 fn columns<'py>(
@@ -33,6 +40,36 @@ fn columns<'py>(
         d.set_item(name, values)?;
     }
     Ok(d)
+}
+
+fn report(py: Python<'_>, report: IngestReport) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("inserted", report.inserted)?;
+    d.set_item("replaced", report.replaced)?;
+    d.set_item("unchanged", report.unchanged)?;
+    Ok(d)
+}
+
+/// Builds the core's columns with `build` against the grid's registry,
+/// loading it again once if an id is unknown (registered through another
+/// `Grid` on the same database), and records them: all of it without
+/// the GIL.
+fn record_with<F>(py: Python<'_>, grid: &Inner, build: F) -> Result<IngestReport>
+where
+    F: Fn(&Registry) -> Result<ReadingColumns> + Send,
+{
+    let grid = grid.clone();
+    block_on(py, async move {
+        let registry = grid.shared_registry().await?;
+        let columns = match build(&registry) {
+            Err(Error::Core(CoreError::UnknownProsumer(_))) => {
+                let registry = grid.refresh_registry().await?;
+                build(&registry)?
+            }
+            other => other?,
+        };
+        Ok(grid.record_columns(columns).await?)
+    })
 }
 
 fn allocation_columns<'py>(py: Python<'py>, rows: &[Allocation]) -> PyResult<Bound<'py, PyDict>> {
@@ -86,16 +123,16 @@ fn allocation_columns<'py>(py: Python<'py>, rows: &[Allocation]) -> PyResult<Bou
     )
 }
 
+type When = Wrap<DateTime<Utc>>;
+
 #[pymethods]
 impl Grid {
     #[new]
     #[pyo3(signature = (url = "memory:", *, timeframe_minutes = 15))]
-    fn new(py: Python<'_>, url: &str, timeframe_minutes: u32) -> PyResult<Grid> {
-        let length = TimeframeLength::new(timeframe_minutes).map_err(core_error)?;
+    fn new(py: Python<'_>, url: &str, timeframe_minutes: u32) -> Result<Grid> {
+        let length = TimeframeLength::new(timeframe_minutes)?;
         let url = url.to_owned();
-        let store = block_on(py, async move {
-            AnyStore::open(&url).await.map_err(store_error)
-        })?;
+        let store = block_on(py, async move { Ok(AnyStore::open(&url).await?) })?;
         Ok(Grid {
             inner: Arc::new(StoreGrid::new(store, length)),
         })
@@ -116,36 +153,56 @@ impl Grid {
         py: Python<'_>,
         id: &str,
         name: &str,
-        kind: &Bound<'_, PyAny>,
+        kind: Wrap<ProsumerKind>,
         joined: NaiveDate,
         left: Option<NaiveDate>,
         address: Option<&str>,
         network: &str,
-    ) -> PyResult<()> {
-        let mut p =
-            Prosumer::new(id, name, crate::conversions::kind(kind)?, joined).map_err(core_error)?;
+    ) -> Result<()> {
+        let mut p = Prosumer::new(id, name, kind.0, joined)?;
         if let Some(left) = left {
-            p = p.with_left(left).map_err(core_error)?;
+            p = p.with_left(left)?;
         }
         if let Some(a) = address {
-            p = p.with_payout(
-                PayoutAddress::new(a, crate::conversions::network(network)?).map_err(core_error)?,
-            );
+            p = p.with_payout(PayoutAddress::new(a, network.parse::<Network>()?)?);
         }
         let grid = self.inner.clone();
-        block_on(
-            py,
-            async move { grid.register(p).await.map_err(store_error) },
-        )
+        block_on(py, async move {
+            grid.register(p).await?;
+            Ok(())
+        })
+    }
+
+    /// Registers many prosumers in one call, all or none: a DataFrame
+    /// (pandas or polars), an Arrow table, or a list of dicts, each with
+    /// `id`, `name`, `kind`, `joined` and optionally `left`, `address` and
+    /// `network`. Returns how many were registered.
+    fn register_all(&self, py: Python<'_>, prosumers: &Bound<'_, PyAny>) -> Result<usize> {
+        let rows = if is_pandas(prosumers) && prosumers.hasattr("to_dict")? {
+            prosumers.call_method1("to_dict", ("records",))?
+        } else if prosumers.hasattr("to_dicts")? {
+            prosumers.call_method0("to_dicts")?
+        } else if is_arrow(prosumers) && prosumers.hasattr("to_pylist")? {
+            prosumers.call_method0("to_pylist")?
+        } else {
+            prosumers.clone()
+        };
+        let batch = rows
+            .try_iter()?
+            .map(|row| Ok(row?.extract::<Wrap<Prosumer>>()?.0))
+            .collect::<Result<Vec<Prosumer>>>()?;
+        let n = batch.len();
+        let grid = self.inner.clone();
+        block_on(py, async move {
+            grid.register_all(batch).await?;
+            Ok(n)
+        })
     }
 
     /// The registered prosumers as a list of dicts.
-    fn prosumers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn prosumers<'py>(&self, py: Python<'py>) -> Result<Vec<Bound<'py, PyDict>>> {
         let grid = self.inner.clone();
-        let registry = block_on(
-            py,
-            async move { grid.registry().await.map_err(store_error) },
-        )?;
+        let registry = block_on(py, async move { Ok(grid.shared_registry().await?) })?;
         registry
             .iter()
             .map(|p| {
@@ -162,83 +219,61 @@ impl Grid {
             .collect()
     }
 
-    /// Records readings given as columns: `start` (tz-aware datetimes),
-    /// `prosumer_id`, `produced_wh`, `consumed_wh` (ints). The batch is
-    /// checked whole; nothing of a rejected batch is stored. Returns a dict
-    /// with inserted, replaced and unchanged counts.
+    /// Records readings, either a long frame, `record(frame)`, with columns
+    /// `start`, `prosumer_id`, `produced_wh`, `consumed_wh` (a pandas or
+    /// polars DataFrame, a pyarrow Table or RecordBatch, anything with
+    /// `__arrow_c_stream__` or `__arrow_c_array__`), or four columns,
+    /// `record(start, prosumer_id, produced_wh, consumed_wh)` (lists,
+    /// numpy arrays, pandas Series, Arrow arrays). See the package docs for
+    /// the types taken. The batch is checked whole; nothing of a rejected
+    /// batch is stored. Returns a dict with inserted, replaced and
+    /// unchanged counts.
+    #[pyo3(signature = (start, prosumer_id = None, produced_wh = None, consumed_wh = None, *, assume_utc = false))]
     fn record<'py>(
         &self,
         py: Python<'py>,
-        start: Vec<Bound<'py, PyAny>>,
-        prosumer_id: Vec<String>,
-        produced_wh: Vec<i64>,
-        consumed_wh: Vec<i64>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let seconds = start
-            .iter()
-            .map(|s| utc(s, "start").map(|t| t.timestamp()))
-            .collect::<PyResult<Vec<i64>>>()?;
-        let codes: Vec<i64> = (0..prosumer_id.len() as i64).collect();
-        self.record_columns(py, seconds, codes, prosumer_id, produced_wh, consumed_wh)
+        start: &Bound<'py, PyAny>,
+        prosumer_id: Option<&Bound<'py, PyAny>>,
+        produced_wh: Option<&Bound<'py, PyAny>>,
+        consumed_wh: Option<&Bound<'py, PyAny>>,
+        assume_utc: bool,
+    ) -> Result<Bound<'py, PyDict>> {
+        let readings = match (prosumer_id, produced_wh, consumed_wh) {
+            (None, None, None) => Readings::from_frame(start, assume_utc)?,
+            (Some(p), Some(prod), Some(cons)) => {
+                Readings::from_columns(start, p, prod, cons, assume_utc)?
+            }
+            _ => {
+                return Err(Error::validation(
+                    "pass one frame, record(frame), or four columns, record(start, prosumer_id, produced_wh, consumed_wh)",
+                ))
+            }
+        };
+        let counts = record_with(py, &self.inner, move |registry| {
+            readings.to_columns(registry)
+        })?;
+        Ok(report(py, counts)?)
     }
 
-    /// The fast path for columnar data: `start_s` as Unix seconds (UTC),
-    /// `codes` indexing `prosumer_ids` (as `pandas.factorize` gives them),
-    /// and the energies. No Python object is made per row.
-    fn record_columns<'py>(
+    /// Records readings from two wide frames of the same shape: `produced`
+    /// and `consumed` watt-hours, a row per start (a pandas DataFrame
+    /// indexed by tz-aware `start`, or with a `start` column; an Arrow
+    /// table with a `start` column) and an integer column per prosumer
+    /// id. Every cell is a reading.
+    #[pyo3(signature = (produced_wh, consumed_wh, *, assume_utc = false))]
+    fn record_wide<'py>(
         &self,
         py: Python<'py>,
-        start_s: Vec<i64>,
-        codes: Vec<i64>,
-        prosumer_ids: Vec<String>,
-        produced_wh: Vec<i64>,
-        consumed_wh: Vec<i64>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let n = start_s.len();
-        if codes.len() != n || produced_wh.len() != n || consumed_wh.len() != n {
-            return Err(ValidationError::new_err(format!(
-                "columns differ in length: {n} starts, {} prosumers, {} produced, {} consumed",
-                codes.len(),
-                produced_wh.len(),
-                consumed_wh.len()
-            )));
-        }
-        let length = self.inner.length();
-        let grid = self.inner.clone();
-        let report = block_on(py, async move {
-            let ids = prosumer_ids
-                .into_iter()
-                .map(ProsumerId::new)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(core_error)?;
-            let mut batch = Vec::with_capacity(n);
-            for i in 0..n {
-                let start = DateTime::<Utc>::from_timestamp(start_s[i], 0).ok_or_else(|| {
-                    ValidationError::new_err(format!("start {} is out of range", start_s[i]))
-                })?;
-                let id = usize::try_from(codes[i])
-                    .ok()
-                    .and_then(|c| ids.get(c))
-                    .ok_or_else(|| {
-                        ValidationError::new_err(format!("prosumer code {} has no id", codes[i]))
-                    })?;
-                let tf = Timeframe::new(start, length).map_err(core_error)?;
-                let r = Reading::new(
-                    id.clone(),
-                    tf,
-                    Wh::new(produced_wh[i]),
-                    Wh::new(consumed_wh[i]),
-                )
-                .map_err(core_error)?;
-                batch.push(r);
-            }
-            grid.record(batch).await.map_err(store_error)
+        produced_wh: &Bound<'py, PyAny>,
+        consumed_wh: &Bound<'py, PyAny>,
+        assume_utc: bool,
+    ) -> Result<Bound<'py, PyDict>> {
+        let produced = Wide::from_frame(produced_wh, "produced_wh")?;
+        let consumed = Wide::from_frame(consumed_wh, "consumed_wh")?;
+        let counts = record_with(py, &self.inner, move |registry| {
+            wide_columns(&produced, &consumed, assume_utc, registry)
         })?;
-        let d = PyDict::new(py);
-        d.set_item("inserted", report.inserted)?;
-        d.set_item("replaced", report.replaced)?;
-        d.set_item("unchanged", report.unchanged)?;
-        Ok(d)
+        Ok(report(py, counts)?)
     }
 
     /// Clears every timeframe of `[start, end)` not cleared yet with
@@ -247,18 +282,15 @@ impl Grid {
     fn clear<'py>(
         &self,
         py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-        mechanism: &Bound<'py, PyAny>,
-        tariff: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        start: When,
+        end: When,
+        mechanism: Wrap<Mechanism>,
+        tariff: Wrap<CoreTariff>,
+    ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
-        let m = crate::conversions::mechanism(mechanism)?;
-        let t = crate::tariff::tariff(tariff)?;
+        let (m, t) = (mechanism.0, tariff.0);
         let grid = self.inner.clone();
-        let report = block_on(py, async move {
-            grid.clear(&r, &t, &m).await.map_err(store_error)
-        })?;
+        let report = block_on(py, async move { Ok(grid.clear(&r, &t, &m).await?) })?;
         let d = PyDict::new(py);
         d.set_item("cleared", report.cleared)?;
         d.set_item("already_cleared", report.already_cleared)?;
@@ -269,19 +301,16 @@ impl Grid {
     fn summaries<'py>(
         &self,
         py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        start: When,
+        end: When,
+    ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
         let grid = self.inner.clone();
-        let rows = block_on(
-            py,
-            async move { grid.summaries(&r).await.map_err(store_error) },
-        )?;
+        let rows = block_on(py, async move { Ok(grid.summaries(&r).await?) })?;
         let wh = |f: fn(&microgrid_core::TimeframeSummary) -> Wh| {
             rows.iter().map(|s| f(s).get()).collect::<Vec<i64>>()
         };
-        columns(
+        Ok(columns(
             py,
             vec![
                 (
@@ -309,7 +338,7 @@ impl Grid {
                     "buy_price_per_kwh",
                     rows.iter()
                         .map(|s| s.buy_price().map(|p| p.per_kwh()))
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<Option<Decimal>>>()
                         .into_pyobject(py)?
                         .into_any(),
                 ),
@@ -317,29 +346,76 @@ impl Grid {
                     "sell_price_per_kwh",
                     rows.iter()
                         .map(|s| s.sell_price().map(|p| p.per_kwh()))
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<Option<Decimal>>>()
                         .into_pyobject(py)?
                         .into_any(),
                 ),
             ],
-        )
+        )?)
+    }
+
+    /// The grid view of `[start, end)` as an Arrow table (PyCapsule
+    /// interface: `pyarrow.table(...)`, `polars.DataFrame(...)`).
+    fn summaries_arrow(&self, py: Python<'_>, start: When, end: When) -> Result<PyTable> {
+        let r = range(start, end, self.inner.length())?;
+        let grid = self.inner.clone();
+        block_on(py, async move {
+            crate::arrow_views::summaries(grid.summary_columns(&r).await?)
+        })
+    }
+
+    /// The prosumer view of `[start, end)` as an Arrow table, of the
+    /// prosumers `prosumer_ids` or of everyone: by time, then by id.
+    #[pyo3(signature = (start, end, prosumer_ids = None))]
+    fn allocations_arrow(
+        &self,
+        py: Python<'_>,
+        start: When,
+        end: When,
+        prosumer_ids: Option<Vec<Wrap<ProsumerId>>>,
+    ) -> Result<PyTable> {
+        let r = range(start, end, self.inner.length())?;
+        let only: Option<Vec<ProsumerId>> =
+            prosumer_ids.map(|ids| ids.into_iter().map(Wrap::into_inner).collect());
+        let grid = self.inner.clone();
+        block_on(py, async move {
+            let (columns, registry) = grid.allocation_columns(&r, only.as_deref()).await?;
+            crate::arrow_views::allocations(columns, &registry)
+        })
+    }
+
+    /// The trades of `[start, end)` (of one prosumer, or all) as an Arrow
+    /// table.
+    #[pyo3(signature = (start, end, prosumer_id = None))]
+    fn trades_arrow(
+        &self,
+        py: Python<'_>,
+        start: When,
+        end: When,
+        prosumer_id: Option<Wrap<ProsumerId>>,
+    ) -> Result<PyTable> {
+        let r = range(start, end, self.inner.length())?;
+        let id = prosumer_id.map(Wrap::into_inner);
+        let grid = self.inner.clone();
+        block_on(py, async move {
+            let (columns, registry) = grid.trade_columns(&r, id.as_ref()).await?;
+            crate::arrow_views::trades(columns, &registry)
+        })
     }
 
     /// One prosumer per cleared timeframe, as columns.
     fn prosumer<'py>(
         &self,
         py: Python<'py>,
-        id: &str,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        id: Wrap<ProsumerId>,
+        start: When,
+        end: When,
+    ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
-        let id = ProsumerId::new(id).map_err(core_error)?;
+        let id = id.0;
         let grid = self.inner.clone();
-        let rows = block_on(py, async move {
-            grid.prosumer(&id, &r).await.map_err(store_error)
-        })?;
-        allocation_columns(py, &rows)
+        let rows = block_on(py, async move { Ok(grid.prosumer(&id, &r).await?) })?;
+        Ok(allocation_columns(py, &rows)?)
     }
 
     /// The bilateral trades of `[start, end)` (of one prosumer, or all), as
@@ -348,20 +424,15 @@ impl Grid {
     fn trades<'py>(
         &self,
         py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-        prosumer_id: Option<&str>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        start: When,
+        end: When,
+        prosumer_id: Option<Wrap<ProsumerId>>,
+    ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
-        let id = prosumer_id
-            .map(ProsumerId::new)
-            .transpose()
-            .map_err(core_error)?;
+        let id = prosumer_id.map(Wrap::into_inner);
         let grid = self.inner.clone();
-        let rows = block_on(py, async move {
-            grid.trades(&r, id.as_ref()).await.map_err(store_error)
-        })?;
-        columns(
+        let rows = block_on(py, async move { Ok(grid.trades(&r, id.as_ref()).await?) })?;
+        Ok(columns(
             py,
             vec![
                 (
@@ -405,7 +476,7 @@ impl Grid {
                         .into_any(),
                 ),
             ],
-        )
+        )?)
     }
 
     /// Bills `[start, end)`: one dict per member with its lines, total,
@@ -413,17 +484,14 @@ impl Grid {
     fn bill<'py>(
         &self,
         py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-        tariff: &Bound<'py, PyAny>,
-    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        start: When,
+        end: When,
+        tariff: Wrap<CoreTariff>,
+    ) -> Result<Vec<Bound<'py, PyDict>>> {
         let r = range(start, end, self.inner.length())?;
-        let t = crate::tariff::tariff(tariff)?;
+        let t = tariff.0;
         let grid = self.inner.clone();
-        let bills = block_on(
-            py,
-            async move { grid.bill(&r, &t).await.map_err(store_error) },
-        )?;
+        let bills = block_on(py, async move { Ok(grid.bill(&r, &t).await?) })?;
         bills
             .bills
             .iter()
@@ -455,49 +523,41 @@ impl Grid {
     /// stored settlement.
     #[pyo3(signature = (start, end, tariff, *, rate, operator_address, network = "regtest", rate_source = "manual"))]
     #[allow(clippy::too_many_arguments)]
-    fn settle<'py>(
+    fn settle(
         &self,
-        py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-        tariff: &Bound<'py, PyAny>,
-        rate: &Bound<'py, PyAny>,
+        py: Python<'_>,
+        start: When,
+        end: When,
+        tariff: Wrap<CoreTariff>,
+        rate: Wrap<Decimal>,
         operator_address: &str,
         network: &str,
         rate_source: &str,
-    ) -> PyResult<Settlement> {
+    ) -> Result<Settlement> {
         let r = range(start, end, self.inner.length())?;
-        let t = crate::tariff::tariff(tariff)?;
-        let net = crate::conversions::network(network)?;
-        let operator = PayoutAddress::new(operator_address, net).map_err(core_error)?;
-        let rate = ExchangeRate::new(decimal(rate, "rate")?, t.currency(), rate_source, r.end())
-            .map_err(core_error)?;
+        let (t, net) = (tariff.0, network.parse::<Network>()?);
+        let operator = PayoutAddress::new(operator_address, net)?;
+        let rate = ExchangeRate::new(rate.0, t.currency(), rate_source, r.end())?;
         let grid = self.inner.clone();
         let inner = block_on(py, async move {
-            grid.settle(&r, &t, &rate, net, &operator)
-                .await
-                .map_err(store_error)
+            Ok(grid.settle(&r, &t, &rate, net, &operator).await?)
         })?;
         Ok(Settlement { inner })
     }
 
     /// The stored settlement with `id`, or None.
-    fn settlement(&self, py: Python<'_>, id: &str) -> PyResult<Option<Settlement>> {
+    fn settlement(&self, py: Python<'_>, id: &str) -> Result<Option<Settlement>> {
         let grid = self.inner.clone();
         let id = id.to_owned();
-        let s = block_on(py, async move {
-            grid.settlement(&id).await.map_err(store_error)
-        })?;
+        let s = block_on(py, async move { Ok(grid.settlement(&id).await?) })?;
         Ok(s.map(|inner| Settlement { inner }))
     }
 
     /// Marks settlement `id` paid by transaction `txid` (64 hex characters).
-    fn mark_paid(&self, py: Python<'_>, id: &str, txid: &str) -> PyResult<Settlement> {
+    fn mark_paid(&self, py: Python<'_>, id: &str, txid: &str) -> Result<Settlement> {
         let grid = self.inner.clone();
         let (id, txid) = (id.to_owned(), txid.to_owned());
-        let inner = block_on(py, async move {
-            grid.mark_paid(&id, &txid).await.map_err(store_error)
-        })?;
+        let inner = block_on(py, async move { Ok(grid.mark_paid(&id, &txid).await?) })?;
         Ok(Settlement { inner })
     }
 }

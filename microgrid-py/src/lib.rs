@@ -2,9 +2,11 @@
 //! values to the core's types and back; every rule lives in the Rust
 //! crates. The Python package `microgrid` re-exports this module.
 
+mod arrow_views;
 mod conversions;
 mod errors;
 mod grid;
+mod input;
 mod runtime;
 mod settlement;
 mod simulate;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
-use crate::errors::StorageError;
+use crate::errors::{Error, Result, StorageError};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
@@ -25,13 +25,13 @@ fn runtime() -> PyResult<&'static Runtime> {
 
 /// Runs `future` to completion with the GIL released. Ctrl-C in Python
 /// is seen as soon as the call returns.
-pub fn block_on<F, T>(py: Python<'_>, future: F) -> PyResult<T>
+pub fn block_on<F, T>(py: Python<'_>, future: F) -> Result<T>
 where
-    F: Future<Output = PyResult<T>> + Send,
+    F: Future<Output = Result<T>> + Send,
     T: Send,
 {
     let rt = runtime()?;
     let out = py.detach(|| rt.block_on(future));
-    py.check_signals()?;
+    py.check_signals().map_err(Error::from)?;
     out
 }

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rust_decimal::Decimal;
 
-use crate::errors::core_error;
+use crate::errors::Result;
 
 /// A settlement in bitcoin of one billing period.
 #[pyclass(module = "microgrid", frozen)]
@@ -134,10 +134,8 @@ impl Settlement {
     }
 
     /// Fee estimate at `sat_per_vb`: dict with vbytes and fee_sats.
-    fn fee_estimate<'py>(&self, py: Python<'py>, sat_per_vb: u64) -> PyResult<Bound<'py, PyDict>> {
-        let fee = self
-            .inner
-            .estimate_fee(FeeRate::new(sat_per_vb).map_err(core_error)?);
+    fn fee_estimate<'py>(&self, py: Python<'py>, sat_per_vb: u64) -> Result<Bound<'py, PyDict>> {
+        let fee = self.inner.estimate_fee(FeeRate::new(sat_per_vb)?);
         let d = PyDict::new(py);
         d.set_item("vbytes", fee.vbytes)?;
         d.set_item("fee_sats", fee.fee_sats)?;
@@ -153,7 +151,7 @@ impl Settlement {
         utxos: Vec<(String, u64, String)>,
         change_address: &str,
         sat_per_vb: u64,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> Result<Bound<'py, PyDict>> {
         let network = self.inner.network;
         let utxos = utxos
             .into_iter()
@@ -161,19 +159,14 @@ impl Settlement {
                 Ok(Utxo {
                     outpoint,
                     value_sats,
-                    address: PayoutAddress::new(&address, network).map_err(core_error)?,
+                    address: PayoutAddress::new(&address, network)?,
                 })
             })
-            .collect::<PyResult<Vec<_>>>()?;
-        let change = PayoutAddress::new(change_address, network).map_err(core_error)?;
+            .collect::<Result<Vec<_>>>()?;
+        let change = PayoutAddress::new(change_address, network)?;
         let batch = self
             .inner
-            .build_psbt(
-                &utxos,
-                &change,
-                FeeRate::new(sat_per_vb).map_err(core_error)?,
-            )
-            .map_err(core_error)?;
+            .build_psbt(&utxos, &change, FeeRate::new(sat_per_vb)?)?;
         let d = PyDict::new(py);
         d.set_item("psbt", batch.psbt_base64)?;
         d.set_item("fee_sats", batch.fee_sats)?;

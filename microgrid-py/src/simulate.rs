@@ -6,7 +6,7 @@ use microgrid_core::simulate::Community;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::core_error;
+use crate::errors::Result;
 
 /// Readings of `households` simulated homes (70 % with solar) over `days`
 /// days from `start`, as columns: start, prosumer_id, produced_wh,
@@ -20,12 +20,11 @@ pub fn simulate<'py>(
     days: u32,
     seed: u64,
     timeframe_minutes: u32,
-) -> PyResult<Bound<'py, PyDict>> {
-    let length = microgrid_core::TimeframeLength::new(timeframe_minutes).map_err(core_error)?;
+) -> Result<Bound<'py, PyDict>> {
+    let length = microgrid_core::TimeframeLength::new(timeframe_minutes)?;
     let readings = Community::new(households, start, days, seed)
         .with_length(length)
-        .readings()
-        .map_err(core_error)?;
+        .readings()?;
     let d = PyDict::new(py);
     d.set_item(
         "start",

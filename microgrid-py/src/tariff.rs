@@ -1,11 +1,12 @@
 //! `microgrid.Tariff`.
 
 use microgrid_core::tariff::Tariff as CoreTariff;
-use microgrid_core::{Currency, GridPrices};
+use microgrid_core::{Currency, GridPrices, Price};
 use pyo3::prelude::*;
+use rust_decimal::Decimal;
 
-use crate::conversions::{decimal, price};
-use crate::errors::{core_error, ValidationError};
+use crate::conversions::Wrap;
+use crate::errors::Result;
 
 /// A tariff: the grid's import and export prices per kWh, a grid fee per
 /// kWh imported, a fixed fee per member and period, and an operator margin
@@ -22,30 +23,24 @@ impl Tariff {
     #[new]
     #[pyo3(signature = (import_price, export_price, *, currency = "EUR", grid_fee = None, fixed_fee = None, operator_margin = None))]
     fn new(
-        import_price: &Bound<'_, PyAny>,
-        export_price: &Bound<'_, PyAny>,
+        import_price: Wrap<Price>,
+        export_price: Wrap<Price>,
         currency: &str,
-        grid_fee: Option<&Bound<'_, PyAny>>,
-        fixed_fee: Option<&Bound<'_, PyAny>>,
-        operator_margin: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Tariff> {
-        let currency: Currency = currency.parse().map_err(core_error)?;
-        let grid = GridPrices::new(
-            price(import_price, "import_price")?,
-            price(export_price, "export_price")?,
-        )
-        .map_err(core_error)?;
+        grid_fee: Option<Wrap<Price>>,
+        fixed_fee: Option<Wrap<Decimal>>,
+        operator_margin: Option<Wrap<Price>>,
+    ) -> Result<Tariff> {
+        let currency: Currency = currency.parse()?;
+        let grid = GridPrices::new(import_price.0, export_price.0)?;
         let mut t = CoreTariff::new(currency, grid);
         if let Some(f) = grid_fee {
-            t = t.with_grid_fee(price(f, "grid_fee")?);
+            t = t.with_grid_fee(f.0);
         }
         if let Some(f) = fixed_fee {
-            t = t
-                .with_fixed_fee(decimal(f, "fixed_fee")?)
-                .map_err(core_error)?;
+            t = t.with_fixed_fee(f.0)?;
         }
         if let Some(m) = operator_margin {
-            t = t.with_operator_margin(price(m, "operator_margin")?);
+            t = t.with_operator_margin(m.0);
         }
         Ok(Tariff { inner: t })
     }
@@ -59,12 +54,4 @@ impl Tariff {
     fn __repr__(&self) -> String {
         format!("Tariff(currency={:?})", self.inner.currency().to_string())
     }
-}
-
-/// Rejects a tariff argument that is not a `Tariff`.
-pub fn tariff(value: &Bound<'_, PyAny>) -> PyResult<CoreTariff> {
-    value
-        .extract::<Tariff>()
-        .map(|t| t.inner)
-        .map_err(|_| ValidationError::new_err("tariff must be a microgrid.Tariff"))
 }

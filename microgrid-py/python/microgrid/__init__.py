@@ -6,14 +6,39 @@ bitcoin payout batch.
 
 Money is ``decimal.Decimal`` (floats are refused), times are timezone-aware
 ``datetime`` (naive ones are refused), energies are ``int`` watt-hours.
-pandas is optional: :func:`record_frame` and :func:`to_frame` use it when it
-is installed.
+
+Columnar data goes in and out without a Python object per row:
+
+* ``Grid.record(frame)`` takes a long frame with columns ``start``,
+  ``prosumer_id``, ``produced_wh``, ``consumed_wh``: a pandas or polars
+  DataFrame, a pyarrow Table or RecordBatch, or anything with
+  ``__arrow_c_stream__`` / ``__arrow_c_array__``; ``Grid.record(start,
+  prosumer_id, produced_wh, consumed_wh)`` takes the four columns as lists,
+  numpy arrays, pandas Series or Arrow arrays.
+* ``Grid.record_wide(produced_wh, consumed_wh)`` takes two wide frames:
+  a row per ``start`` (a pandas DataFrame indexed by tz-aware ``start``, or
+  an Arrow table with a ``start`` column), a column per prosumer id.
+* ``start`` is a timestamp with a time zone (any unit; Arrow timestamps
+  with a zone hold UTC instants); naive timestamps (numpy ``datetime64``,
+  pandas without tz, Arrow without tz) are refused unless
+  ``assume_utc=True``; fractions of a second are refused, not rounded.
+* ``prosumer_id`` as a categorical (pandas ``category``, polars
+  ``Categorical``, an Arrow dictionary) is looked up once per distinct id;
+  plain strings are looked up row by row (the slower path).
+* Energies must be integer columns; floats and booleans are refused.
+* ``Grid.summaries_arrow``, ``Grid.allocations_arrow`` and
+  ``Grid.trades_arrow`` return Arrow tables (the PyCapsule interface, so
+  ``pyarrow.table(t)`` and ``polars.DataFrame(t)`` take them as they are);
+  :func:`to_frame`, :func:`to_polars` and :func:`to_arrow` convert views.
+
+pandas, polars and pyarrow are optional; the helpers import them when
+called.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from ._microgrid import (
     ConflictError,
@@ -44,7 +69,9 @@ __all__ = [
     "__version__",
     "record_frame",
     "simulate",
+    "to_arrow",
     "to_frame",
+    "to_polars",
 ]
 
 
@@ -72,47 +99,58 @@ class ProsumerKind(str, enum.Enum):
         return self.value
 
 
-def record_frame(grid: Grid, frame: Any) -> Dict[str, int]:
-    """Record readings from a pandas DataFrame without a Python loop per row.
+def record_frame(grid: Grid, frame: Any, *, assume_utc: bool = False) -> Dict[str, int]:
+    """Record readings from a pandas DataFrame: a long frame goes to
+    ``grid.record(frame)``; a wide frame with a two-level header
+    ``(prosumer_id, "produced_wh" | "consumed_wh")``, indexed by ``start``,
+    goes to ``grid.record_wide`` as its two halves."""
+    columns = getattr(frame, "columns", None)
+    if getattr(columns, "nlevels", 1) == 2:
+        produced = frame.xs("produced_wh", axis=1, level=1)
+        consumed = frame.xs("consumed_wh", axis=1, level=1)
+        return grid.record_wide(produced, consumed, assume_utc=assume_utc)
+    return grid.record(frame, assume_utc=assume_utc)
 
-    The long form has columns ``start`` (tz-aware datetimes), ``prosumer_id``,
-    ``produced_wh`` and ``consumed_wh``. A wide form, indexed by ``start``
-    with a column pair per prosumer under a two-level header
-    ``(prosumer_id, "produced_wh" | "consumed_wh")``, is stacked first.
-    """
+
+View = Union[Dict[str, List[Any]], Any]
+
+
+def _is_arrow(view: Any) -> bool:
+    return hasattr(view, "__arrow_c_stream__") or hasattr(view, "__arrow_c_array__")
+
+
+def to_arrow(view: View) -> Any:
+    """A view as a ``pyarrow.Table``: an Arrow view (``Grid.summaries_arrow``
+    and the like) as it is, a dict view column by column."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    return pa.table(view)
+
+
+def to_polars(view: View) -> Any:
+    """A view as a ``polars.DataFrame`` (prosumer ids as categoricals,
+    prices and amounts as exact decimals)."""
+    import polars as pl  # type: ignore[import-not-found]
+
+    return pl.DataFrame(view)
+
+
+def to_frame(view: View, index: Optional[str] = None) -> Any:
+    """A view as a pandas DataFrame: ``start`` as a tz-aware UTC datetime
+    column, energies as int64; from an Arrow view (needs pyarrow) prosumer
+    ids are categoricals and prices and amounts ``decimal.Decimal``
+    objects; from a dict view (``Grid.summaries``, ``Grid.prosumer``,
+    ``Grid.trades``) prices and amounts are the ``decimal.Decimal`` objects
+    it holds. Indexed by ``index`` if given."""
     import pandas as pd  # type: ignore[import-untyped]
 
-    if isinstance(frame.columns, pd.MultiIndex):
-        frame = frame.stack(level=0, future_stack=True).rename_axis(["start", "prosumer_id"]).reset_index()
-    missing = {"start", "prosumer_id", "produced_wh", "consumed_wh"} - set(frame.columns)
-    if missing:
-        raise ValidationError(f"the frame has no column(s) {sorted(missing)}")
-    start = frame["start"]
-    if getattr(start.dt, "tz", None) is None:
-        raise ValidationError("the start column is naive; localize it, e.g. frame['start'].dt.tz_localize('UTC')")
-    # Whole seconds since the epoch, whatever the column's resolution.
-    seconds = (start.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    codes, ids = pd.factorize(frame["prosumer_id"], sort=False)
-    return grid.record_columns(
-        seconds.to_numpy().tolist(),
-        codes.tolist(),
-        [str(i) for i in ids],
-        frame["produced_wh"].astype("int64").to_numpy().tolist(),
-        frame["consumed_wh"].astype("int64").to_numpy().tolist(),
-    )
-
-
-def to_frame(columns: Dict[str, List[Any]], index: Optional[List[str]] = None) -> Any:
-    """A view (the dict of columns that ``Grid.summaries``, ``Grid.prosumer``
-    and ``Grid.trades`` return) as a pandas DataFrame: ``start`` as a
-    tz-aware UTC datetime column, energies as int64, prices and amounts as
-    ``decimal.Decimal`` objects; indexed by ``index`` if given."""
-    import pandas as pd  # type: ignore[import-untyped]
-
-    frame = pd.DataFrame(columns)
-    if "start" in frame:
-        frame["start"] = pd.to_datetime(frame["start"], utc=True)
-    for name in frame.columns:
-        if name.endswith("_wh"):
-            frame[name] = frame[name].astype("int64")
+    if _is_arrow(view):
+        frame = to_arrow(view).to_pandas()
+    else:
+        frame = pd.DataFrame(view)
+        if "start" in frame:
+            frame["start"] = pd.to_datetime(frame["start"], utc=True)
+        for name in frame.columns:
+            if name.endswith("_wh"):
+                frame[name] = frame[name].astype("int64")
     return frame.set_index(index) if index else frame

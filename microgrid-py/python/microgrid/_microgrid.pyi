@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from typing_extensions import final
 
@@ -22,6 +22,19 @@ __all__ = [
 ]
 
 _Amount = Union[Decimal, int, str]
+
+class _ArrowStream(Protocol):
+    """An Arrow table through the PyCapsule interface (``pyarrow.table(t)``,
+    ``polars.DataFrame(t)``)."""
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object: ...
+
+# A column: a list, a numpy array, a pandas Series or Index, or an Arrow
+# array or chunked array (anything with __arrow_c_array__ / __arrow_c_stream__).
+_Column = Any
+# A frame: a pandas or polars DataFrame, a pyarrow Table or RecordBatch, or
+# anything with __arrow_c_stream__ / __arrow_c_array__.
+_Frame = Any
 
 class MicrogridError(Exception):
     """Base class of every microgrid error."""
@@ -102,19 +115,24 @@ class Grid:
         network: str = "regtest",
     ) -> None: ...
     def prosumers(self) -> List[Dict[str, Any]]: ...
+    def register_all(self, prosumers: Union[_Frame, Sequence[Dict[str, Any]]]) -> int: ...
     def record(
-        self, start: List[datetime], prosumer_id: List[str], produced_wh: List[int], consumed_wh: List[int]
-    ) -> Dict[str, int]: ...
-    def record_columns(
         self,
-        start_s: List[int],
-        codes: List[int],
-        prosumer_ids: List[str],
-        produced_wh: List[int],
-        consumed_wh: List[int],
+        start: Union[_Frame, _Column],
+        prosumer_id: Optional[_Column] = None,
+        produced_wh: Optional[_Column] = None,
+        consumed_wh: Optional[_Column] = None,
+        *,
+        assume_utc: bool = False,
     ) -> Dict[str, int]: ...
+    def record_wide(self, produced_wh: _Frame, consumed_wh: _Frame, *, assume_utc: bool = False) -> Dict[str, int]: ...
     def clear(self, start: datetime, end: datetime, mechanism: Any, tariff: Tariff) -> Dict[str, int]: ...
     def summaries(self, start: datetime, end: datetime) -> Dict[str, List[Any]]: ...
+    def summaries_arrow(self, start: datetime, end: datetime) -> _ArrowStream: ...
+    def allocations_arrow(
+        self, start: datetime, end: datetime, prosumer_ids: Optional[Sequence[str]] = None
+    ) -> _ArrowStream: ...
+    def trades_arrow(self, start: datetime, end: datetime, prosumer_id: Optional[str] = None) -> _ArrowStream: ...
     def prosumer(self, id: str, start: datetime, end: datetime) -> Dict[str, List[Any]]: ...
     def trades(self, start: datetime, end: datetime, prosumer_id: Optional[str] = None) -> Dict[str, List[Any]]: ...
     def bill(self, start: datetime, end: datetime, tariff: Tariff) -> List[Dict[str, Any]]: ...

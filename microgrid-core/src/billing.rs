@@ -335,93 +335,140 @@ pub fn bill_rows(
     rows: &[(&ReadingRow, &ClearedRow)],
     threads: usize,
 ) -> Result<PeriodBills> {
-    let mut expected = period.timeframes();
-    for (_, cleared) in rows {
-        let tf = cleared.summary.timeframe;
-        match expected.next() {
-            Some(want) if want == tf => {}
-            Some(want) if want.start() > tf.start() => {
-                return Err(Error::DuplicateClearing { start: tf.start() })
+    let mut billing = RowBilling::new(period, tariff, registry, threads)?;
+    billing.add(rows)?;
+    billing.finish()
+}
+
+/// [`bill_rows`] a chunk of timeframes at a time, so that a store can bill
+/// a long period without holding all of it: [`RowBilling::add`] the
+/// period's rows in time order, then [`RowBilling::finish`].
+pub struct RowBilling<'a> {
+    period: TimeRange,
+    tariff: &'a Tariff,
+    registry: &'a Registry,
+    threads: usize,
+    fee: i64,
+    margin: i64,
+    summaries: Vec<TimeframeSummary>,
+    lines: Vec<Lines>,
+    member: Vec<bool>,
+}
+
+impl<'a> RowBilling<'a> {
+    /// Starts billing `period` for the members of `registry`.
+    pub fn new(
+        period: &TimeRange,
+        tariff: &'a Tariff,
+        registry: &'a Registry,
+        threads: usize,
+    ) -> Result<RowBilling<'a>> {
+        Ok(RowBilling {
+            period: *period,
+            tariff,
+            registry,
+            threads: threads.max(1),
+            fee: micros(tariff.grid_fee())?,
+            margin: micros(tariff.operator_margin())?,
+            summaries: Vec::with_capacity(period.len()),
+            lines: vec![Lines::default(); registry.len()],
+            member: vec![false; registry.len()],
+        })
+    }
+
+    /// Adds the next timeframes of the period (in order, none skipped:
+    /// a gap is [`Error::PeriodNotCleared`], a repeat
+    /// [`Error::DuplicateClearing`]).
+    pub fn add(&mut self, rows: &[(&ReadingRow, &ClearedRow)]) -> Result<()> {
+        let length = self.period.length().duration();
+        for (_, cleared) in rows {
+            let tf = cleared.summary.timeframe;
+            let k =
+                i32::try_from(self.summaries.len()).map_err(|_| Error::Overflow("timeframes"))?;
+            let want = self.period.start() + length * k;
+            if want >= self.period.end() || tf.start() < want {
+                return Err(Error::DuplicateClearing { start: tf.start() });
             }
-            Some(want) => {
-                return Err(Error::PeriodNotCleared {
-                    start: want.start(),
-                })
+            if tf.start() > want || tf.length() != self.period.length() {
+                return Err(Error::PeriodNotCleared { start: want });
             }
-            None => return Err(Error::DuplicateClearing { start: tf.start() }),
+            self.summaries.push(cleared.summary.clone());
         }
-    }
-    if let Some(missing) = expected.next() {
-        return Err(Error::PeriodNotCleared {
-            start: missing.start(),
-        });
-    }
-    let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
-    let per_period = pricing_kind(&summaries)?;
-    let (fee, margin) = (
-        micros(tariff.grid_fee())?,
-        micros(tariff.operator_margin())?,
-    );
-    let rates = summaries
-        .iter()
-        .map(|s| Rates::of(s))
-        .collect::<Result<Vec<Rates>>>()?;
-    let n = registry.len();
-    let block = |(block, rates): (&[(&ReadingRow, &ClearedRow)], &[Rates])| -> Result<(Vec<Lines>, Vec<bool>)> {
-        let mut lines = vec![Lines::default(); n];
-        let mut member = vec![false; n];
-        for ((readings, cleared), rates) in block.iter().zip(rates) {
-            let (p, c) = (readings.produced(), readings.consumed());
-            // Slots past the registry (prosumers it does not know) are not billed.
-            for (i, &present) in readings.present().iter().enumerate().take(n) {
-                if present {
-                    member[i] = true;
-                    lines[i].add(rates, p[i].get(), c[i].get(), cleared.community[i].get())?;
+        let rates = rows
+            .iter()
+            .map(|(_, c)| Rates::of(&c.summary))
+            .collect::<Result<Vec<Rates>>>()?;
+        let n = self.registry.len();
+        let block = |(block, rates): (&[(&ReadingRow, &ClearedRow)], &[Rates])| -> Result<(Vec<Lines>, Vec<bool>)> {
+            let mut lines = vec![Lines::default(); n];
+            let mut member = vec![false; n];
+            for ((readings, cleared), rates) in block.iter().zip(rates) {
+                let (p, c) = (readings.produced(), readings.consumed());
+                // Slots past the registry (prosumers it does not know) are not billed.
+                for (i, &present) in readings.present().iter().enumerate().take(n) {
+                    if present {
+                        member[i] = true;
+                        lines[i].add(rates, p[i].get(), c[i].get(), cleared.community[i].get())?;
+                    }
                 }
             }
+            Ok((lines, member))
+        };
+        let per_thread = rows.len().div_ceil(self.threads).max(1);
+        let parts: Vec<Result<(Vec<Lines>, Vec<bool>)>> = if per_thread >= rows.len() {
+            vec![block((rows, &rates))]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = rows
+                    .chunks(per_thread)
+                    .zip(rates.chunks(per_thread))
+                    .map(|part| scope.spawn(move || block(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        for part in parts {
+            let (part_lines, part_member) = part?;
+            for (i, l) in part_lines.iter().enumerate() {
+                self.lines[i].merge(l)?;
+                self.member[i] |= part_member[i];
+            }
         }
-        Ok((lines, member))
-    };
-    let per_thread = rows.len().div_ceil(threads.max(1)).max(1);
-    let parts: Vec<Result<(Vec<Lines>, Vec<bool>)>> = if per_thread >= rows.len() {
-        vec![block((rows, &rates))]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(per_thread)
-                .zip(rates.chunks(per_thread))
-                .map(|part| scope.spawn(move || block(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
-    let mut lines = vec![Lines::default(); n];
-    let mut member = vec![false; n];
-    for part in parts {
-        let (part_lines, part_member) = part?;
-        for (i, l) in part_lines.iter().enumerate() {
-            lines[i].merge(l)?;
-            member[i] |= part_member[i];
-        }
+        Ok(())
     }
-    let bills = registry
-        .id_order()
-        .into_iter()
-        .map(|i| i as usize)
-        .filter(|&i| member[i])
-        .map(|i| {
-            let id = registry
-                .at(i)
-                .ok_or_else(|| Error::UnknownProsumer(format!("#{i}")))?
-                .id()
-                .clone();
-            std::mem::take(&mut lines[i]).into_bill(id, fee, margin)
-        })
-        .collect::<Result<Vec<Bill>>>()?;
-    complete(period, tariff, &summaries, per_period, bills)
+
+    /// The bills, once every timeframe of the period was added.
+    pub fn finish(mut self) -> Result<PeriodBills> {
+        if self.summaries.len() < self.period.len() {
+            let k =
+                i32::try_from(self.summaries.len()).map_err(|_| Error::Overflow("timeframes"))?;
+            return Err(Error::PeriodNotCleared {
+                start: self.period.start() + self.period.length().duration() * k,
+            });
+        }
+        let summaries: Vec<&TimeframeSummary> = self.summaries.iter().collect();
+        let per_period = pricing_kind(&summaries)?;
+        let bills = self
+            .registry
+            .id_order()
+            .into_iter()
+            .map(|i| i as usize)
+            .filter(|&i| self.member[i])
+            .map(|i| {
+                let id = self
+                    .registry
+                    .at(i)
+                    .ok_or_else(|| Error::UnknownProsumer(format!("#{i}")))?
+                    .id()
+                    .clone();
+                std::mem::take(&mut self.lines[i]).into_bill(id, self.fee, self.margin)
+            })
+            .collect::<Result<Vec<Bill>>>()?;
+        complete(&self.period, self.tariff, &summaries, per_period, bills)
+    }
 }
 
 /// Fixed fees, bill sharing, totals and the community's sums: the part of

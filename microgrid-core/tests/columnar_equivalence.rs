@@ -130,7 +130,13 @@ proptest! {
         }
         let pairs: Vec<(&ReadingRow, &ClearedRow)> = rows.iter().zip(cleared.iter()).collect();
         let bills = bill_rows(&period, &tariff, &registry, &pairs, threads).unwrap();
-        prop_assert_eq!(bills, expected_bills);
+        prop_assert_eq!(&bills, &expected_bills);
+        // Chunk by chunk gives the same bills.
+        let mut chunked = billing::RowBilling::new(&period, &tariff, &registry, threads).unwrap();
+        for chunk in pairs.chunks(threads + 2) {
+            chunked.add(chunk).unwrap();
+        }
+        prop_assert_eq!(chunked.finish().unwrap(), expected_bills);
 
         // The views as columns hold the same allocations and trades.
         let id = |i: u32| registry.at(i as usize).unwrap().id().clone();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
-use microgrid_core::billing::{bill_rows, PeriodBills};
+use microgrid_core::billing::{PeriodBills, RowBilling};
 use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
 use microgrid_core::tariff::Tariff;
 use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
@@ -354,17 +354,18 @@ impl<S: Store> Grid<S> {
             .collect())
     }
 
-    /// Bills `period` from the stored clearings, in columns; an error if a
-    /// timeframe of it is not cleared.
+    /// Bills `period` from the stored clearings, in columns, a chunk of
+    /// timeframes at a time; an error if a timeframe of it is not cleared.
     pub async fn bill(&self, period: &TimeRange, tariff: &Tariff) -> Result<PeriodBills> {
-        let cleared = self.cleared_rows(period).await?;
-        Ok(bill_rows(
-            period,
-            tariff,
-            &cleared.registry,
-            &cleared.pairs(),
-            self.threads,
-        )?)
+        let registry = self.shared_registry().await?;
+        let mut billing = RowBilling::new(period, tariff, &registry, self.threads)?;
+        for chunk in chunks(period, registry.len())? {
+            let rows = self.store.cleared_rows(&chunk, &registry).await?;
+            let pairs: Vec<(&ReadingRow, &ClearedRow)> =
+                rows.iter().map(|(r, c)| (r.as_ref(), c.as_ref())).collect();
+            billing.add(&pairs)?;
+        }
+        Ok(billing.finish()?)
     }
 
     /// Bills and settles `period`, carrying in the balances of the last

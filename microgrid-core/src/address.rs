@@ -146,6 +146,14 @@ impl PayoutAddress {
                 address: address.to_owned(),
                 network: network.to_string(),
             })?;
+        // Funds sent to a witness version without consensus rules yet (2 to
+        // 16) can be taken by anyone today: only standard types are payable.
+        if checked.address_type().is_none() {
+            return Err(Error::InvalidAddress {
+                address: address.to_owned(),
+                reason: "not a standard output type (P2PKH, P2SH, P2WPKH, P2WSH or P2TR)".into(),
+            });
+        }
         let text = checked.to_string();
         Ok(PayoutAddress {
             address: checked,

@@ -912,13 +912,17 @@ mod tests {
     }
 
     #[test]
-    fn absurd_prices_are_an_overflow_error_not_a_wrong_bill() {
+    fn absurd_prices_are_refused_and_the_largest_price_bills_exactly() {
         let (period, tariff, cleared) = setup(Mechanism::MidMarketRate);
-        let absurd = Price::new(Decimal::from(5_000_000_000_000i64)).unwrap();
-        assert_eq!(
-            bill_period(&period, &tariff.with_grid_fee(absurd), &cleared),
-            Err(Error::Overflow("price in millionths"))
-        );
+        assert!(matches!(
+            Price::new(Decimal::from(5_000_000_000_000i64)),
+            Err(Error::InvalidPrice { .. })
+        ));
+        let largest = Price::new(Decimal::from(crate::money::MAX_PRICE_PER_KWH)).unwrap();
+        let bills = bill_period(&period, &tariff.with_grid_fee(largest), &cleared).unwrap();
+        // 1 kWh imported in the first timeframe: a fee of 1,000,000.
+        assert_eq!(bills.fees, Decimal::from(1_000_000));
+        assert_eq!(bills.total(), bills.grid_leg + bills.fees);
     }
 
     #[test]

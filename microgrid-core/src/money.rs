@@ -19,6 +19,11 @@ pub const PRICE_DECIMALS: u32 = 6;
 /// Decimals an amount of money may have: a price times whole Wh.
 pub const AMOUNT_DECIMALS: u32 = PRICE_DECIMALS + 3;
 
+/// The largest price magnitude per kWh a [`Price`] accepts. Far above any
+/// real tariff, and small enough that no product or sum of amounts in
+/// clearing, billing or settlement can overflow.
+pub const MAX_PRICE_PER_KWH: i64 = 1_000_000;
+
 /// An ISO 4217-style currency code: three ASCII capital letters.
 ///
 /// ```
@@ -100,6 +105,13 @@ impl Price {
                 what: "price per kWh",
                 value: per_kwh,
                 reason: "more than 6 decimals",
+            });
+        }
+        if per_kwh.abs() > Decimal::from(MAX_PRICE_PER_KWH) {
+            return Err(Error::InvalidPrice {
+                what: "price per kWh",
+                value: per_kwh,
+                reason: "its magnitude is above 1,000,000 per kWh",
             });
         }
         Ok(Price(per_kwh))

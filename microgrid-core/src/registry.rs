@@ -168,6 +168,8 @@ impl Prosumer {
             Some("it is empty")
         } else if name.chars().count() > 200 {
             Some("it is longer than 200 characters")
+        } else if name.chars().any(is_control_or_bidi) {
+            Some("it holds a control or bidirectional-override character")
         } else {
             None
         };
@@ -234,6 +236,14 @@ impl Prosumer {
         let until = self.left.map(midnight);
         from <= tf.start() && until.is_none_or(|u| tf.end() <= u)
     }
+}
+
+/// Characters a display name must not hold: controls (NUL, newlines, ...)
+/// and the bidirectional overrides that make a name read differently from
+/// how it is stored.
+fn is_control_or_bidi(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 fn midnight(d: NaiveDate) -> DateTime<Utc> {
@@ -465,6 +475,31 @@ mod tests {
         reg.register_all([p("c"), p("b")]).unwrap();
         assert_eq!(reg.id_order(), [0, 2, 1]);
         assert_eq!(reg.at(1).unwrap().id().as_str(), "c");
+    }
+
+    #[test]
+    fn names_with_control_or_bidi_characters_are_refused() {
+        for name in [
+            "nul\0",
+            "line\nbreak",
+            "evil\u{202E}cod.exe",
+            "iso\u{2066}late",
+        ] {
+            assert!(
+                matches!(
+                    Prosumer::new("p", name, ProsumerKind::Other, day(1)),
+                    Err(Error::InvalidName { .. })
+                ),
+                "{name:?}"
+            );
+        }
+        assert!(Prosumer::new(
+            "p",
+            "Bäckerei Müller & Söhne",
+            ProsumerKind::Company,
+            day(1)
+        )
+        .is_ok());
     }
 
     #[test]

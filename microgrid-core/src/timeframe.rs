@@ -100,6 +100,14 @@ impl Timeframe {
                 minutes: length.minutes(),
             });
         }
+        // The end (and the next timeframe's end) must be representable.
+        if start.checked_add_signed(length.duration() * 2).is_none() {
+            return Err(Error::InvalidRange {
+                start,
+                end: start,
+                reason: "the timeframe ends past the last representable time",
+            });
+        }
         Ok(Timeframe { start, length })
     }
 

@@ -233,7 +233,17 @@ impl FromStr for Mechanism {
             }
             "bs" | "bill_sharing" | "bill-sharing" => Ok(Mechanism::BillSharing),
             _ => match lower.strip_prefix("fixed:") {
-                Some(price) => Ok(Mechanism::Fixed(price.parse()?)),
+                Some(price) => {
+                    let price: Price = price.parse()?;
+                    if price.per_kwh().is_sign_negative() && !price.per_kwh().is_zero() {
+                        return Err(Error::InvalidPrice {
+                            what: "fixed community price",
+                            value: price.per_kwh(),
+                            reason: "it is negative",
+                        });
+                    }
+                    Ok(Mechanism::Fixed(price))
+                }
                 None => Err(Error::Parse {
                     what: "pricing mechanism (fixed:<price>, mmr, sdr or bill_sharing)",
                     input: s.to_owned(),

@@ -818,9 +818,30 @@ pub struct Wide {
     pub start: Column,
     /// The prosumer ids, one per column.
     pub ids: Vec<String>,
-    /// The values, prosumer by prosumer (`ids.len()` runs of one value
-    /// per start).
+    /// The values, laid out as `by_time` says.
     pub values: Vec<i64>,
+    /// Whether `values` go start by start (a row of `ids.len()` values per
+    /// start, as a C-ordered numpy matrix) rather than prosumer by
+    /// prosumer (a run of one value per start for each id).
+    pub by_time: bool,
+}
+
+impl Wide {
+    /// Row `i` of values laid out by time.
+    fn row(&self, i: usize) -> Option<&[i64]> {
+        let w = self.ids.len();
+        self.values.get(i * w..(i + 1) * w)
+    }
+
+    /// The value of start `i` and prosumer column `j` of `n` starts.
+    fn at(&self, i: usize, j: usize, n: usize) -> Option<i64> {
+        let k = if self.by_time {
+            i * self.ids.len() + j
+        } else {
+            j * n + i
+        };
+        self.values.get(k).copied()
+    }
 }
 
 impl Wide {
@@ -846,8 +867,13 @@ impl Wide {
                 .try_iter()?
                 .map(|c| Ok(c?.str()?.to_string()))
                 .collect::<Result<Vec<String>>>()?;
-            let values = pandas_matrix(&frame, what)?;
-            Ok(Wide { start, ids, values })
+            let (values, by_time) = pandas_matrix(&frame, what)?;
+            Ok(Wide {
+                start,
+                ids,
+                values,
+                by_time,
+            })
         } else if is_arrow(frame) {
             let batches: AnyRecordBatch = frame.extract()?;
             let reader = batches.into_reader()?;
@@ -875,7 +901,12 @@ impl Wide {
                     ids.push(name);
                 }
             }
-            Ok(Wide { start, ids, values })
+            Ok(Wide {
+                start,
+                ids,
+                values,
+                by_time: false,
+            })
         } else {
             Err(Error::validation(format!(
                 "{what} must be a pandas DataFrame or an Arrow table, got {}",
@@ -889,8 +920,10 @@ impl Wide {
     }
 }
 
-/// The values of a pandas frame of integer columns, column by column.
-fn pandas_matrix(frame: &Bound<'_, PyAny>, what: &str) -> Result<Vec<i64>> {
+/// The values of a pandas frame of integer columns, in the order they
+/// are in memory: row by row (`true`) for a C-ordered matrix, else column
+/// by column.
+fn pandas_matrix(frame: &Bound<'_, PyAny>, what: &str) -> Result<(Vec<i64>, bool)> {
     let py = frame.py();
     let values = frame.call_method0(intern!(py, "to_numpy"))?;
     let arr = values.cast::<PyUntypedArray>()?;
@@ -911,6 +944,9 @@ fn pandas_matrix(frame: &Bound<'_, PyAny>, what: &str) -> Result<Vec<i64>> {
         values.call_method1(intern!(py, "astype"), ("int64",))?
     };
     let matrix: numpy::PyReadonlyArray2<'_, i64> = values.extract()?;
+    if let Ok(rows) = matrix.as_slice() {
+        return Ok((rows.to_vec(), true));
+    }
     let view = matrix.as_array();
     let mut out = Vec::with_capacity(view.len());
     for column in view.columns() {
@@ -919,7 +955,7 @@ fn pandas_matrix(frame: &Bound<'_, PyAny>, what: &str) -> Result<Vec<i64>> {
             None => out.extend(column.iter().copied()),
         }
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 /// Builds the core's columns of two wide frames, prosumer by prosumer.
@@ -953,27 +989,67 @@ pub fn wide_columns(
         ));
     }
     let n = starts.len();
-    let total = n * produced.ids.len();
+    let width = produced.ids.len();
+    let total = n * width;
+    if produced.values.len() != total || consumed.values.len() != total {
+        return Err(Error::validation(
+            "a wide frame has another number of values than its shape says",
+        ));
+    }
+    // Per produced column: its dense index and its column in consumed.
+    let columns = produced
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(j, id)| {
+            let index = *map.get(id.as_str()).ok_or_else(|| unknown(id))?;
+            Ok((j, index, position.get(id.as_str()).copied().unwrap_or(j)))
+        })
+        .collect::<Result<Vec<(usize, u32, usize)>>>()?;
     let mut cols = (
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
     );
-    for (j, id) in produced.ids.iter().enumerate() {
-        let index = *map.get(id.as_str()).ok_or_else(|| unknown(id))?;
-        let k = position.get(id.as_str()).copied().unwrap_or(j);
-        let p = produced.values.get(j * n..(j + 1) * n);
-        let c = consumed.values.get(k * n..(k + 1) * n);
-        let (Some(p), Some(c)) = (p, c) else {
-            return Err(Error::validation(
-                "a wide frame has fewer values than its shape says",
-            ));
+    let mut push = |i: usize, &(j, index, k): &(usize, u32, usize)| -> Result<()> {
+        let (Some(p), Some(c)) = (produced.at(i, j, n), consumed.at(i, k, n)) else {
+            return Err(Error::validation("a wide frame is shorter than its shape"));
         };
-        cols.0.extend_from_slice(&starts);
-        cols.1.extend(std::iter::repeat_n(index, n));
-        cols.2.extend_from_slice(p);
-        cols.3.extend_from_slice(c);
+        cols.0.push(starts[i]);
+        cols.1.push(index);
+        cols.2.push(p);
+        cols.3.push(c);
+        Ok(())
+    };
+    let indices: Vec<u32> = columns.iter().map(|c| c.1).collect();
+    let same_order = columns.iter().all(|&(j, _, k)| j == k);
+    if same_order && produced.by_time && consumed.by_time {
+        // Both C-ordered matrices with the same columns: whole rows at once.
+        for (i, &start) in starts.iter().enumerate() {
+            let (Some(p), Some(c)) = (produced.row(i), consumed.row(i)) else {
+                return Err(Error::validation("a wide frame is shorter than its shape"));
+            };
+            cols.0.extend(std::iter::repeat_n(start, width));
+            cols.1.extend_from_slice(&indices);
+            cols.2.extend_from_slice(p);
+            cols.3.extend_from_slice(c);
+        }
+        return Ok(ReadingColumns::new(cols.0, cols.1, cols.2, cols.3)?);
+    }
+    // In the order the produced values are in memory.
+    if produced.by_time {
+        for i in 0..n {
+            for column in &columns {
+                push(i, column)?;
+            }
+        }
+    } else {
+        for column in &columns {
+            for i in 0..n {
+                push(i, column)?;
+            }
+        }
     }
     Ok(ReadingColumns::new(cols.0, cols.1, cols.2, cols.3)?)
 }

@@ -12,6 +12,7 @@ use arrow_array::{
     ArrayRef, Decimal128Array, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampSecondArray, UInt32Array,
 };
+use arrow_buffer::NullBuffer;
 use arrow_schema::{Field, Schema};
 use microgrid_core::money::{AMOUNT_DECIMALS, PRICE_DECIMALS};
 use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
@@ -46,34 +47,51 @@ impl Builder {
         self.add(name, Arc::new(UInt32Array::from(values)), false)
     }
 
+    /// A decimal128(38, `scale`) column of `values`, null where `valid`
+    /// says so (all valid when `None`).
     fn decimals(
         self,
         name: &'static str,
-        values: impl IntoIterator<Item = Option<i128>>,
+        values: Vec<i128>,
+        valid: Option<Vec<bool>>,
         scale: u32,
-        nullable: bool,
     ) -> Result<Builder> {
-        let array = Decimal128Array::from_iter(values)
+        let nullable = valid.is_some();
+        let nulls = valid
+            .filter(|v| v.iter().any(|ok| !ok))
+            .map(NullBuffer::from);
+        let array = Decimal128Array::new(values.into(), nulls)
             .with_precision_and_scale(38, scale as i8)
             .map_err(arrow)?;
         Ok(self.add(name, Arc::new(array), nullable))
     }
 
+    fn optional_decimals(
+        self,
+        name: &'static str,
+        values: impl ExactSizeIterator<Item = Option<i128>>,
+        scale: u32,
+    ) -> Result<Builder> {
+        let mut valid = Vec::with_capacity(values.len());
+        let values = values
+            .map(|v| {
+                valid.push(v.is_some());
+                v.unwrap_or_default()
+            })
+            .collect();
+        self.decimals(name, values, Some(valid), scale)
+    }
+
     fn prices(self, name: &'static str, values: Vec<i64>) -> Result<Builder> {
-        self.decimals(
-            name,
-            values.into_iter().map(|v| Some(i128::from(v))),
-            PRICE_DECIMALS,
-            false,
-        )
+        let values = values.into_iter().map(i128::from).collect();
+        self.decimals(name, values, None, PRICE_DECIMALS)
     }
 
     fn optional_prices(self, name: &'static str, values: Vec<Option<i64>>) -> Result<Builder> {
-        self.decimals(
+        self.optional_decimals(
             name,
             values.into_iter().map(|v| v.map(i128::from)),
             PRICE_DECIMALS,
-            true,
         )
     }
 
@@ -153,19 +171,13 @@ pub fn allocations(c: AllocationColumns, registry: &Registry) -> Result<PyTable>
         .wh("bought_wh", c.bought_wh)
         .wh("imported_wh", c.imported_wh)
         .wh("exported_wh", c.exported_wh)
-        .decimals(
+        .optional_decimals(
             "community_amount",
-            c.community_amount,
+            c.community_amount.into_iter(),
             AMOUNT_DECIMALS,
-            true,
         )?
-        .decimals(
-            "grid_amount",
-            c.grid_amount.into_iter().map(Some),
-            AMOUNT_DECIMALS,
-            false,
-        )?
-        .decimals("amount", amount, AMOUNT_DECIMALS, true)?
+        .decimals("grid_amount", c.grid_amount, None, AMOUNT_DECIMALS)?
+        .optional_decimals("amount", amount.into_iter(), AMOUNT_DECIMALS)?
         .finish()
 }
 

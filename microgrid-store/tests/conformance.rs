@@ -366,7 +366,8 @@ pub async fn the_columnar_path_equals_the_core<S: Store>(store: S) {
     let grid = Grid::new(store, TimeframeLength::default());
     grid.register_all(early).await.unwrap();
     // Every third reading of house 2 is missing; house 6 reads from day 2.
-    let keep = |r: &Reading, k: usize| !(r.prosumer().as_str().ends_with('2') && k.is_multiple_of(3));
+    let keep =
+        |r: &Reading, k: usize| !(r.prosumer().as_str().ends_with('2') && k.is_multiple_of(3));
     let readings: Vec<Reading> = community
         .readings()
         .unwrap()

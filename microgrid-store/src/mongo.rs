@@ -1,33 +1,92 @@
-//! MongoDB through the official driver: serde-typed collections, exact
-//! decimals as `Decimal128`, unique indexes for idempotency, `insert_many`
-//! for readings, and multi-document transactions where a stage writes more
-//! than one document.
+//! MongoDB through the official driver, in compact documents: one
+//! document per timeframe for its readings and one per cleared timeframe
+//! for its result, each holding the prosumers as parallel arrays.
+//!
+//! # Documents
+//!
+//! | collection | `_id` | fields |
+//! | --- | --- | --- |
+//! | `prosumers` | id | name, kind, dates, payout address |
+//! | `reading_frames` | start | `start`, `length_minutes`, `rev`, `ids`, `produced`, `consumed` |
+//! | `cleared_frames` | start | `start`, `summary` (energies, counts, `Decimal128` prices), `ids`, `produced`, `consumed`, `community_wh` |
+//! | `settlements` | id | period, hash, payment, the settlement as JSON |
+//!
+//! `ids` are sorted; the arrays are `Int64` and as long as `ids`. The
+//! `_id` (a timeframe's start) keeps one document per timeframe; `start`
+//! repeats it under an index of its own, `{start: 1}`, which range
+//! queries use (the MongoDB-wire test server scans the whole collection
+//! for a range of `_id`s). A prosumer's allocations are found through the
+//! multikey index `{ids: 1, start: 1}` of `cleared_frames` and projected
+//! to that prosumer's elements on the server. That index holds a key per
+//! allocation, which makes it most of the cost of storing a clearing.
+//! `rev` counts the writes of a reading document: writes that do not
+//! happen in the transaction that read the document are conditional on
+//! it (see below).
+//!
+//! # Transactions
+//!
+//! A stage reads and writes in one multi-document transaction, retried
+//! with back-off when it loses to another writer (a transient error). A
+//! server refuses a transaction whose writes do not fit its cache
+//! (`TransactionTooLargeForCache`), so writes are cut into transactions of
+//! at most 16 MiB of documents (`TXN_BYTES`):
+//!
+//! - recording checks the whole batch against the documents of its span
+//!   (read in one transaction) before anything is written, so nothing of
+//!   a rejected batch is stored. A batch whose documents fit one
+//!   transaction is written in that same transaction. A larger one is
+//!   written in several, each document on condition that its `rev` is
+//!   still the one that was read; if one of them fails or loses, what the
+//!   earlier ones wrote is undone (documents put back as they were, again
+//!   on condition of `rev`) and the batch is recorded again from the
+//!   start. Only a process that dies between those transactions leaves
+//!   part of a large batch.
+//! - storing cleared timeframes writes each timeframe once (its `_id`); a
+//!   call writes its timeframes in as few transactions as fit.
+//!
+//! One document holds a timeframe of every prosumer, so a timeframe must
+//! fit MongoDB's 16 MiB document limit: about 250,000 prosumers.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod ledger;
+mod readings;
+#[cfg(test)]
+mod tests;
+
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use microgrid_core::settlement::Settlement;
-use microgrid_core::{
-    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
-    TimeframeClearing, TimeframeSummary, Wh,
+use microgrid_core::{Price, Prosumer, Registry};
+use mongodb::bson::{doc, Bson, DateTime as BsonTime, Decimal128, Document};
+use mongodb::error::{
+    ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT,
 };
-use mongodb::bson::{doc, DateTime as BsonTime, Decimal128};
-use mongodb::error::{ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{corrupt, date, db, length, registry, ProsumerRow, SummaryRow};
-use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+use crate::rows::{corrupt, date, db, registry, ProsumerRow};
+use crate::traits::RegistryStore;
+
+/// The most bytes of documents one transaction writes (the servers'
+/// limit is a share of their cache; 16 MiB stays well inside it).
+const TXN_BYTES: usize = 16 << 20;
+
+/// How often a transaction that loses to another writer is tried.
+const ATTEMPTS: u32 = 50;
+
+/// The multikey index that finds a prosumer's cleared timeframes.
+const IDS_INDEX: &str = "ids_1_start_1";
 
 /// A store in one MongoDB database.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     client: Client,
     db: Database,
+    /// The most bytes of documents one transaction writes.
+    txn_bytes: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,53 +101,32 @@ struct ProsumerDoc {
     payout_network: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct ReadingDoc {
-    start: BsonTime,
-    prosumer_id: String,
-    length_minutes: i32,
-    produced_wh: i64,
-    consumed_wh: i64,
+impl ProsumerDoc {
+    fn of(p: &Prosumer) -> ProsumerDoc {
+        ProsumerDoc {
+            id: p.id().to_string(),
+            name: p.name().to_owned(),
+            kind: p.kind().as_str().to_owned(),
+            joined: p.joined().to_string(),
+            left_on: p.left().map(|d| d.to_string()),
+            payout_address: p.payout().map(|a| a.as_str().to_owned()),
+            payout_network: p.payout().map(|a| a.network().as_str().to_owned()),
+        }
+    }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct TimeframeDoc {
+/// A document with only its `_id` (a timeframe's start).
+#[derive(Debug, Deserialize)]
+struct StartOnly {
     #[serde(rename = "_id")]
     start: BsonTime,
-    length_minutes: i32,
-    production_wh: i64,
-    consumption_wh: i64,
-    supply_wh: i64,
-    demand_wh: i64,
-    shared_wh: i64,
-    import_wh: i64,
-    export_wh: i64,
-    sellers: i64,
-    buyers: i64,
-    grid_import_price: Decimal128,
-    grid_export_price: Decimal128,
-    community_price: Option<Decimal128>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct AllocationDoc {
-    start: BsonTime,
-    prosumer_id: String,
-    produced_wh: i64,
-    consumed_wh: i64,
-    community_wh: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct SettlementDoc {
+/// Any document with only its `_id` (as a string).
+#[derive(Debug, Deserialize)]
+struct IdOnly {
     #[serde(rename = "_id")]
     id: String,
-    period_start: BsonTime,
-    period_end: BsonTime,
-    content_hash: String,
-    paid_txid: Option<String>,
-    /// The settlement as JSON text (exact: decimals are strings in it).
-    document: String,
 }
 
 fn bson_time(t: DateTime<Utc>) -> BsonTime {
@@ -107,6 +145,11 @@ fn price(d: &Decimal128) -> Result<Price> {
     Price::from_str(&d.to_string()).map_err(|_| corrupt("price", d))
 }
 
+/// `{start: {$gte: start, $lt: end}}`: the timeframes of a range.
+fn starts_in(start: DateTime<Utc>, end: DateTime<Utc>) -> Document {
+    doc! { "start": { "$gte": bson_time(start), "$lt": bson_time(end) } }
+}
+
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
@@ -116,6 +159,120 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
             .is_some_and(|ws| ws.iter().any(|w| w.code == 11000)),
         _ => e.to_string().contains("E11000"),
     }
+}
+
+/// Why one attempt at a transaction failed.
+#[derive(Debug)]
+enum Failed {
+    /// The database failed while the store was doing `.0`; tried again if
+    /// the error is transient (the transaction lost to another writer).
+    Mongo(&'static str, mongodb::error::Error),
+    /// Another writer changed or inserted a document this attempt read as
+    /// it was: tried again.
+    Conflict,
+    /// Anything else (a refused input, a corrupt value): returned as it is.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Failed {
+        Failed::Store(e)
+    }
+}
+
+impl From<microgrid_core::Error> for Failed {
+    fn from(e: microgrid_core::Error) -> Failed {
+        Failed::Store(e.into())
+    }
+}
+
+/// Wraps a driver error with the operation that failed.
+fn mongo(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> Failed {
+    move |e| Failed::Mongo(operation, e)
+}
+
+/// Wraps an insert's error: a duplicate key is another writer's document.
+fn inserting(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> Failed {
+    move |e| {
+        if is_duplicate_key(&e) {
+            Failed::Conflict
+        } else {
+            Failed::Mongo(operation, e)
+        }
+    }
+}
+
+impl Failed {
+    fn retryable(&self) -> bool {
+        match self {
+            Failed::Mongo(_, e) => e.contains_label(TRANSIENT_TRANSACTION_ERROR),
+            Failed::Conflict => true,
+            Failed::Store(_) => false,
+        }
+    }
+
+    fn into_store(self, operation: &'static str) -> StoreError {
+        match self {
+            Failed::Mongo(op, e) => db(op)(e),
+            Failed::Conflict => StoreError::Database {
+                operation,
+                message: format!("other writers changed the same documents {ATTEMPTS} times"),
+            },
+            Failed::Store(e) => e,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or loses to other
+/// writers [`ATTEMPTS`] times; waits a little longer after every loss.
+macro_rules! retrying {
+    ($operation:expr, $attempt:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            match $attempt.await {
+                Ok(v) => break Ok(v),
+                Err(f) if f.retryable() && tries + 1 < crate::mongo::ATTEMPTS => {
+                    tries += 1;
+                    crate::mongo::back_off(tries).await;
+                }
+                Err(f) => break Err(f.into_store($operation)),
+            }
+        }
+    }};
+}
+pub(crate) use retrying;
+
+/// Waits before try `n` (from 1) of a transaction that lost.
+async fn back_off(n: u32) {
+    let jitter = u64::from(Utc::now().timestamp_subsec_nanos() % 11);
+    let wait = (5 * u64::from(n) + jitter).min(200);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// Commits, trying the commit again while its result is unknown.
+async fn commit(session: &mut ClientSession) -> std::result::Result<(), Failed> {
+    let mut tries = 0;
+    loop {
+        match session.commit_transaction().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 3 => {
+                tries += 1;
+            }
+            Err(e) => return Err(Failed::Mongo("committing a transaction", e)),
+        }
+    }
+}
+
+/// Aborts the transaction of a failed attempt (best effort: the server
+/// has usually aborted it already).
+async fn abort<T>(
+    session: &mut ClientSession,
+    result: std::result::Result<T, Failed>,
+) -> std::result::Result<T, Failed> {
+    if result.is_err() {
+        session.abort_transaction().await.ok();
+    }
+    result
 }
 
 impl MongoStore {
@@ -134,195 +291,139 @@ impl MongoStore {
         MongoStore::open_database(client, &name).await
     }
 
-    /// Uses database `name` of a connected client, creating its indexes.
+    /// Uses database `name` of a connected client, creating its
+    /// collections and indexes. A database written by the earlier layout
+    /// (one document per reading and per allocation, in `readings`,
+    /// `timeframes` and `allocations`) is refused rather than read as
+    /// empty.
     pub async fn open_database(client: Client, name: &str) -> Result<MongoStore> {
         let database = client.database(name);
-        let unique = |keys| {
+        let existing = database
+            .list_collection_names()
+            .await
+            .map_err(db("listing the collections"))?;
+        if let Some(old) = existing
+            .iter()
+            .find(|c| ["readings", "timeframes", "allocations"].contains(&c.as_str()))
+        {
+            return Err(StoreError::Database {
+                operation: "opening the database",
+                message: format!(
+                    "database {name} has collection {old:?} of the per-row layout; \
+                     this version stores readings and clearings per timeframe \
+                     (reading_frames, cleared_frames) and does not convert them"
+                ),
+            });
+        }
+        // Collections are created up front: a transaction cannot create
+        // one on every server version.
+        for c in [
+            "prosumers",
+            "reading_frames",
+            "cleared_frames",
+            "settlements",
+        ] {
+            if !existing.iter().any(|e| e == c) {
+                match database.create_collection(c).await {
+                    Ok(()) => {}
+                    // Created meanwhile by another process: fine.
+                    Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 48) => {}
+                    Err(e) => return Err(db("creating a collection")(e)),
+                }
+            }
+        }
+        let index = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
-                .options(IndexOptions::builder().unique(true).build())
+                .options(IndexOptions::builder().name(name.to_owned()).build())
                 .build()
         };
         database
-            .collection::<ReadingDoc>("readings")
-            .create_index(unique(doc! { "start": 1, "prosumer_id": 1 }))
+            .collection::<Document>("reading_frames")
+            .create_index(index(doc! { "start": 1 }, "start_1"))
             .await
-            .map_err(db("creating the readings index"))?;
+            .map_err(db("creating the time index of readings"))?;
         database
-            .collection::<AllocationDoc>("allocations")
-            .create_index(unique(doc! { "start": 1, "prosumer_id": 1 }))
+            .collection::<Document>("cleared_frames")
+            .create_indexes([
+                index(doc! { "start": 1 }, "start_1"),
+                index(doc! { "ids": 1, "start": 1 }, IDS_INDEX),
+            ])
             .await
-            .map_err(db("creating the allocations index"))?;
+            .map_err(db("creating the indexes of cleared timeframes"))?;
         Ok(MongoStore {
             client,
             db: database,
+            txn_bytes: TXN_BYTES,
         })
+    }
+
+    /// The same store writing at most `bytes` of documents per
+    /// transaction (tests use it to reach the many-transaction path).
+    #[cfg(test)]
+    fn with_txn_bytes(mut self, bytes: usize) -> MongoStore {
+        self.txn_bytes = bytes;
+        self
     }
 
     fn prosumers(&self) -> Collection<ProsumerDoc> {
         self.db.collection("prosumers")
     }
-    fn readings_coll(&self) -> Collection<ReadingDoc> {
-        self.db.collection("readings")
-    }
-    fn timeframes(&self) -> Collection<TimeframeDoc> {
-        self.db.collection("timeframes")
-    }
-    fn allocations_coll(&self) -> Collection<AllocationDoc> {
-        self.db.collection("allocations")
-    }
-    fn settlements(&self) -> Collection<SettlementDoc> {
-        self.db.collection("settlements")
-    }
 
-    async fn summaries_in(
-        &self,
-        range: &TimeRange,
-    ) -> Result<BTreeMap<DateTime<Utc>, TimeframeSummary>> {
-        let docs: Vec<TimeframeDoc> = self
-            .timeframes()
-            .find(
-                doc! { "_id": { "$gte": bson_time(range.start()), "$lt": bson_time(range.end()) } },
-            )
-            .sort(doc! { "_id": 1 })
-            .await
-            .map_err(db("loading timeframe summaries"))?
-            .try_collect()
-            .await
-            .map_err(db("loading timeframe summaries"))?;
-        docs.into_iter()
-            .map(|d| {
-                let start = chrono_time(d.start)?;
-                let row = SummaryRow {
-                    start,
-                    length_minutes: i64::from(d.length_minutes),
-                    energies: [
-                        d.production_wh,
-                        d.consumption_wh,
-                        d.supply_wh,
-                        d.demand_wh,
-                        d.shared_wh,
-                        d.import_wh,
-                        d.export_wh,
-                    ],
-                    sellers: d.sellers,
-                    buyers: d.buyers,
-                    grid_import: price(&d.grid_import_price)?,
-                    grid_export: price(&d.grid_export_price)?,
-                    community_price: d.community_price.as_ref().map(price).transpose()?,
-                };
-                Ok((start, row.into_summary()?))
-            })
-            .collect()
-    }
-
-    /// Deletes readings this call inserted (best effort: it runs after a
-    /// failure already being reported).
-    async fn undo_inserts(&self, docs: &[ReadingDoc]) {
-        for chunk in docs.chunks(1_000) {
-            let keys: Vec<_> = chunk
-                .iter()
-                .map(|d| doc! { "start": d.start, "prosumer_id": &d.prosumer_id })
-                .collect();
-            let _ = self.readings_coll().delete_many(doc! { "$or": keys }).await;
-        }
-    }
-
-    /// Replaces corrected readings in one transaction.
-    async fn write_corrections(
-        &self,
-        readings: &[Reading],
-        to_doc: impl Fn(&Reading) -> ReadingDoc,
-    ) -> Result<()> {
-        if readings.is_empty() {
-            return Ok(());
-        }
-        let mut session = self
-            .client
+    async fn session(&self) -> std::result::Result<ClientSession, Failed> {
+        self.client
             .start_session()
             .await
-            .map_err(db("starting a session"))?;
+            .map_err(mongo("starting a session"))
+    }
+
+    /// A session with a transaction started.
+    async fn transaction(&self) -> std::result::Result<ClientSession, Failed> {
+        let mut session = self.session().await?;
         session
             .start_transaction()
             .await
-            .map_err(db("starting a correction transaction"))?;
-        for r in readings {
-            let d = to_doc(r);
-            self.readings_coll()
-                .replace_one(doc! { "start": d.start, "prosumer_id": &d.prosumer_id }, &d)
-                .upsert(true)
+            .map_err(mongo("starting a transaction"))?;
+        Ok(session)
+    }
+
+    /// One attempt at inserting new prosumers.
+    async fn try_insert_prosumers(&self, docs: &[ProsumerDoc]) -> std::result::Result<(), Failed> {
+        let mut session = self.transaction().await?;
+        let result = async {
+            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+            let taken: Vec<IdOnly> = self
+                .prosumers()
+                .clone_with_type::<IdOnly>()
+                .find(doc! { "_id": { "$in": &ids } })
+                .projection(doc! { "_id": 1 })
                 .session(&mut session)
                 .await
-                .map_err(db("correcting readings"))?;
-        }
-        session
-            .commit_transaction()
-            .await
-            .map_err(db("committing corrections"))
-    }
-
-    /// One attempt at writing a clearing in a transaction.
-    async fn try_save_clearing(
-        &self,
-        summary: &TimeframeDoc,
-        allocations: &[AllocationDoc],
-    ) -> std::result::Result<bool, mongodb::error::Error> {
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        match self
-            .timeframes()
-            .insert_one(summary)
-            .session(&mut session)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {
-                session.abort_transaction().await.ok();
-                return Ok(false);
+                .map_err(mongo("looking up prosumers"))?
+                .stream(&mut session)
+                .try_collect()
+                .await
+                .map_err(mongo("looking up prosumers"))?;
+            let taken: std::collections::HashSet<String> =
+                taken.into_iter().map(|t| t.id).collect();
+            if let Some(d) = docs.iter().find(|d| taken.contains(&d.id)) {
+                return Err(microgrid_core::Error::DuplicateProsumer(d.id.clone()).into());
             }
-            Err(e) => return Err(e),
-        }
-        if !allocations.is_empty() {
-            self.allocations_coll()
-                .insert_many(allocations)
+            self.prosumers()
+                .insert_many(docs)
                 .session(&mut session)
-                .await?;
+                .await
+                .map_err(inserting("registering prosumers"))?;
+            commit(&mut session).await
         }
-        session.commit_transaction().await?;
-        Ok(true)
+        .await;
+        abort(&mut session, result).await
     }
-}
-
-fn timeframe_doc(s: &TimeframeSummary) -> Result<TimeframeDoc> {
-    Ok(TimeframeDoc {
-        start: bson_time(s.timeframe.start()),
-        length_minutes: s.timeframe.length().minutes() as i32,
-        production_wh: s.production.get(),
-        consumption_wh: s.consumption.get(),
-        supply_wh: s.supply.get(),
-        demand_wh: s.demand.get(),
-        shared_wh: s.shared.get(),
-        import_wh: s.import.get(),
-        export_wh: s.export.get(),
-        sellers: i64::from(s.sellers),
-        buyers: i64::from(s.buyers),
-        grid_import_price: decimal(s.grid.import())?,
-        grid_export_price: decimal(s.grid.export())?,
-        community_price: s.community_price.known().map(decimal).transpose()?,
-    })
 }
 
 impl RegistryStore for MongoStore {
     async fn save_prosumer(&self, p: &Prosumer) -> Result<()> {
-        let d = ProsumerDoc {
-            id: p.id().to_string(),
-            name: p.name().to_owned(),
-            kind: p.kind().as_str().to_owned(),
-            joined: p.joined().to_string(),
-            left_on: p.left().map(|d| d.to_string()),
-            payout_address: p.payout().map(|a| a.as_str().to_owned()),
-            payout_network: p.payout().map(|a| a.network().as_str().to_owned()),
-        };
+        let d = ProsumerDoc::of(p);
         self.prosumers()
             .replace_one(doc! { "_id": &d.id }, &d)
             .upsert(true)
@@ -357,200 +458,26 @@ impl RegistryStore for MongoStore {
             .collect::<Result<Vec<_>>>()?;
         registry(rows)
     }
-}
 
-impl ReadingStore for MongoStore {
-    async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
-        let to_doc = |r: &Reading| ReadingDoc {
-            start: bson_time(r.timeframe().start()),
-            prosumer_id: r.prosumer().to_string(),
-            length_minutes: r.timeframe().length().minutes() as i32,
-            produced_wh: r.produced().get(),
-            consumed_wh: r.consumed().get(),
-        };
-        // New readings go in with insert_many, 10,000 at a time and not in
-        // one transaction: a transaction as large as a big batch exceeds
-        // the server's limits. If a chunk fails, what this call inserted is
-        // deleted again, so nothing of the batch stays.
-        let inserts: Vec<ReadingDoc> = plan.insert.iter().map(to_doc).collect();
-        for (i, chunk) in inserts.chunks(10_000).enumerate() {
-            if let Err(e) = self.readings_coll().insert_many(chunk).await {
-                self.undo_inserts(&inserts[..i * 10_000 + chunk.len()])
-                    .await;
-                return Err(db("writing readings")(e));
-            }
+    /// All or none, in one transaction: an id stored already (or repeated
+    /// in `batch`) is [`microgrid_core::Error::DuplicateProsumer`].
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        // Corrections (of timeframes not cleared yet) in one transaction.
-        if let Err(e) = self.write_corrections(&plan.replace, to_doc).await {
-            self.undo_inserts(&inserts).await;
-            return Err(e);
+        let mut seen = std::collections::HashSet::with_capacity(batch.len());
+        if let Some(p) = batch.iter().find(|p| !seen.insert(p.id())) {
+            return Err(microgrid_core::Error::DuplicateProsumer(p.id().to_string()).into());
         }
-        Ok(())
-    }
-
-    async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
-        let docs: Vec<ReadingDoc> = self
-            .readings_coll()
-            .find(doc! { "start": { "$gte": bson_time(range.start()), "$lt": bson_time(range.end()) } })
-            .sort(doc! { "start": 1, "prosumer_id": 1 })
-            .await
-            .map_err(db("loading readings"))?
-            .try_collect()
-            .await
-            .map_err(db("loading readings"))?;
-        docs.into_iter()
-            .map(|d| {
-                let tf =
-                    Timeframe::new(chrono_time(d.start)?, length(i64::from(d.length_minutes))?)?;
-                Ok(Reading::new(
-                    ProsumerId::new(d.prosumer_id)?,
-                    tf,
-                    Wh::new(d.produced_wh),
-                    Wh::new(d.consumed_wh),
-                )?)
-            })
-            .collect()
+        let docs: Vec<ProsumerDoc> = batch.iter().map(ProsumerDoc::of).collect();
+        retrying!("registering prosumers", self.try_insert_prosumers(&docs))
     }
 }
 
-impl LedgerStore for MongoStore {
-    async fn save_clearing(&self, c: &TimeframeClearing) -> Result<bool> {
-        let summary = timeframe_doc(&c.summary)?;
-        let allocations: Vec<AllocationDoc> = c
-            .allocations
-            .iter()
-            .map(|a| AllocationDoc {
-                start: summary.start,
-                prosumer_id: a.prosumer.to_string(),
-                produced_wh: a.produced.get(),
-                consumed_wh: a.consumed.get(),
-                community_wh: a.sold.get() - a.bought.get(),
-            })
-            .collect();
-        let mut attempt = 0;
-        loop {
-            match self.try_save_clearing(&summary, &allocations).await {
-                Ok(stored) => return Ok(stored),
-                // Two writers of one timeframe: the loser backs off, retries
-                // and then finds it stored.
-                Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < 50 => {
-                    attempt += 1;
-                    let jitter = u64::from(Utc::now().timestamp_subsec_nanos() % 11);
-                    let wait = (5 * attempt + jitter).min(200);
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                }
-                // Anything else, a duplicate allocation included, fails the
-                // write; the transaction was aborted, so nothing is left.
-                Err(e) => return Err(db("saving a clearing")(e)),
-            }
-        }
-    }
-
-    async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
-        Ok(self.summaries_in(range).await?.into_keys().collect())
-    }
-
-    async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
-        Ok(self.summaries_in(range).await?.into_values().collect())
-    }
-
-    async fn allocations(
-        &self,
-        range: &TimeRange,
-        prosumer: Option<&ProsumerId>,
-    ) -> Result<Vec<Allocation>> {
-        let summaries = self.summaries_in(range).await?;
-        let mut filter =
-            doc! { "start": { "$gte": bson_time(range.start()), "$lt": bson_time(range.end()) } };
-        if let Some(p) = prosumer {
-            filter.insert("prosumer_id", p.as_str());
-        }
-        let docs: Vec<AllocationDoc> = self
-            .allocations_coll()
-            .find(filter)
-            .sort(doc! { "start": 1, "prosumer_id": 1 })
-            .await
-            .map_err(db("loading allocations"))?
-            .try_collect()
-            .await
-            .map_err(db("loading allocations"))?;
-        docs.into_iter()
-            .map(|d| {
-                let start = chrono_time(d.start)?;
-                let summary = summaries
-                    .get(&start)
-                    .ok_or_else(|| corrupt("allocation without summary", start))?;
-                Ok(Allocation::new(
-                    ProsumerId::new(d.prosumer_id)?,
-                    summary,
-                    Wh::new(d.produced_wh),
-                    Wh::new(d.consumed_wh),
-                    Wh::new(d.community_wh),
-                ))
-            })
-            .collect()
-    }
-
-    async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
-        let d = SettlementDoc {
-            id: s.id.clone(),
-            period_start: bson_time(s.period.start()),
-            period_end: bson_time(s.period.end()),
-            content_hash: s.content_hash(),
-            paid_txid: s.paid_txid.clone(),
-            document: serde_json::to_string(s).map_err(db("encoding a settlement"))?,
-        };
-        match self.settlements().insert_one(&d).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(db("saving a settlement")(e)),
-        }
-        self.settlement(&s.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: s.id.clone(),
-            })
-    }
-
-    async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
-        let d = self
-            .settlements()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(db("loading a settlement"))?;
-        d.map(|d| serde_json::from_str(&d.document).map_err(|e| corrupt("settlement", e)))
-            .transpose()
-    }
-
-    async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
-        let d = self
-            .settlements()
-            .find_one(doc! { "period_end": { "$lte": bson_time(before) } })
-            .sort(doc! { "period_end": -1, "_id": -1 })
-            .await
-            .map_err(db("loading the last settlement"))?;
-        d.map(|d| serde_json::from_str(&d.document).map_err(|e| corrupt("settlement", e)))
-            .transpose()
-    }
-
-    async fn save_payment(&self, paid: &Settlement) -> Result<()> {
-        let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
-        let updated = self
-            .settlements()
-            .update_one(
-                doc! { "_id": &paid.id },
-                doc! { "$set": { "paid_txid": paid.paid_txid.as_deref(), "document": document } },
-            )
-            .await
-            .map_err(db("marking a settlement paid"))?
-            .matched_count;
-        if updated == 0 {
-            return Err(StoreError::NotFound {
-                what: "settlement",
-                key: paid.id.clone(),
-            });
-        }
-        Ok(())
-    }
+/// `Bson` of a list of starts, for `$in`.
+fn bson_starts(starts: &[DateTime<Utc>]) -> Vec<Bson> {
+    starts
+        .iter()
+        .map(|s| Bson::DateTime(bson_time(*s)))
+        .collect()
 }

@@ -268,6 +268,7 @@ fn pandas(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
         return dictionary(codes, ids);
     }
     match kind.as_str() {
+        "M" if !has(&array, "asi8") && is_arrow(obj) => arrow_column(obj),
         "M" => {
             let arr = array;
             let tz = arr.getattr(intern!(py, "tz"))?;

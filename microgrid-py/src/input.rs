@@ -705,14 +705,36 @@ fn strings(a: &dyn Array) -> Option<Box<dyn Iterator<Item = Option<&str>> + '_>>
     }
 }
 
-/// Id → dense index, built once per batch.
-fn lookup(registry: &Registry) -> HashMap<&str, u32> {
-    registry
-        .by_index()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| Some((p.id().as_str(), u32::try_from(i).ok()?)))
-        .collect()
+/// Id → dense index: a hash map built once per batch when many ids are
+/// looked up, the registry's own index when few are (a batch of one
+/// reading should not pay for a map of the whole registry).
+enum Lookup<'a> {
+    Map(HashMap<&'a str, u32>),
+    Registry(&'a Registry),
+}
+
+impl<'a> Lookup<'a> {
+    /// A lookup for about `lookups` ids.
+    fn new(registry: &'a Registry, lookups: usize) -> Lookup<'a> {
+        if lookups.saturating_mul(16) < registry.len() {
+            return Lookup::Registry(registry);
+        }
+        Lookup::Map(
+            registry
+                .by_index()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((p.id().as_str(), u32::try_from(i).ok()?)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        match self {
+            Lookup::Map(map) => map.get(id).copied(),
+            Lookup::Registry(registry) => registry.find(id).map(|i| i.as_u32()),
+        }
+    }
 }
 
 fn unknown(id: &str) -> Error {
@@ -721,7 +743,16 @@ fn unknown(id: &str) -> Error {
 
 /// Dense indices of prosumer id chunks.
 pub fn indices(column: &Column, registry: &Registry) -> Result<Vec<u32>> {
-    let map = lookup(registry);
+    // A dictionary chunk looks up its values, a string chunk every row.
+    let lookups = column
+        .0
+        .iter()
+        .map(|a| match a.as_any_dictionary_opt() {
+            Some(d) => d.values().len(),
+            None => a.len(),
+        })
+        .sum();
+    let map = Lookup::new(registry, lookups);
     let mut out = Vec::with_capacity(column.len());
     let mut row = 0;
     for a in &column.0 {
@@ -747,7 +778,7 @@ pub fn indices(column: &Column, registry: &Registry) -> Result<Vec<u32>> {
             // The slower path: one hash lookup per row.
             for (i, s) in values.enumerate() {
                 let s = s.ok_or_else(|| missing(i))?;
-                out.push(*map.get(s).ok_or_else(|| unknown(s))?);
+                out.push(map.get(s).ok_or_else(|| unknown(s))?);
             }
         } else {
             return Err(Error::validation(format!(
@@ -764,7 +795,7 @@ pub fn indices(column: &Column, registry: &Registry) -> Result<Vec<u32>> {
 /// mapped.
 fn keyed<K: ArrowDictionaryKeyType>(
     a: &ArrayRef,
-    map: &HashMap<&str, u32>,
+    map: &Lookup<'_>,
     out: &mut Vec<u32>,
     row: usize,
 ) -> Result<()> {
@@ -778,10 +809,7 @@ fn keyed<K: ArrowDictionaryKeyType>(
             ))
         })?
         .collect();
-    let found: Vec<Option<u32>> = names
-        .iter()
-        .map(|n| n.and_then(|n| map.get(n).copied()))
-        .collect();
+    let found: Vec<Option<u32>> = names.iter().map(|n| n.and_then(|n| map.get(n))).collect();
     let keys: &PrimitiveArray<K> = dict.keys();
     if let Some(i) = first_null(keys) {
         return Err(Error::validation(format!(
@@ -972,7 +1000,7 @@ pub fn wide_columns(
             "produced and consumed have different starts; give both frames the same index",
         ));
     }
-    let map = lookup(registry);
+    let map = Lookup::new(registry, produced.ids.len());
     let position: HashMap<&str, usize> = consumed
         .ids
         .iter()
@@ -1003,7 +1031,7 @@ pub fn wide_columns(
         .iter()
         .enumerate()
         .map(|(j, id)| {
-            let index = *map.get(id.as_str()).ok_or_else(|| unknown(id))?;
+            let index = map.get(id.as_str()).ok_or_else(|| unknown(id))?;
             Ok((j, index, position.get(id.as_str()).copied().unwrap_or(j)))
         })
         .collect::<Result<Vec<(usize, u32, usize)>>>()?;

@@ -360,3 +360,17 @@ def test_the_columnar_path_on_every_store(store_url):
     mine = pa.table(grid.allocations_arrow(*day, prosumer_ids=sorted(set(data["prosumer_id"]))))
     assert mine.num_rows == len(frame)
     assert sum(mine.column("produced_wh").to_pylist()) == frame["produced_wh"].sum()
+
+
+def test_a_few_readings_in_a_large_registry():
+    # Few ids against many prosumers are looked up in the registry itself,
+    # not through a map of all of it.
+    grid = microgrid.Grid()
+    grid.register_all([{"id": f"p{i:03d}", "name": "P", "kind": "other", "joined": dt.date(2026, 1, 1)} for i in range(100)])
+    assert grid.record([JUNE], ["p042"], [5], [0])["inserted"] == 1
+    assert grid.record([JUNE, JUNE], pd.Categorical(["p007", "p042"]), [1, 5], [0, 0]) == {"inserted": 1, "replaced": 0, "unchanged": 1}
+    with pytest.raises(microgrid.NotFoundError, match="unknown prosumer p100"):
+        grid.record([JUNE], ["p100"], [1], [0])
+    with pytest.raises(microgrid.NotFoundError, match="unknown prosumer two words"):
+        grid.record([JUNE], ["two words"], [1], [0])
+    assert pa.table(grid.allocations_arrow(JUNE, JUNE + dt.timedelta(minutes=15))).num_rows == 0

@@ -42,6 +42,8 @@ pub mod mongo;
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
 mod rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod traits;

@@ -1,33 +1,36 @@
 //! PostgreSQL through `sqlx`: TIMESTAMPTZ for time, NUMERIC for money and
-//! prices, readings and allocations written in bulk with `UNNEST` arrays
-//! (one statement per 10,000 rows, not one per row).
+//! prices. Readings and allocations are written with `COPY ... FROM STDIN`
+//! in the binary format, a few MB per message, in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
+    Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
     TimeframeClearing, TimeframeSummary, Wh,
 };
 use rust_decimal::Decimal;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgExecutor};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{corrupt, db, length, registry, ProsumerRow, SummaryRow};
+use crate::rows::{db, registry};
+use crate::sql::{
+    self, AllocationRecord, AllocationValue, ClearedRows, DenseRows, ProsumerRecord, ReadingRecord,
+    ReadingValue, SummaryRecord, ValueRecord,
+};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
-
-const CHUNK: usize = 10_000;
 
 /// A store in a PostgreSQL database (in one schema of it).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn price(value: Decimal) -> Result<Price> {
-    Price::new(value).map_err(|_| corrupt("price", value))
 }
 
 impl PostgresStore {
@@ -82,240 +85,497 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    async fn summaries_in(
-        &self,
-        range: &TimeRange,
-    ) -> Result<BTreeMap<DateTime<Utc>, TimeframeSummary>> {
-        type Row = (
-            DateTime<Utc>,
-            i32,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i32,
-            i32,
-            Decimal,
-            Decimal,
-            Option<Decimal>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, import_wh, \
-             export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price \
-             FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start",
-        )
+    /// The first stored id of `batch`, as the error of an insert that hit
+    /// a unique key.
+    async fn duplicate(&self, batch: &[Prosumer], error: StoreError) -> StoreError {
+        match sqlx::query_scalar(sql::PROSUMER_IDS)
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(ids) => sql::duplicate_prosumer(batch, &ids.into_iter().collect(), error),
+            Err(_) => error,
+        }
+    }
+}
+
+async fn summaries_in<'c>(
+    e: impl PgExecutor<'c>,
+    range: &TimeRange,
+) -> Result<Vec<TimeframeSummary>> {
+    let rows: Vec<SummaryRecord<DateTime<Utc>, i32, Decimal>> = sqlx::query_as(sql::SUMMARIES)
         .bind(range.start())
         .bind(range.end())
-        .fetch_all(&self.pool)
+        .fetch_all(e)
         .await
         .map_err(db("loading timeframe summaries"))?;
-        rows.into_iter()
-            .map(|r| {
-                let row = SummaryRow {
-                    start: r.0,
-                    length_minutes: i64::from(r.1),
-                    energies: [r.2, r.3, r.4, r.5, r.6, r.7, r.8],
-                    sellers: i64::from(r.9),
-                    buyers: i64::from(r.10),
-                    grid_import: price(r.11)?,
-                    grid_export: price(r.12)?,
-                    community_price: r.13.map(price).transpose()?,
-                };
-                Ok((r.0, row.into_summary()?))
-            })
-            .collect()
+    rows.into_iter().map(SummaryRecord::load).collect()
+}
+
+async fn cleared_in<'c>(
+    e: impl PgExecutor<'c>,
+    range: &TimeRange,
+) -> Result<BTreeSet<DateTime<Utc>>> {
+    let starts: Vec<DateTime<Utc>> = sqlx::query_scalar(sql::CLEARED)
+        .bind(range.start())
+        .bind(range.end())
+        .fetch_all(e)
+        .await
+        .map_err(db("loading cleared timeframes"))?;
+    Ok(starts.into_iter().collect())
+}
+
+/// The stored readings of `range` as dense rows by `registry`'s indices.
+async fn dense_rows<'c, 'r>(
+    e: impl PgExecutor<'c>,
+    range: &TimeRange,
+    registry: &'r Registry,
+    strict: bool,
+) -> Result<DenseRows<'r>> {
+    let mut rows = DenseRows::new(range, registry);
+    let mut stream = sqlx::query(sql::READING_VALUES)
+        .bind(range.start())
+        .bind(range.end())
+        .fetch(e);
+    while let Some(row) = stream.try_next().await.map_err(db("loading readings"))? {
+        let r = ValueRecord::<DateTime<Utc>>::from_row(&row).map_err(db("loading readings"))?;
+        rows.add(r, strict)?;
     }
+    Ok(rows)
+}
+
+/// Inserts prosumers in one statement, `tail` deciding what a taken id
+/// does; `position` follows the order of `batch`.
+async fn insert_prosumers_in<'c>(
+    e: impl PgExecutor<'c>,
+    batch: &[Prosumer],
+    tail: &str,
+) -> std::result::Result<(), sqlx::Error> {
+    let statement = format!(
+        "{}SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[]){tail}",
+        sql::INSERT_PROSUMERS
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(batch.iter().map(|p| p.id().as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.name()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.kind().as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.joined()).collect::<Vec<NaiveDate>>())
+        .bind(batch.iter().map(|p| p.left()).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.payout().map(|a| a.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.payout().map(|a| a.network().as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+const COPY_READINGS: &str = "COPY readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) FROM STDIN (FORMAT binary)";
+const COPY_INCOMING_READINGS: &str = "COPY incoming_readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) FROM STDIN (FORMAT binary)";
+const COPY_ALLOCATIONS: &str = "COPY allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) FROM STDIN (FORMAT binary)";
+
+/// Writes readings: with `COPY` straight into the table when none of them
+/// is stored (`new`), else through a temporary table and one
+/// `INSERT ... ON CONFLICT DO UPDATE`.
+async fn write_readings_in<'a>(
+    conn: &mut PgConnection,
+    readings: impl Iterator<Item = ReadingValue<'a>> + Send,
+    new: bool,
+) -> Result<()> {
+    if new {
+        copy_in(conn, COPY_READINGS, readings, "writing readings").await?;
+        return Ok(());
+    }
+    sqlx::raw_sql("CREATE TEMPORARY TABLE incoming_readings (LIKE readings) ON COMMIT DROP")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("creating a table for incoming readings"))?;
+    copy_in(conn, COPY_INCOMING_READINGS, readings, "writing readings").await?;
+    sqlx::query(
+        "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) \
+         SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM incoming_readings \
+         ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
+         consumed_wh = excluded.consumed_wh",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(db("writing readings"))?;
+    Ok(())
+}
+
+/// Inserts the summaries of timeframes not stored yet and returns their
+/// starts. A concurrent writer of the same timeframe waits for this
+/// transaction and then leaves it alone.
+async fn insert_summaries(
+    conn: &mut PgConnection,
+    summaries: &[&TimeframeSummary],
+) -> Result<HashSet<DateTime<Utc>>> {
+    let wh = |energy: fn(&TimeframeSummary) -> Wh| -> Vec<i64> {
+        summaries.iter().map(|s| energy(s).get()).collect()
+    };
+    let starts: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
+         shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) \
+         SELECT * FROM UNNEST($1::timestamptz[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], \
+         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::int[], $11::int[], $12::numeric[], \
+         $13::numeric[], $14::numeric[]) ON CONFLICT (start) DO NOTHING RETURNING start",
+    )
+    .bind(summaries.iter().map(|s| s.timeframe.start()).collect::<Vec<_>>())
+    .bind(
+        summaries
+            .iter()
+            .map(|s| sql::minutes(s.timeframe.length().minutes()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(wh(|s| s.production))
+    .bind(wh(|s| s.consumption))
+    .bind(wh(|s| s.supply))
+    .bind(wh(|s| s.demand))
+    .bind(wh(|s| s.shared))
+    .bind(wh(|s| s.import))
+    .bind(wh(|s| s.export))
+    .bind(summaries.iter().map(|s| count(s.sellers)).collect::<Vec<_>>())
+    .bind(summaries.iter().map(|s| count(s.buyers)).collect::<Vec<_>>())
+    .bind(
+        summaries
+            .iter()
+            .map(|s| s.grid.import().per_kwh())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        summaries
+            .iter()
+            .map(|s| s.grid.export().per_kwh())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        summaries
+            .iter()
+            .map(|s| s.community_price.known().map(|p| p.per_kwh()))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("saving timeframe summaries"))?;
+    Ok(starts.into_iter().collect())
+}
+
+/// A count as PostgreSQL's INTEGER.
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH: i64 = 946_684_800;
+/// Bytes of COPY data per message.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Rows in PostgreSQL's binary COPY format.
+struct Binary(Vec<u8>);
+
+impl Binary {
+    fn new() -> Binary {
+        let mut buf = Vec::with_capacity(COPY_CHUNK + 1024);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension
+        Binary(buf)
+    }
+
+    fn row(&mut self, fields: i16) -> &mut Binary {
+        self.0.extend_from_slice(&fields.to_be_bytes());
+        self
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> &mut Binary {
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    /// A TIMESTAMPTZ: microseconds since 2000-01-01 UTC.
+    fn time(&mut self, unix_seconds: i64) -> &mut Binary {
+        let micros = (unix_seconds - PG_EPOCH).saturating_mul(1_000_000);
+        self.field(&micros.to_be_bytes())
+    }
+
+    fn text(&mut self, s: &str) -> &mut Binary {
+        self.field(s.as_bytes())
+    }
+
+    fn int4(&mut self, v: i32) -> &mut Binary {
+        self.field(&v.to_be_bytes())
+    }
+
+    fn int8(&mut self, v: i64) -> &mut Binary {
+        self.field(&v.to_be_bytes())
+    }
+}
+
+/// A row `COPY` can write.
+trait CopyRow {
+    fn encode(&self, out: &mut Binary);
+}
+
+impl CopyRow for ReadingValue<'_> {
+    fn encode(&self, out: &mut Binary) {
+        out.row(5)
+            .time(self.start)
+            .text(self.id)
+            .int4(self.minutes)
+            .int8(self.produced)
+            .int8(self.consumed);
+    }
+}
+
+impl CopyRow for AllocationValue<'_> {
+    fn encode(&self, out: &mut Binary) {
+        out.row(5)
+            .time(self.start)
+            .text(self.id)
+            .int8(self.produced)
+            .int8(self.consumed)
+            .int8(self.community);
+    }
+}
+
+/// Streams `rows` with `statement` (a `COPY ... FROM STDIN (FORMAT
+/// binary)`); returns how many were written.
+async fn copy_in<R: CopyRow>(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: impl Iterator<Item = R> + Send,
+    operation: &'static str,
+) -> Result<u64> {
+    let mut copy = conn.copy_in_raw(statement).await.map_err(db(operation))?;
+    let mut out = Binary::new();
+    for row in rows {
+        row.encode(&mut out);
+        if out.0.len() >= COPY_CHUNK {
+            copy.send(out.0.as_slice()).await.map_err(db(operation))?;
+            out.0.clear();
+        }
+    }
+    out.0.extend_from_slice(&(-1i16).to_be_bytes());
+    copy.send(out.0.as_slice()).await.map_err(db(operation))?;
+    copy.finish().await.map_err(db(operation))
 }
 
 impl RegistryStore for PostgresStore {
     async fn save_prosumer(&self, p: &Prosumer) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, joined = excluded.joined, \
-             left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network",
-        )
-        .bind(p.id().as_str())
-        .bind(p.name())
-        .bind(p.kind().as_str())
-        .bind(p.joined())
-        .bind(p.left())
-        .bind(p.payout().map(|a| a.as_str().to_owned()))
-        .bind(p.payout().map(|a| a.network().as_str()))
-        .execute(&self.pool)
-        .await
-        .map_err(db("saving a prosumer"))?;
-        Ok(())
+        insert_prosumers_in(&self.pool, std::slice::from_ref(p), sql::UPDATE_PROSUMER)
+            .await
+            .map_err(db("saving a prosumer"))
     }
 
     async fn registry(&self) -> Result<Registry> {
-        type Row = (
-            String,
-            String,
-            String,
-            NaiveDate,
-            Option<NaiveDate>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, name, kind, joined, left_on, payout_address, payout_network FROM prosumers ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("loading the registry"))?;
+        let rows: Vec<ProsumerRecord<NaiveDate>> = sqlx::query_as(sql::REGISTRY)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading the registry"))?;
         registry(
-            rows.into_iter().map(
-                |(id, name, kind, joined, left, address, network)| ProsumerRow {
-                    id,
-                    name,
-                    kind,
-                    joined,
-                    left,
-                    address,
-                    network,
-                },
-            ),
+            rows.into_iter()
+                .map(ProsumerRecord::load)
+                .collect::<Result<Vec<_>>>()?,
         )
+    }
+
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        if let Some(id) = sql::repeated_id(batch) {
+            return Err(microgrid_core::Error::DuplicateProsumer(id.to_string()).into());
+        }
+        // One statement: all of it or nothing.
+        if let Err(e) = insert_prosumers_in(&self.pool, batch, "").await {
+            let unique = e
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation());
+            let error = db("inserting prosumers")(e);
+            return Err(if unique {
+                self.duplicate(batch, error).await
+            } else {
+                error
+            });
+        }
+        Ok(())
     }
 }
 
 impl ReadingStore for PostgresStore {
     async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
-        let all: Vec<&Reading> = plan.insert.iter().chain(&plan.replace).collect();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db("starting an ingest transaction"))?;
-        for chunk in all.chunks(CHUNK) {
-            let starts: Vec<DateTime<Utc>> = chunk.iter().map(|r| r.timeframe().start()).collect();
-            let ids: Vec<String> = chunk.iter().map(|r| r.prosumer().to_string()).collect();
-            let lengths: Vec<i32> = chunk
-                .iter()
-                .map(|r| r.timeframe().length().minutes() as i32)
-                .collect();
-            let produced: Vec<i64> = chunk.iter().map(|r| r.produced().get()).collect();
-            let consumed: Vec<i64> = chunk.iter().map(|r| r.consumed().get()).collect();
-            sqlx::query(
-                "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) \
-                 SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int[], $4::bigint[], $5::bigint[]) \
-                 ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
-                 consumed_wh = excluded.consumed_wh",
-            )
-            .bind(starts)
-            .bind(ids)
-            .bind(lengths)
-            .bind(produced)
-            .bind(consumed)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("writing readings"))?;
-        }
+        let all: Vec<ReadingValue> = plan
+            .insert
+            .iter()
+            .chain(&plan.replace)
+            .map(ReadingValue::from)
+            .collect();
+        write_readings_in(&mut tx, all.into_iter(), false).await?;
         tx.commit().await.map_err(db("committing readings"))
     }
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
-        let rows: Vec<(DateTime<Utc>, String, i32, i64, i64)> = sqlx::query_as(
-            "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
-             WHERE start >= $1 AND start < $2 ORDER BY start, prosumer_id",
+        let rows: Vec<ReadingRecord<DateTime<Utc>, i32>> = sqlx::query_as(sql::READINGS)
+            .bind(range.start())
+            .bind(range.end())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading readings"))?;
+        rows.into_iter().map(ReadingRecord::load).collect()
+    }
+
+    async fn ingest(
+        &self,
+        batch: &ValidReadings,
+        registry: &Registry,
+        cleared: &BTreeSet<DateTime<Utc>>,
+    ) -> Result<IngestCounts> {
+        let Some(span) = batch.try_span() else {
+            return Ok(IngestCounts::default());
+        };
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting an ingest transaction"))?;
+        // What is checked below stays true until this commits: ingests of
+        // this store take turns (reads go on), and no timeframe is cleared
+        // meanwhile.
+        sqlx::raw_sql(
+            "LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE timeframes IN SHARE MODE",
         )
-        .bind(range.start())
-        .bind(range.end())
-        .fetch_all(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(db("loading readings"))?;
-        rows.into_iter()
-            .map(|(start, id, minutes, p, c)| {
-                let tf = Timeframe::new(start, length(i64::from(minutes))?)?;
-                Ok(Reading::new(
-                    ProsumerId::new(id)?,
-                    tf,
-                    Wh::new(p),
-                    Wh::new(c),
-                )?)
-            })
-            .collect()
+        .map_err(db("locking readings for an ingest"))?;
+        let own = cleared_in(&mut *tx, &span).await?;
+        let is_cleared: Vec<bool> = span
+            .timeframes()
+            .map(|tf| cleared.contains(&tf.start()) || own.contains(&tf.start()))
+            .collect();
+        let stored = dense_rows(&mut *tx, &span, registry, false)
+            .await?
+            .into_stored();
+        let nothing_stored = stored.iter().all(Option::is_none);
+        let (counts, writes) = sql::plan_writes(batch, registry, &stored, |k| is_cleared[k])?;
+        if counts.inserted + counts.replaced > 0 {
+            write_readings_in(&mut tx, writes, nothing_stored).await?;
+        }
+        tx.commit().await.map_err(db("committing readings"))?;
+        Ok(counts)
+    }
+
+    async fn reading_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<Arc<ReadingRow>>> {
+        Ok(dense_rows(&self.pool, range, registry, true)
+            .await?
+            .into_rows())
     }
 }
 
 impl LedgerStore for PostgresStore {
     async fn save_clearing(&self, c: &TimeframeClearing) -> Result<bool> {
-        let s = &c.summary;
-        let start = s.timeframe.start();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db("starting a clearing transaction"))?;
-        let inserted = sqlx::query(
-            "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, \
-             import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (start) DO NOTHING",
-        )
-        .bind(start)
-        .bind(s.timeframe.length().minutes() as i32)
-        .bind(s.production.get())
-        .bind(s.consumption.get())
-        .bind(s.supply.get())
-        .bind(s.demand.get())
-        .bind(s.shared.get())
-        .bind(s.import.get())
-        .bind(s.export.get())
-        .bind(s.sellers as i32)
-        .bind(s.buyers as i32)
-        .bind(s.grid.import().per_kwh())
-        .bind(s.grid.export().per_kwh())
-        .bind(s.community_price.known().map(|p| p.per_kwh()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("saving a timeframe summary"))?
-        .rows_affected()
-            == 1;
-        if !inserted {
+        if insert_summaries(&mut tx, &[&c.summary]).await?.is_empty() {
             return Ok(false);
         }
-        for chunk in c.allocations.chunks(CHUNK) {
-            let ids: Vec<String> = chunk.iter().map(|a| a.prosumer.to_string()).collect();
-            let produced: Vec<i64> = chunk.iter().map(|a| a.produced.get()).collect();
-            let consumed: Vec<i64> = chunk.iter().map(|a| a.consumed.get()).collect();
-            let community: Vec<i64> = chunk
-                .iter()
-                .map(|a| a.sold.get() - a.bought.get())
-                .collect();
-            sqlx::query(
-                "INSERT INTO allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])",
-            )
-            .bind(start)
-            .bind(ids)
-            .bind(produced)
-            .bind(consumed)
-            .bind(community)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("saving allocations"))?;
-        }
+        let allocations: Vec<AllocationValue> =
+            c.allocations.iter().map(AllocationValue::from).collect();
+        copy_in(
+            &mut tx,
+            COPY_ALLOCATIONS,
+            allocations.into_iter(),
+            "saving allocations",
+        )
+        .await?;
         tx.commit().await.map_err(db("committing a clearing"))?;
         Ok(true)
     }
 
+    async fn save_cleared(
+        &self,
+        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        registry: &Registry,
+    ) -> Result<usize> {
+        let rows = sql::first_of_each(rows);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a clearing transaction"))?;
+        let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
+        let new = insert_summaries(&mut tx, &summaries).await?;
+        // Only this transaction writes allocations of the timeframes it
+        // inserted: they go straight into the table.
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
+            .collect();
+        copy_in(
+            &mut tx,
+            COPY_ALLOCATIONS,
+            sql::allocation_values(&rows, registry),
+            "saving allocations",
+        )
+        .await?;
+        tx.commit().await.map_err(db("committing clearings"))?;
+        Ok(rows.len())
+    }
+
+    async fn cleared_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>> {
+        // One snapshot for summaries and allocations.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db("starting to load clearings"))?;
+        let summaries = summaries_in(&mut *tx, range).await?;
+        let mut rows = ClearedRows::new(range, registry, summaries)?;
+        let mut stream = sqlx::query(sql::ALLOCATION_VALUES)
+            .bind(range.start())
+            .bind(range.end())
+            .fetch(&mut *tx);
+        while let Some(row) = stream.try_next().await.map_err(db("loading allocations"))? {
+            rows.add(
+                AllocationRecord::<DateTime<Utc>>::from_row(&row)
+                    .map_err(db("loading allocations"))?,
+            )?;
+        }
+        drop(stream);
+        tx.commit().await.map_err(db("loading clearings"))?;
+        Ok(rows.finish())
+    }
+
     async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
-        let rows: Vec<(DateTime<Utc>,)> =
-            sqlx::query_as("SELECT start FROM timeframes WHERE start >= $1 AND start < $2")
-                .bind(range.start())
-                .bind(range.end())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("loading cleared timeframes"))?;
-        Ok(rows.into_iter().map(|(s,)| s).collect())
+        cleared_in(&self.pool, range).await
     }
 
     async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
-        Ok(self.summaries_in(range).await?.into_values().collect())
+        summaries_in(&self.pool, range).await
     }
 
     async fn allocations(
@@ -323,48 +583,39 @@ impl LedgerStore for PostgresStore {
         range: &TimeRange,
         prosumer: Option<&ProsumerId>,
     ) -> Result<Vec<Allocation>> {
-        let summaries = self.summaries_in(range).await?;
-        let rows: Vec<(DateTime<Utc>, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
-             WHERE start >= $1 AND start < $2 AND ($3::text IS NULL OR prosumer_id = $3) ORDER BY start, prosumer_id",
-        )
-        .bind(range.start())
-        .bind(range.end())
-        .bind(prosumer.map(|p| p.as_str()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("loading allocations"))?;
-        rows.into_iter()
-            .map(|(start, id, p, c, community)| {
-                let summary = summaries
-                    .get(&start)
-                    .ok_or_else(|| corrupt("allocation without summary", start))?;
-                Ok(Allocation::new(
-                    ProsumerId::new(id)?,
-                    summary,
-                    Wh::new(p),
-                    Wh::new(c),
-                    Wh::new(community),
-                ))
+        let summaries: HashMap<DateTime<Utc>, TimeframeSummary> = summaries_in(&self.pool, range)
+            .await?
+            .into_iter()
+            .map(|s| (s.timeframe.start(), s))
+            .collect();
+        let rows = sqlx::query(sql::ALLOCATIONS)
+            .bind(range.start())
+            .bind(range.end())
+            .bind(prosumer.map(|p| p.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading allocations"))?;
+        rows.iter()
+            .map(|row| {
+                AllocationRecord::<DateTime<Utc>>::from_row(row)
+                    .map_err(db("loading allocations"))?
+                    .load(&summaries)
             })
             .collect()
     }
 
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_value(s).map_err(db("encoding a settlement"))?;
-        sqlx::query(
-            "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&s.id)
-        .bind(s.period.start())
-        .bind(s.period.end())
-        .bind(s.content_hash())
-        .bind(s.paid_txid.as_deref())
-        .bind(sqlx::types::Json(document))
-        .execute(&self.pool)
-        .await
-        .map_err(db("saving a settlement"))?;
+        sqlx::query(sql::SAVE_SETTLEMENT)
+            .bind(&s.id)
+            .bind(s.period.start())
+            .bind(s.period.end())
+            .bind(s.content_hash())
+            .bind(s.paid_txid.as_deref())
+            .bind(Json(document))
+            .execute(&self.pool)
+            .await
+            .map_err(db("saving a settlement"))?;
         self.settlement(&s.id)
             .await?
             .ok_or_else(|| StoreError::NotFound {
@@ -374,37 +625,33 @@ impl LedgerStore for PostgresStore {
     }
 
     async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
-        let row: Option<(sqlx::types::Json<Settlement>,)> =
-            sqlx::query_as("SELECT document FROM settlements WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("loading a settlement"))?;
-        Ok(row.map(|(doc,)| doc.0))
+        let doc: Option<Json<Settlement>> = sqlx::query_scalar(sql::SETTLEMENT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("loading a settlement"))?;
+        Ok(doc.map(|d| d.0))
     }
 
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
-        let row: Option<(sqlx::types::Json<Settlement>,)> = sqlx::query_as(
-            "SELECT document FROM settlements WHERE period_end <= $1 ORDER BY period_end DESC, id DESC LIMIT 1",
-        )
-        .bind(before)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("loading the last settlement"))?;
-        Ok(row.map(|(doc,)| doc.0))
+        let doc: Option<Json<Settlement>> = sqlx::query_scalar(sql::LAST_SETTLEMENT)
+            .bind(before)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("loading the last settlement"))?;
+        Ok(doc.map(|d| d.0))
     }
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_value(paid).map_err(db("encoding a settlement"))?;
-        let updated =
-            sqlx::query("UPDATE settlements SET paid_txid = $1, document = $2 WHERE id = $3")
-                .bind(paid.paid_txid.as_deref())
-                .bind(sqlx::types::Json(document))
-                .bind(&paid.id)
-                .execute(&self.pool)
-                .await
-                .map_err(db("marking a settlement paid"))?
-                .rows_affected();
+        let updated = sqlx::query(sql::SAVE_PAYMENT)
+            .bind(paid.paid_txid.as_deref())
+            .bind(Json(document))
+            .bind(&paid.id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("marking a settlement paid"))?
+            .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound {
                 what: "settlement",

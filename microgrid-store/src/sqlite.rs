@@ -1,36 +1,42 @@
 //! SQLite through `sqlx`: embedded and persistent, one file. Amounts and
 //! prices are stored as the text of the exact decimal, times as Unix
-//! seconds.
+//! seconds. Bulk writes are multi-row statements (up to 1,000 rows each)
+//! in one transaction that holds the write lock from its start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, IngestPlan, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
-    TimeframeClearing, TimeframeSummary, Wh,
+    Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
+    TimeframeClearing, TimeframeSummary,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor, Transaction};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{corrupt, date, db, length, registry, ProsumerRow, SummaryRow};
+use crate::rows::{corrupt, db, registry};
+use crate::sql::{
+    self, AllocationRecord, AllocationValue, ClearedRows, DenseRows, ProsumerRecord, ReadingRecord,
+    ReadingValue, SummaryRecord, ValueRecord,
+};
 use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+
+/// Rows per multi-row statement: with at most 14 parameters a row, well
+/// under SQLite's limit of 32,766 parameters a statement.
+const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// A store in one SQLite file (or in memory with `sqlite::memory:`).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn time(secs: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp(secs, 0).ok_or_else(|| corrupt("timestamp", secs))
-}
-
-fn price(text: &str) -> Result<Price> {
-    Price::from_str(text).map_err(|_| corrupt("price", text))
 }
 
 impl SqliteStore {
@@ -47,6 +53,9 @@ impl SqliteStore {
             // With WAL, NORMAL keeps the file consistent on a crash; only the
             // last commits before a power loss can be lost.
             .synchronous(SqliteSynchronous::Normal)
+            // 64 MiB of pages instead of 2: bulk writes touch index pages
+            // all over the file.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         // One connection: SQLite has one writer anyway, and it keeps
         // `sqlite::memory:` one database.
@@ -62,229 +71,426 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    async fn summaries_in(&self, range: &TimeRange) -> Result<BTreeMap<i64, TimeframeSummary>> {
-        type Row = (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            String,
-            String,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, import_wh, \
-             export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price \
-             FROM timeframes WHERE start >= ? AND start < ? ORDER BY start",
-        )
+    /// A transaction holding the write lock from its start, so that what
+    /// it checks stays true until it commits (also against other
+    /// processes on the same file).
+    async fn begin_write(&self, operation: &'static str) -> Result<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db(operation))
+    }
+
+    /// The first stored id of `batch`, as the error of an insert that hit
+    /// a unique key.
+    async fn duplicate(&self, batch: &[Prosumer], error: StoreError) -> StoreError {
+        match sqlx::query_scalar(sql::PROSUMER_IDS)
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(ids) => sql::duplicate_prosumer(batch, &ids.into_iter().collect(), error),
+            Err(_) => error,
+        }
+    }
+}
+
+async fn summaries_in<'c>(
+    e: impl SqliteExecutor<'c>,
+    range: &TimeRange,
+) -> Result<Vec<TimeframeSummary>> {
+    let rows: Vec<SummaryRecord<i64, i64, String>> = sqlx::query_as(sql::SUMMARIES)
         .bind(range.start().timestamp())
         .bind(range.end().timestamp())
-        .fetch_all(&self.pool)
+        .fetch_all(e)
         .await
         .map_err(db("loading timeframe summaries"))?;
-        rows.into_iter()
-            .map(|r| {
-                let row = SummaryRow {
-                    start: time(r.0)?,
-                    length_minutes: r.1,
-                    energies: [r.2, r.3, r.4, r.5, r.6, r.7, r.8],
-                    sellers: r.9,
-                    buyers: r.10,
-                    grid_import: price(&r.11)?,
-                    grid_export: price(&r.12)?,
-                    community_price: r.13.as_deref().map(price).transpose()?,
-                };
-                Ok((r.0, row.into_summary()?))
-            })
-            .collect()
+    rows.into_iter().map(SummaryRecord::load).collect()
+}
+
+async fn cleared_in<'c>(
+    e: impl SqliteExecutor<'c>,
+    range: &TimeRange,
+) -> Result<BTreeSet<DateTime<Utc>>> {
+    let starts: Vec<i64> = sqlx::query_scalar(sql::CLEARED)
+        .bind(range.start().timestamp())
+        .bind(range.end().timestamp())
+        .fetch_all(e)
+        .await
+        .map_err(db("loading cleared timeframes"))?;
+    starts.into_iter().map(sql::Load::load).collect()
+}
+
+/// Per timeframe of a range, its rows packed into one text: `values,id`
+/// records (the integer columns before the id, comma-separated) joined by
+/// the record separator. One row per timeframe instead of one per
+/// prosumer and timeframe is several times faster to read through sqlx.
+macro_rules! packed {
+    ($values:literal, $table:literal) => {
+        concat!(
+            "SELECT start, group_concat(",
+            $values,
+            " || ',' || prosumer_id, char(30)) FROM ",
+            $table,
+            " WHERE start >= $1 AND start < $2 GROUP BY start"
+        )
+    };
+}
+
+/// Reads the rows of `statement` (see [`packed!`]) of `range`, handing
+/// each record's start, integers and id to `add`.
+async fn read_packed<'c, const N: usize>(
+    e: impl SqliteExecutor<'c>,
+    statement: &'static str,
+    range: &TimeRange,
+    operation: &'static str,
+    mut add: impl FnMut(i64, [i64; N], &str) -> Result<()> + Send,
+) -> Result<()> {
+    let mut stream = sqlx::query_as::<_, (i64, String)>(statement)
+        .bind(range.start().timestamp())
+        .bind(range.end().timestamp())
+        .fetch(e);
+    while let Some((start, packed)) = stream.try_next().await.map_err(db(operation))? {
+        for record in packed.split('\u{1e}') {
+            let mut fields = record.splitn(N + 1, ',');
+            let mut values = [0; N];
+            for v in &mut values {
+                *v = fields
+                    .next()
+                    .and_then(|f| f.parse().ok())
+                    .ok_or_else(|| corrupt("stored row", record))?;
+            }
+            let id = fields.next().ok_or_else(|| corrupt("stored row", record))?;
+            add(start, values, id)?;
+        }
     }
+    Ok(())
+}
+
+/// The stored readings of `range` as dense rows by `registry`'s indices.
+async fn dense_rows<'c, 'r>(
+    e: impl SqliteExecutor<'c>,
+    range: &TimeRange,
+    registry: &'r Registry,
+    strict: bool,
+) -> Result<DenseRows<'r>> {
+    let mut rows = DenseRows::new(range, registry);
+    let statement = packed!("produced_wh || ',' || consumed_wh", "readings");
+    read_packed(
+        e,
+        statement,
+        range,
+        "loading readings",
+        |start, [p, c], id| {
+            let r = ValueRecord {
+                start,
+                prosumer_id: id,
+                produced_wh: p,
+                consumed_wh: c,
+            };
+            rows.add(r, strict)
+        },
+    )
+    .await?;
+    Ok(rows)
+}
+
+/// Inserts prosumers, `tail` deciding what a taken id does.
+async fn insert_prosumers_in(
+    conn: &mut SqliteConnection,
+    batch: &[Prosumer],
+    tail: &str,
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(sql::INSERT_PROSUMERS);
+        q.push_values(chunk, |mut row, p| {
+            row.push_bind(p.id().as_str())
+                .push_bind(p.name())
+                .push_bind(p.kind().as_str())
+                .push_bind(p.joined().to_string())
+                .push_bind(p.left().map(|d| d.to_string()))
+                .push_bind(p.payout().map(|a| a.as_str()))
+                .push_bind(p.payout().map(|a| a.network().as_str()));
+        });
+        q.push(tail).build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces readings.
+async fn write_readings_in<'a>(
+    conn: &mut SqliteConnection,
+    readings: impl Iterator<Item = ReadingValue<'a>> + Send,
+) -> Result<()> {
+    let mut readings = readings.peekable();
+    while readings.peek().is_some() {
+        let mut q = QueryBuilder::new(sql::INSERT_READINGS);
+        q.push_values(readings.by_ref().take(ROWS_PER_STATEMENT), |mut row, r| {
+            row.push_bind(r.start)
+                .push_bind(r.id)
+                .push_bind(r.minutes)
+                .push_bind(r.produced)
+                .push_bind(r.consumed);
+        });
+        q.push(sql::ON_CONFLICT_REPLACE_READING)
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("writing readings"))?;
+    }
+    Ok(())
+}
+
+/// Inserts the summaries of timeframes not stored yet and returns their
+/// starts.
+async fn insert_summaries(
+    conn: &mut SqliteConnection,
+    summaries: &[&TimeframeSummary],
+) -> Result<HashSet<DateTime<Utc>>> {
+    let mut stored = HashSet::with_capacity(summaries.len());
+    for chunk in summaries.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(sql::INSERT_SUMMARIES);
+        q.push_values(chunk, |mut row, s| {
+            row.push_bind(s.timeframe.start().timestamp())
+                .push_bind(sql::minutes(s.timeframe.length().minutes()));
+            for wh in [
+                s.production,
+                s.consumption,
+                s.supply,
+                s.demand,
+                s.shared,
+                s.import,
+                s.export,
+            ] {
+                row.push_bind(wh.get());
+            }
+            row.push_bind(i64::from(s.sellers))
+                .push_bind(i64::from(s.buyers))
+                .push_bind(s.grid.import().per_kwh().to_string())
+                .push_bind(s.grid.export().per_kwh().to_string())
+                .push_bind(s.community_price.known().map(|p| p.per_kwh().to_string()));
+        });
+        let starts: Vec<i64> = q
+            .push(" ON CONFLICT (start) DO NOTHING RETURNING start")
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("saving timeframe summaries"))?;
+        for s in starts {
+            stored.insert(sql::Load::load(s)?);
+        }
+    }
+    Ok(stored)
+}
+
+async fn insert_allocations<'a>(
+    conn: &mut SqliteConnection,
+    allocations: impl Iterator<Item = AllocationValue<'a>> + Send,
+) -> Result<()> {
+    let mut allocations = allocations.peekable();
+    while allocations.peek().is_some() {
+        let mut q = QueryBuilder::new(sql::INSERT_ALLOCATIONS);
+        q.push_values(
+            allocations.by_ref().take(ROWS_PER_STATEMENT),
+            |mut row, a| {
+                row.push_bind(a.start)
+                    .push_bind(a.id)
+                    .push_bind(a.produced)
+                    .push_bind(a.consumed)
+                    .push_bind(a.community);
+            },
+        );
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("saving allocations"))?;
+    }
+    Ok(())
+}
+
+fn settlement(document: Option<String>) -> Result<Option<Settlement>> {
+    document
+        .map(|doc| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
+        .transpose()
 }
 
 impl RegistryStore for SqliteStore {
     async fn save_prosumer(&self, p: &Prosumer) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, joined = excluded.joined, \
-             left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network",
-        )
-        .bind(p.id().as_str())
-        .bind(p.name())
-        .bind(p.kind().as_str())
-        .bind(p.joined().to_string())
-        .bind(p.left().map(|d| d.to_string()))
-        .bind(p.payout().map(|a| a.as_str().to_owned()))
-        .bind(p.payout().map(|a| a.network().as_str()))
-        .execute(&self.pool)
-        .await
-        .map_err(db("saving a prosumer"))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(db("saving a prosumer"))?;
+        insert_prosumers_in(&mut conn, std::slice::from_ref(p), sql::UPDATE_PROSUMER)
+            .await
+            .map_err(db("saving a prosumer"))
     }
 
     async fn registry(&self) -> Result<Registry> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, name, kind, joined, left_on, payout_address, payout_network FROM prosumers ORDER BY id",
+        let rows: Vec<ProsumerRecord<String>> = sqlx::query_as(sql::REGISTRY)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading the registry"))?;
+        registry(
+            rows.into_iter()
+                .map(ProsumerRecord::load)
+                .collect::<Result<Vec<_>>>()?,
         )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("loading the registry"))?;
-        let rows = rows
-            .into_iter()
-            .map(|(id, name, kind, joined, left, address, network)| {
-                Ok(ProsumerRow {
-                    id,
-                    name,
-                    kind,
-                    joined: date(&joined)?,
-                    left: left.as_deref().map(date).transpose()?,
-                    address,
-                    network,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        registry(rows)
+    }
+
+    async fn insert_prosumers(&self, batch: &[Prosumer]) -> Result<()> {
+        if let Some(id) = sql::repeated_id(batch) {
+            return Err(microgrid_core::Error::DuplicateProsumer(id.to_string()).into());
+        }
+        let mut tx = self.begin_write("starting to insert prosumers").await?;
+        if let Err(e) = insert_prosumers_in(&mut tx, batch, "").await {
+            let unique = e
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation());
+            tx.rollback()
+                .await
+                .map_err(db("rolling back inserted prosumers"))?;
+            let error = db("inserting prosumers")(e);
+            return Err(if unique {
+                self.duplicate(batch, error).await
+            } else {
+                error
+            });
+        }
+        tx.commit().await.map_err(db("committing prosumers"))
     }
 }
 
 impl ReadingStore for SqliteStore {
     async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting an ingest transaction"))?;
-        let all: Vec<&Reading> = plan.insert.iter().chain(&plan.replace).collect();
-        // Many rows per statement (5 parameters each, well under SQLite's
-        // limit of 32,766) instead of one statement per row.
-        for chunk in all.chunks(1_000) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) ",
-            );
-            q.push_values(chunk, |mut row, r| {
-                row.push_bind(r.timeframe().start().timestamp())
-                    .push_bind(r.prosumer().as_str())
-                    .push_bind(i64::from(r.timeframe().length().minutes()))
-                    .push_bind(r.produced().get())
-                    .push_bind(r.consumed().get());
-            });
-            q.push(
-                " ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
-                 consumed_wh = excluded.consumed_wh",
-            );
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db("writing readings"))?;
-        }
+        let mut tx = self.begin_write("starting an ingest transaction").await?;
+        let all: Vec<ReadingValue> = plan
+            .insert
+            .iter()
+            .chain(&plan.replace)
+            .map(ReadingValue::from)
+            .collect();
+        write_readings_in(&mut tx, all.into_iter()).await?;
         tx.commit().await.map_err(db("committing readings"))
     }
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
-        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
-             WHERE start >= ? AND start < ? ORDER BY start, prosumer_id",
-        )
-        .bind(range.start().timestamp())
-        .bind(range.end().timestamp())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("loading readings"))?;
-        rows.into_iter()
-            .map(|(start, id, minutes, p, c)| {
-                let tf = Timeframe::new(time(start)?, length(minutes)?)?;
-                Ok(Reading::new(
-                    ProsumerId::new(id)?,
-                    tf,
-                    Wh::new(p),
-                    Wh::new(c),
-                )?)
-            })
-            .collect()
+        let rows: Vec<ReadingRecord<i64, i64>> = sqlx::query_as(sql::READINGS)
+            .bind(range.start().timestamp())
+            .bind(range.end().timestamp())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading readings"))?;
+        rows.into_iter().map(ReadingRecord::load).collect()
+    }
+
+    async fn ingest(
+        &self,
+        batch: &ValidReadings,
+        registry: &Registry,
+        cleared: &BTreeSet<DateTime<Utc>>,
+    ) -> Result<IngestCounts> {
+        let Some(span) = batch.try_span() else {
+            return Ok(IngestCounts::default());
+        };
+        let mut tx = self.begin_write("starting an ingest transaction").await?;
+        let own = cleared_in(&mut *tx, &span).await?;
+        let is_cleared: Vec<bool> = span
+            .timeframes()
+            .map(|tf| cleared.contains(&tf.start()) || own.contains(&tf.start()))
+            .collect();
+        let stored = dense_rows(&mut *tx, &span, registry, false)
+            .await?
+            .into_stored();
+        let (counts, writes) = sql::plan_writes(batch, registry, &stored, |k| is_cleared[k])?;
+        write_readings_in(&mut tx, writes).await?;
+        tx.commit().await.map_err(db("committing readings"))?;
+        Ok(counts)
+    }
+
+    async fn reading_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<Arc<ReadingRow>>> {
+        Ok(dense_rows(&self.pool, range, registry, true)
+            .await?
+            .into_rows())
     }
 }
 
 impl LedgerStore for SqliteStore {
     async fn save_clearing(&self, c: &TimeframeClearing) -> Result<bool> {
-        let s = &c.summary;
-        let start = s.timeframe.start().timestamp();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a clearing transaction"))?;
-        let inserted = sqlx::query(
-            "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, \
-             import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (start) DO NOTHING",
-        )
-        .bind(start)
-        .bind(i64::from(s.timeframe.length().minutes()))
-        .bind(s.production.get())
-        .bind(s.consumption.get())
-        .bind(s.supply.get())
-        .bind(s.demand.get())
-        .bind(s.shared.get())
-        .bind(s.import.get())
-        .bind(s.export.get())
-        .bind(i64::from(s.sellers))
-        .bind(i64::from(s.buyers))
-        .bind(s.grid.import().per_kwh().to_string())
-        .bind(s.grid.export().per_kwh().to_string())
-        .bind(s.community_price.known().map(|p| p.per_kwh().to_string()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("saving a timeframe summary"))?
-        .rows_affected()
-            == 1;
-        if !inserted {
+        let mut tx = self.begin_write("starting a clearing transaction").await?;
+        if insert_summaries(&mut tx, &[&c.summary]).await?.is_empty() {
             return Ok(false);
         }
-        for a in &c.allocations {
-            sqlx::query(
-                "INSERT INTO allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(start)
-            .bind(a.prosumer.as_str())
-            .bind(a.produced.get())
-            .bind(a.consumed.get())
-            .bind(a.sold.get() - a.bought.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("saving allocations"))?;
-        }
+        let allocations: Vec<AllocationValue> =
+            c.allocations.iter().map(AllocationValue::from).collect();
+        insert_allocations(&mut tx, allocations.into_iter()).await?;
         tx.commit().await.map_err(db("committing a clearing"))?;
         Ok(true)
     }
 
+    async fn save_cleared(
+        &self,
+        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        registry: &Registry,
+    ) -> Result<usize> {
+        let rows = sql::first_of_each(rows);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write("starting a clearing transaction").await?;
+        let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
+        let new = insert_summaries(&mut tx, &summaries).await?;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
+            .collect();
+        insert_allocations(&mut tx, sql::allocation_values(&rows, registry)).await?;
+        tx.commit().await.map_err(db("committing clearings"))?;
+        Ok(rows.len())
+    }
+
+    async fn cleared_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>> {
+        // One read transaction: summaries and allocations of one state.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting to load clearings"))?;
+        let summaries = summaries_in(&mut *tx, range).await?;
+        let mut rows = ClearedRows::new(range, registry, summaries)?;
+        let statement = packed!(
+            "produced_wh || ',' || consumed_wh || ',' || community_wh",
+            "allocations"
+        );
+        read_packed(
+            &mut *tx,
+            statement,
+            range,
+            "loading allocations",
+            |start, [p, c, community], id| {
+                rows.add(AllocationRecord {
+                    start,
+                    prosumer_id: id,
+                    produced_wh: p,
+                    consumed_wh: c,
+                    community_wh: community,
+                })
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db("loading clearings"))?;
+        Ok(rows.finish())
+    }
+
     async fn cleared(&self, range: &TimeRange) -> Result<BTreeSet<DateTime<Utc>>> {
-        let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT start FROM timeframes WHERE start >= ? AND start < ?")
-                .bind(range.start().timestamp())
-                .bind(range.end().timestamp())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("loading cleared timeframes"))?;
-        rows.into_iter().map(|(s,)| time(s)).collect()
+        cleared_in(&self.pool, range).await
     }
 
     async fn summaries(&self, range: &TimeRange) -> Result<Vec<TimeframeSummary>> {
-        Ok(self.summaries_in(range).await?.into_values().collect())
+        summaries_in(&self.pool, range).await
     }
 
     async fn allocations(
@@ -292,49 +498,39 @@ impl LedgerStore for SqliteStore {
         range: &TimeRange,
         prosumer: Option<&ProsumerId>,
     ) -> Result<Vec<Allocation>> {
-        let summaries = self.summaries_in(range).await?;
-        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
-             WHERE start >= ? AND start < ? AND (? IS NULL OR prosumer_id = ?) ORDER BY start, prosumer_id",
-        )
-        .bind(range.start().timestamp())
-        .bind(range.end().timestamp())
-        .bind(prosumer.map(|p| p.as_str()))
-        .bind(prosumer.map(|p| p.as_str()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("loading allocations"))?;
-        rows.into_iter()
-            .map(|(start, id, p, c, community)| {
-                let summary = summaries
-                    .get(&start)
-                    .ok_or_else(|| corrupt("allocation without summary", start))?;
-                Ok(Allocation::new(
-                    ProsumerId::new(id)?,
-                    summary,
-                    Wh::new(p),
-                    Wh::new(c),
-                    Wh::new(community),
-                ))
+        let summaries: HashMap<DateTime<Utc>, TimeframeSummary> = summaries_in(&self.pool, range)
+            .await?
+            .into_iter()
+            .map(|s| (s.timeframe.start(), s))
+            .collect();
+        let rows = sqlx::query(sql::ALLOCATIONS)
+            .bind(range.start().timestamp())
+            .bind(range.end().timestamp())
+            .bind(prosumer.map(|p| p.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading allocations"))?;
+        rows.iter()
+            .map(|row| {
+                AllocationRecord::<i64>::from_row(row)
+                    .map_err(db("loading allocations"))?
+                    .load(&summaries)
             })
             .collect()
     }
 
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_string(s).map_err(db("encoding a settlement"))?;
-        sqlx::query(
-            "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&s.id)
-        .bind(s.period.start().timestamp())
-        .bind(s.period.end().timestamp())
-        .bind(s.content_hash())
-        .bind(s.paid_txid.as_deref())
-        .bind(document)
-        .execute(&self.pool)
-        .await
-        .map_err(db("saving a settlement"))?;
+        sqlx::query(sql::SAVE_SETTLEMENT)
+            .bind(&s.id)
+            .bind(s.period.start().timestamp())
+            .bind(s.period.end().timestamp())
+            .bind(s.content_hash())
+            .bind(s.paid_txid.as_deref())
+            .bind(document)
+            .execute(&self.pool)
+            .await
+            .map_err(db("saving a settlement"))?;
         self.settlement(&s.id)
             .await?
             .ok_or_else(|| StoreError::NotFound {
@@ -344,39 +540,35 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT document FROM settlements WHERE id = ?")
+        settlement(
+            sqlx::query_scalar(sql::SETTLEMENT)
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db("loading a settlement"))?;
-        row.map(|(doc,)| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
-            .transpose()
+                .map_err(db("loading a settlement"))?,
+        )
     }
 
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT document FROM settlements WHERE period_end <= ? ORDER BY period_end DESC, id DESC LIMIT 1",
+        settlement(
+            sqlx::query_scalar(sql::LAST_SETTLEMENT)
+                .bind(before.timestamp())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("loading the last settlement"))?,
         )
-        .bind(before.timestamp())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("loading the last settlement"))?;
-        row.map(|(doc,)| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
-            .transpose()
     }
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
-        let updated =
-            sqlx::query("UPDATE settlements SET paid_txid = ?, document = ? WHERE id = ?")
-                .bind(paid.paid_txid.as_deref())
-                .bind(document)
-                .bind(&paid.id)
-                .execute(&self.pool)
-                .await
-                .map_err(db("marking a settlement paid"))?
-                .rows_affected();
+        let updated = sqlx::query(sql::SAVE_PAYMENT)
+            .bind(paid.paid_txid.as_deref())
+            .bind(document)
+            .bind(&paid.id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("marking a settlement paid"))?
+            .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound {
                 what: "settlement",

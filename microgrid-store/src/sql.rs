@@ -1,0 +1,547 @@
+//! What the SQLite and PostgreSQL stores share: the statements that read
+//! the same in both (SQLite takes `$n` parameters too), named rows read
+//! back into the core's types, and the translation between stored rows
+//! (one per prosumer and timeframe) and the core's dense rows.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use microgrid_core::batch::{check_ingest, IngestCounts, ReadingRow, ValidReadings};
+use microgrid_core::{
+    Allocation, ClearedRow, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
+    TimeframeSummary, Wh,
+};
+use rust_decimal::Decimal;
+
+use crate::error::{Result, StoreError};
+use crate::rows::{corrupt, date, length, ProsumerRow, SummaryRow};
+
+pub(crate) const INSERT_PROSUMERS: &str =
+    "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network) ";
+/// After [`INSERT_PROSUMERS`]: a taken id is updated (saving a prosumer).
+pub(crate) const UPDATE_PROSUMER: &str =
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, joined = excluded.joined, \
+     left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network";
+pub(crate) const REGISTRY: &str =
+    "SELECT id, name, kind, joined, left_on, payout_address, payout_network FROM prosumers ORDER BY position";
+pub(crate) const PROSUMER_IDS: &str = "SELECT id FROM prosumers";
+
+pub(crate) const INSERT_READINGS: &str =
+    "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) ";
+pub(crate) const ON_CONFLICT_REPLACE_READING: &str =
+    " ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
+     consumed_wh = excluded.consumed_wh";
+pub(crate) const READINGS: &str =
+    "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
+     WHERE start >= $1 AND start < $2 ORDER BY start, prosumer_id";
+pub(crate) const READING_VALUES: &str =
+    "SELECT start, prosumer_id, produced_wh, consumed_wh FROM readings WHERE start >= $1 AND start < $2";
+
+pub(crate) const INSERT_SUMMARIES: &str =
+    "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
+     shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) ";
+pub(crate) const SUMMARIES: &str =
+    "SELECT start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, import_wh, \
+     export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price \
+     FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
+pub(crate) const CLEARED: &str =
+    "SELECT start FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
+pub(crate) const INSERT_ALLOCATIONS: &str =
+    "INSERT INTO allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) ";
+pub(crate) const ALLOCATIONS: &str =
+    "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
+     WHERE start >= $1 AND start < $2 AND (CAST($3 AS TEXT) IS NULL OR prosumer_id = $3) \
+     ORDER BY start, prosumer_id";
+pub(crate) const ALLOCATION_VALUES: &str =
+    "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
+     WHERE start >= $1 AND start < $2";
+
+pub(crate) const SAVE_SETTLEMENT: &str =
+    "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+pub(crate) const SETTLEMENT: &str = "SELECT document FROM settlements WHERE id = $1";
+pub(crate) const LAST_SETTLEMENT: &str =
+    "SELECT document FROM settlements WHERE period_end <= $1 ORDER BY period_end DESC, id DESC LIMIT 1";
+pub(crate) const SAVE_PAYMENT: &str =
+    "UPDATE settlements SET paid_txid = $1, document = $2 WHERE id = $3";
+
+/// A column as one of the databases keeps it, read back as the core's
+/// value: times are Unix seconds in SQLite and TIMESTAMPTZ in PostgreSQL,
+/// prices TEXT and NUMERIC, dates TEXT and DATE.
+pub(crate) trait Load<T> {
+    fn load(self) -> Result<T>;
+}
+
+impl Load<DateTime<Utc>> for i64 {
+    fn load(self) -> Result<DateTime<Utc>> {
+        DateTime::from_timestamp(self, 0).ok_or_else(|| corrupt("timestamp", self))
+    }
+}
+
+impl Load<DateTime<Utc>> for DateTime<Utc> {
+    fn load(self) -> Result<DateTime<Utc>> {
+        Ok(self)
+    }
+}
+
+impl Load<Price> for String {
+    fn load(self) -> Result<Price> {
+        Price::from_str(&self).map_err(|_| corrupt("price", self))
+    }
+}
+
+impl Load<Price> for Decimal {
+    fn load(self) -> Result<Price> {
+        Price::new(self).map_err(|_| corrupt("price", self))
+    }
+}
+
+impl Load<NaiveDate> for String {
+    fn load(self) -> Result<NaiveDate> {
+        date(&self)
+    }
+}
+
+impl Load<NaiveDate> for NaiveDate {
+    fn load(self) -> Result<NaiveDate> {
+        Ok(self)
+    }
+}
+
+/// A row of `prosumers`, dates as the database keeps them.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProsumerRecord<D> {
+    id: String,
+    name: String,
+    kind: String,
+    joined: D,
+    left_on: Option<D>,
+    payout_address: Option<String>,
+    payout_network: Option<String>,
+}
+
+impl<D: Load<NaiveDate>> ProsumerRecord<D> {
+    pub(crate) fn load(self) -> Result<ProsumerRow> {
+        Ok(ProsumerRow {
+            id: self.id,
+            name: self.name,
+            kind: self.kind,
+            joined: self.joined.load()?,
+            left: self.left_on.map(Load::load).transpose()?,
+            address: self.payout_address,
+            network: self.payout_network,
+        })
+    }
+}
+
+/// A row of `timeframes`: time `T`, counts `N`, prices `P` as the database
+/// keeps them.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SummaryRecord<T, N, P> {
+    start: T,
+    length_minutes: N,
+    production_wh: i64,
+    consumption_wh: i64,
+    supply_wh: i64,
+    demand_wh: i64,
+    shared_wh: i64,
+    import_wh: i64,
+    export_wh: i64,
+    sellers: N,
+    buyers: N,
+    grid_import_price: P,
+    grid_export_price: P,
+    community_price: Option<P>,
+}
+
+impl<T: Load<DateTime<Utc>>, N: Into<i64>, P: Load<Price>> SummaryRecord<T, N, P> {
+    pub(crate) fn load(self) -> Result<TimeframeSummary> {
+        SummaryRow {
+            start: self.start.load()?,
+            length_minutes: self.length_minutes.into(),
+            energies: [
+                self.production_wh,
+                self.consumption_wh,
+                self.supply_wh,
+                self.demand_wh,
+                self.shared_wh,
+                self.import_wh,
+                self.export_wh,
+            ],
+            sellers: self.sellers.into(),
+            buyers: self.buyers.into(),
+            grid_import: self.grid_import_price.load()?,
+            grid_export: self.grid_export_price.load()?,
+            community_price: self.community_price.map(Load::load).transpose()?,
+        }
+        .into_summary()
+    }
+}
+
+/// A row of `readings` with its timeframe length.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReadingRecord<T, N> {
+    start: T,
+    prosumer_id: String,
+    length_minutes: N,
+    produced_wh: i64,
+    consumed_wh: i64,
+}
+
+impl<T: Load<DateTime<Utc>>, N: Into<i64>> ReadingRecord<T, N> {
+    pub(crate) fn load(self) -> Result<Reading> {
+        let tf = Timeframe::new(self.start.load()?, length(self.length_minutes.into())?)?;
+        Ok(Reading::new(
+            ProsumerId::new(self.prosumer_id)?,
+            tf,
+            Wh::new(self.produced_wh),
+            Wh::new(self.consumed_wh),
+        )?)
+    }
+}
+
+/// A row of `readings` without its length (for dense rows).
+#[derive(sqlx::FromRow)]
+pub(crate) struct ValueRecord<'r, T> {
+    pub start: T,
+    pub prosumer_id: &'r str,
+    pub produced_wh: i64,
+    pub consumed_wh: i64,
+}
+
+/// A row of `allocations`: a prosumer's readings of a cleared timeframe
+/// and its signed community energy (+ sold, − bought).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AllocationRecord<'r, T> {
+    pub start: T,
+    pub prosumer_id: &'r str,
+    pub produced_wh: i64,
+    pub consumed_wh: i64,
+    pub community_wh: i64,
+}
+
+impl<T: Load<DateTime<Utc>>> AllocationRecord<'_, T> {
+    /// The allocation, with the summary of its timeframe from `summaries`.
+    pub(crate) fn load(
+        self,
+        summaries: &HashMap<DateTime<Utc>, TimeframeSummary>,
+    ) -> Result<Allocation> {
+        let start = self.start.load()?;
+        let summary = summaries
+            .get(&start)
+            .ok_or_else(|| corrupt("allocation without summary", start))?;
+        Ok(Allocation::new(
+            ProsumerId::new(self.prosumer_id)?,
+            summary,
+            Wh::new(self.produced_wh),
+            Wh::new(self.consumed_wh),
+            Wh::new(self.community_wh),
+        ))
+    }
+}
+
+/// A reading to write: the start in Unix seconds, the id, the length in
+/// minutes and the values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadingValue<'a> {
+    pub start: i64,
+    pub id: &'a str,
+    pub minutes: i32,
+    pub produced: i64,
+    pub consumed: i64,
+}
+
+impl<'a> From<&'a Reading> for ReadingValue<'a> {
+    fn from(r: &'a Reading) -> ReadingValue<'a> {
+        ReadingValue {
+            start: r.timeframe().start().timestamp(),
+            id: r.prosumer().as_str(),
+            minutes: minutes(r.timeframe().length().minutes()),
+            produced: r.produced().get(),
+            consumed: r.consumed().get(),
+        }
+    }
+}
+
+/// An allocation to write (start in Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AllocationValue<'a> {
+    pub start: i64,
+    pub id: &'a str,
+    pub produced: i64,
+    pub consumed: i64,
+    pub community: i64,
+}
+
+impl<'a> From<&'a Allocation> for AllocationValue<'a> {
+    fn from(a: &'a Allocation) -> AllocationValue<'a> {
+        AllocationValue {
+            start: a.timeframe.start().timestamp(),
+            id: a.prosumer.as_str(),
+            produced: a.produced.get(),
+            consumed: a.consumed.get(),
+            community: a.sold.get() - a.bought.get(),
+        }
+    }
+}
+
+/// A timeframe length as the databases' INTEGER (lengths divide a day).
+pub(crate) fn minutes(m: u32) -> i32 {
+    i32::try_from(m).unwrap_or(i32::MAX)
+}
+
+/// Registry indices by id, for translating many stored rows.
+pub(crate) struct Indices<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Indices<'a> {
+    pub(crate) fn new(registry: &'a Registry) -> Indices<'a> {
+        Indices(
+            registry
+                .by_index()
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.id().as_str(), i))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<usize> {
+        self.0.get(id).copied()
+    }
+
+    /// The index of `id`; [`microgrid_core::Error::UnknownProsumer`] naming
+    /// it if it is not registered.
+    pub(crate) fn index(&self, id: &str) -> Result<usize> {
+        self.get(id)
+            .ok_or_else(|| microgrid_core::Error::UnknownProsumer(id.to_owned()).into())
+    }
+}
+
+/// The position of the timeframe starting at `start` in `range`.
+fn slot(range: &TimeRange, start: DateTime<Utc>) -> Result<usize> {
+    let offset = start.timestamp() - range.start().timestamp();
+    let k = offset.div_euclid(range.length().seconds());
+    usize::try_from(k)
+        .ok()
+        .filter(|&k| k < range.len())
+        .ok_or_else(|| corrupt("timeframe start outside the range queried", start))
+}
+
+/// Dense rows of a range filled from stored readings, one per timeframe
+/// (`None` while nothing is stored there).
+pub(crate) struct DenseRows<'a> {
+    range: TimeRange,
+    indices: Indices<'a>,
+    width: usize,
+    rows: Vec<Option<ReadingRow>>,
+}
+
+impl<'a> DenseRows<'a> {
+    pub(crate) fn new(range: &TimeRange, registry: &'a Registry) -> DenseRows<'a> {
+        DenseRows {
+            range: *range,
+            indices: Indices::new(registry),
+            width: registry.len(),
+            rows: vec![None; range.len()],
+        }
+    }
+
+    /// Adds a stored reading; an id that is not registered is an error if
+    /// `strict`, else left out.
+    pub(crate) fn add<T: Load<DateTime<Utc>>>(
+        &mut self,
+        r: ValueRecord<'_, T>,
+        strict: bool,
+    ) -> Result<()> {
+        let i = match self.indices.get(r.prosumer_id) {
+            Some(i) => i,
+            None if strict => return self.indices.index(r.prosumer_id).map(|_| ()),
+            None => return Ok(()),
+        };
+        let k = slot(&self.range, r.start.load()?)?;
+        let width = self.width;
+        self.rows[k]
+            .get_or_insert_with(|| ReadingRow::with_width(width))
+            .set(i, Wh::new(r.produced_wh), Wh::new(r.consumed_wh));
+        Ok(())
+    }
+
+    /// The rows, `None` where nothing is stored.
+    pub(crate) fn into_stored(self) -> Vec<Option<ReadingRow>> {
+        self.rows
+    }
+
+    /// One row per timeframe (timeframes without readings share one empty
+    /// row).
+    pub(crate) fn into_rows(self) -> Vec<Arc<ReadingRow>> {
+        let empty = Arc::new(ReadingRow::with_width(self.width));
+        self.rows
+            .into_iter()
+            .map(|r| r.map_or_else(|| empty.clone(), Arc::new))
+            .collect()
+    }
+}
+
+/// The ingest rule on the stored rows of a batch's span (`stored[k]` is
+/// the `k`-th timeframe): [`check_ingest`]'s counts and the readings to
+/// write (new or changed), in batch order.
+pub(crate) fn plan_writes<'a>(
+    batch: &'a ValidReadings,
+    registry: &'a Registry,
+    stored: &'a [Option<ReadingRow>],
+    cleared: impl Fn(usize) -> bool,
+) -> Result<(
+    IngestCounts,
+    impl Iterator<Item = ReadingValue<'a>> + Send + 'a,
+)> {
+    let counts = check_ingest(batch, registry, stored, cleared)?;
+    let c = batch.columns();
+    let minutes = minutes(
+        batch
+            .try_span()
+            .map(|s| s.length())
+            .unwrap_or_default()
+            .minutes(),
+    );
+    let writes = batch.distinct().filter_map(move |i| {
+        let p = c.prosumers()[i] as usize;
+        let value = (Wh::new(c.produced()[i]), Wh::new(c.consumed()[i]));
+        let stored = stored
+            .get(batch.row_of(i))
+            .and_then(Option::as_ref)
+            .and_then(|row| row.get(p));
+        if stored == Some(value) {
+            return None;
+        }
+        Some(ReadingValue {
+            start: c.starts()[i],
+            // Validation checked every index against the registry.
+            id: registry.at(p)?.id().as_str(),
+            minutes,
+            produced: c.produced()[i],
+            consumed: c.consumed()[i],
+        })
+    });
+    Ok((counts, writes))
+}
+
+/// The cleared rows to store, the first of each timeframe, in time order
+/// (concurrent writers then wait for each other instead of deadlocking).
+pub(crate) fn first_of_each(
+    rows: &[(Arc<ReadingRow>, ClearedRow)],
+) -> Vec<&(Arc<ReadingRow>, ClearedRow)> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut firsts: Vec<_> = rows
+        .iter()
+        .filter(|(_, c)| seen.insert(c.summary.timeframe.start()))
+        .collect();
+    firsts.sort_by_key(|(_, c)| c.summary.timeframe.start());
+    firsts
+}
+
+/// The allocations of cleared rows: every prosumer with a reading.
+pub(crate) fn allocation_values<'a>(
+    rows: &'a [&'a (Arc<ReadingRow>, ClearedRow)],
+    registry: &'a Registry,
+) -> impl Iterator<Item = AllocationValue<'a>> + Send + 'a {
+    rows.iter().flat_map(move |(readings, cleared)| {
+        let start = cleared.summary.timeframe.start().timestamp();
+        registry
+            .by_index()
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, p)| {
+                let (produced, consumed) = readings.get(i)?;
+                Some(AllocationValue {
+                    start,
+                    id: p.id().as_str(),
+                    produced: produced.get(),
+                    consumed: consumed.get(),
+                    community: cleared.community.get(i).map_or(0, |w| w.get()),
+                })
+            })
+    })
+}
+
+/// Cleared timeframes as dense rows, filled from their summaries and
+/// stored allocations.
+pub(crate) struct ClearedRows<'a> {
+    range: TimeRange,
+    indices: Indices<'a>,
+    /// Position in `rows` of each timeframe of the range that is cleared.
+    slots: Vec<Option<usize>>,
+    rows: Vec<(ReadingRow, ClearedRow)>,
+}
+
+impl<'a> ClearedRows<'a> {
+    /// Empty rows for `summaries` (in time order).
+    pub(crate) fn new(
+        range: &TimeRange,
+        registry: &'a Registry,
+        summaries: Vec<TimeframeSummary>,
+    ) -> Result<ClearedRows<'a>> {
+        let width = registry.len();
+        let mut slots = vec![None; range.len()];
+        let mut rows = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            slots[slot(range, summary.timeframe.start())?] = Some(rows.len());
+            rows.push((
+                ReadingRow::with_width(width),
+                ClearedRow {
+                    summary,
+                    community: vec![Wh::ZERO; width],
+                },
+            ));
+        }
+        Ok(ClearedRows {
+            range: *range,
+            indices: Indices::new(registry),
+            slots,
+            rows,
+        })
+    }
+
+    /// Adds a stored allocation (one without a summary is left out, as
+    /// the summary decides whether a timeframe is cleared).
+    pub(crate) fn add<T: Load<DateTime<Utc>>>(&mut self, a: AllocationRecord<'_, T>) -> Result<()> {
+        let i = self.indices.index(a.prosumer_id)?;
+        let Some(r) = self.slots[slot(&self.range, a.start.load()?)?] else {
+            return Ok(());
+        };
+        let (readings, cleared) = &mut self.rows[r];
+        readings.set(i, Wh::new(a.produced_wh), Wh::new(a.consumed_wh));
+        cleared.community[i] = Wh::new(a.community_wh);
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Vec<(Arc<ReadingRow>, Arc<ClearedRow>)> {
+        self.rows
+            .into_iter()
+            .map(|(r, c)| (Arc::new(r), Arc::new(c)))
+            .collect()
+    }
+}
+
+/// The first id of `batch` repeated within it.
+pub(crate) fn repeated_id(batch: &[Prosumer]) -> Option<&ProsumerId> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    batch.iter().map(|p| p.id()).find(|id| !seen.insert(*id))
+}
+
+/// Why inserting `batch` hit a unique key: the first of its ids that is
+/// stored (`stored` holds the stored ids), as
+/// [`microgrid_core::Error::DuplicateProsumer`]; `error` if there is none.
+pub(crate) fn duplicate_prosumer(
+    batch: &[Prosumer],
+    stored: &HashSet<String>,
+    error: StoreError,
+) -> StoreError {
+    batch
+        .iter()
+        .find(|p| stored.contains(p.id().as_str()))
+        .map_or(error, |p| {
+            microgrid_core::Error::DuplicateProsumer(p.id().to_string()).into()
+        })
+}

@@ -64,6 +64,19 @@ impl ReadingFrame {
     }
 }
 
+impl ReadingFrame {
+    /// An error unless the document is of timeframes of `expected` length
+    /// (`id`: a prosumer to name in the error).
+    fn check_length(&self, expected: TimeframeLength, id: &str) -> Result<()> {
+        let found = u32::try_from(self.length_minutes)
+            .map_err(|_| corrupt("timeframe length", self.length_minutes))?;
+        if found == expected.minutes() {
+            return Ok(());
+        }
+        Err(mixed(id, chrono_time(self.start)?, expected, found))
+    }
+}
+
 /// An error unless `ids` are strictly ascending.
 pub(super) fn check_ascending(ids: &[String], start: BsonTime) -> Result<()> {
     match ids.windows(2).find(|w| w[0] >= w[1]) {
@@ -539,10 +552,7 @@ impl ReadingStore for MongoStore {
             for ((start, (len, new)), old) in by_start.iter().zip(frames) {
                 let minutes = len.minutes();
                 if let Some(f) = &old {
-                    if i64::from(f.length_minutes) != i64::from(minutes) {
-                        let id = new.keys().next().copied().unwrap_or_default();
-                        return Err(mixed(id, *start, *len, f.length_minutes as u32));
-                    }
+                    f.check_length(*len, new.keys().next().copied().unwrap_or_default())?;
                 }
                 let mut merged: Entries = BTreeMap::new();
                 if let Some(f) = &old {
@@ -627,17 +637,17 @@ impl ReadingStore for MongoStore {
             for (j, f) in frames.iter().enumerate() {
                 rows.push(match f {
                     None => None,
-                    Some(f) if f.length_minutes as u32 != minutes => {
-                        let (i, ..) = grouped.group(j)[0];
-                        let id = registry.at(i as usize).map_or("", |p| p.id().as_str());
-                        return Err(mixed(id, starts[j], span.length(), f.length_minutes as u32));
+                    Some(f) => {
+                        let first = grouped.group(j).first().map_or(0, |e| e.0);
+                        let id = registry.at(first as usize).map_or("", |p| p.id().as_str());
+                        f.check_length(span.length(), id)?;
+                        Some(dense_row(
+                            columns.of(&f.ids),
+                            &f.produced,
+                            &f.consumed,
+                            width,
+                        ))
                     }
-                    Some(f) => Some(dense_row(
-                        columns.of(&f.ids),
-                        &f.produced,
-                        &f.consumed,
-                        width,
-                    )),
                 });
             }
             let mut view: Vec<Option<&ReadingRow>> = vec![None; span.len()];
@@ -683,6 +693,7 @@ impl ReadingStore for MongoStore {
             .map_err(db("loading readings"))?;
         while let Some(f) = cursor.try_next().await.map_err(db("loading readings"))? {
             let f = f.checked()?;
+            f.check_length(range.length(), f.ids.first().map_or("", |id| id.as_str()))?;
             let offset = chrono_time(f.start)?.timestamp() - first;
             let k = usize::try_from(offset / secs).unwrap_or(usize::MAX);
             if offset % secs != 0 || k >= rows.len() {

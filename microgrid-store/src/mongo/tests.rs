@@ -298,3 +298,32 @@ async fn a_failed_transaction_undoes_what_the_earlier_ones_wrote() {
         .collect();
     assert_eq!(revs, vec![1; 96], "every document as it was, none added");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_of_another_timeframe_length_is_refused() {
+    let (grid, community, readings) = recorded_day(store().await).await;
+    let hours = Grid::new(grid.store().clone(), TimeframeLength::new(60).unwrap());
+    let day = community.range().unwrap();
+    let hour = Timeframe::new(day.start(), hours.length()).unwrap();
+    let r = Reading::new(readings[0].prosumer().clone(), hour, Wh::ZERO, Wh::ZERO).unwrap();
+    let mixed = |e: &StoreError| {
+        matches!(
+            e,
+            StoreError::Domain(microgrid_core::Error::MixedTimeframeLength {
+                expected: 60,
+                found: 15,
+                ..
+            })
+        )
+    };
+    let err = hours.record(vec![r]).await.unwrap_err();
+    assert!(mixed(&err), "{err}");
+    let by_hour = TimeRange::new(day.start(), day.end(), hours.length()).unwrap();
+    let registry = hours.registry().await.unwrap();
+    let err = hours
+        .store()
+        .reading_rows(&by_hour, &registry)
+        .await
+        .unwrap_err();
+    assert!(mixed(&err), "{err}");
+}

@@ -233,48 +233,50 @@ impl ReadingColumns {
     fn repeats(&self, span: &TimeRange, rows: &[u32], registry: &Registry) -> Result<Vec<usize>> {
         let n = registry.len();
         let cells = span.len().saturating_mul(n);
-        let mut repeats = Vec::new();
-        let mut check = |i: usize, earlier: Option<usize>| -> Result<()> {
-            if let Some(j) = earlier {
-                if self.produced[i] != self.produced[j] || self.consumed[i] != self.consumed[j] {
-                    return Err(Error::DuplicateReading {
-                        id: registry
-                            .at(self.prosumers[i] as usize)
-                            .map(|p| p.id().to_string())
-                            .unwrap_or_default(),
-                        start: instant(self.starts[i]),
-                    });
-                }
-                repeats.push(i);
-            }
-            Ok(())
-        };
-        // One slot per (timeframe, prosumer) while that is not much larger
-        // than the batch; a hash map for sparse batches over long spans.
-        if cells <= self.len().saturating_mul(4).max(1 << 20) {
-            let mut seen = vec![u32::MAX; cells];
+        // A bit per (timeframe, prosumer) while that is not much larger than
+        // the batch (a day of 10,000 prosumers: 120 KB), a hash set for
+        // sparse batches over long spans; either only flags candidates.
+        let mut candidates = Vec::new();
+        if cells <= self.len().saturating_mul(64).max(1 << 23) {
+            let mut seen = vec![0u64; cells.div_ceil(64)];
             for i in 0..self.len() {
-                let slot = &mut seen[rows[i] as usize * n + self.prosumers[i] as usize];
-                let earlier = (*slot != u32::MAX).then_some(*slot as usize);
-                if earlier.is_none() {
-                    *slot = u32::try_from(i).map_err(|_| Error::Overflow("batch size"))?;
+                let cell = rows[i] as usize * n + self.prosumers[i] as usize;
+                let (word, bit) = (cell / 64, 1u64 << (cell % 64));
+                if seen[word] & bit != 0 {
+                    candidates.push(i);
                 }
-                check(i, earlier)?;
+                seen[word] |= bit;
             }
         } else {
-            let mut seen = std::collections::HashMap::with_capacity(self.len());
+            let mut seen = std::collections::HashSet::with_capacity(self.len());
             for i in 0..self.len() {
-                let earlier = match seen.entry((self.starts[i], self.prosumers[i])) {
-                    std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(i);
-                        None
-                    }
-                };
-                check(i, earlier)?;
+                if !seen.insert((rows[i], self.prosumers[i])) {
+                    candidates.push(i);
+                }
             }
         }
-        Ok(repeats)
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        // Rare: compare each repeat with the first reading of its cell.
+        let mut first: std::collections::HashMap<(u32, u32), usize> =
+            std::collections::HashMap::new();
+        for i in 0..self.len() {
+            first.entry((rows[i], self.prosumers[i])).or_insert(i);
+        }
+        for &i in &candidates {
+            let j = first[&(rows[i], self.prosumers[i])];
+            if self.produced[i] != self.produced[j] || self.consumed[i] != self.consumed[j] {
+                return Err(Error::DuplicateReading {
+                    id: registry
+                        .at(self.prosumers[i] as usize)
+                        .map(|p| p.id().to_string())
+                        .unwrap_or_default(),
+                    start: instant(self.starts[i]),
+                });
+            }
+        }
+        Ok(candidates)
     }
 }
 
@@ -641,6 +643,22 @@ mod tests {
         let valid = validate(cols).unwrap();
         assert_eq!(valid.len(), 2);
         assert_eq!(valid.distinct().collect::<Vec<_>>(), [0, 1]);
+        // Three centuries apart: too sparse for a bit per cell.
+        let very_far = at(0) + 300 * 365 * 86_400;
+        let sparse = |v: i64| {
+            ReadingColumns::new(
+                vec![at(1), very_far, very_far],
+                vec![0, 0, 0],
+                vec![5, 6, v],
+                vec![0, 0, 0],
+            )
+            .unwrap()
+        };
+        assert_eq!(validate(sparse(6)).unwrap().len(), 2);
+        assert!(matches!(
+            validate(sparse(7)),
+            Err(Error::DuplicateReading { .. })
+        ));
     }
 
     #[test]

@@ -239,8 +239,8 @@ impl ReadingColumns {
         let mut candidates = Vec::new();
         if cells <= self.len().saturating_mul(64).max(1 << 23) {
             let mut seen = vec![0u64; cells.div_ceil(64)];
-            for i in 0..self.len() {
-                let cell = rows[i] as usize * n + self.prosumers[i] as usize;
+            for (i, (&row, &p)) in rows.iter().zip(&self.prosumers).enumerate() {
+                let cell = row as usize * n + p as usize;
                 let (word, bit) = (cell / 64, 1u64 << (cell % 64));
                 if seen[word] & bit != 0 {
                     candidates.push(i);
@@ -249,8 +249,8 @@ impl ReadingColumns {
             }
         } else {
             let mut seen = std::collections::HashSet::with_capacity(self.len());
-            for i in 0..self.len() {
-                if !seen.insert((rows[i], self.prosumers[i])) {
+            for (i, cell) in rows.iter().zip(&self.prosumers).enumerate() {
+                if !seen.insert(cell) {
                     candidates.push(i);
                 }
             }
@@ -261,8 +261,8 @@ impl ReadingColumns {
         // Rare: compare each repeat with the first reading of its cell.
         let mut first: std::collections::HashMap<(u32, u32), usize> =
             std::collections::HashMap::new();
-        for i in 0..self.len() {
-            first.entry((rows[i], self.prosumers[i])).or_insert(i);
+        for (i, (&row, &p)) in rows.iter().zip(&self.prosumers).enumerate() {
+            first.entry((row, p)).or_insert(i);
         }
         for &i in &candidates {
             let j = first[&(rows[i], self.prosumers[i])];

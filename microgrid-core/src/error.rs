@@ -152,6 +152,15 @@ pub enum Error {
         /// Start of the timeframe.
         start: DateTime<Utc>,
     },
+    /// A timeframe is to be cleared before it has ended: readings for it
+    /// may still come.
+    #[error("the timeframe starting {start} has not ended at {now}: it cannot be cleared yet")]
+    TimeframeNotEnded {
+        /// Start of the first timeframe that has not ended.
+        start: DateTime<Utc>,
+        /// The clock's time.
+        now: DateTime<Utc>,
+    },
     /// A reading's timeframe length differs from the one the batch uses.
     #[error("reading of prosumer {id} at {start} has a {found}-minute timeframe, the grid uses {expected}")]
     MixedTimeframeLength {

@@ -26,7 +26,9 @@ pub enum StoreError {
         value: String,
     },
     /// A store URL has an unknown scheme or names a feature not compiled in.
-    #[error("cannot open store {url:?}: {reason}")]
+    /// The message shows the URL with its password removed
+    /// ([`redact_url`]).
+    #[error("cannot open store {:?}: {reason}", redact_url(.url))]
     Url {
         /// The URL.
         url: String,
@@ -41,6 +43,60 @@ pub enum StoreError {
         /// Its key.
         key: String,
     },
+}
+
+/// `url` with its secrets replaced by `***`: the password of the user
+/// info (`scheme://user:***@host`) and the values of query parameters
+/// named like a secret (`password`, `pass`, `pwd`, `secret`, `token`,
+/// `key`). For messages and logs; never print a store URL without it.
+///
+/// ```
+/// use microgrid_store::error::redact_url;
+/// assert_eq!(redact_url("postgres://ann:hunter2@db/x?sslmode=require&password=hunter2"),
+///            "postgres://ann:***@db/x?sslmode=require&password=***");
+/// assert_eq!(redact_url("sqlite:books.db"), "sqlite:books.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => match user_info.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{user_info}@{host}"),
+                },
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if is_secret(k) => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "pass", "pwd", "secret", "token", "key"]
+        .iter()
+        .any(|s| key.contains(s))
 }
 
 /// Shorthand for results of this crate.

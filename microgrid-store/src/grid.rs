@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
 use microgrid_core::billing::{PeriodBills, RowBilling};
 use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
@@ -54,6 +56,34 @@ pub struct ClearReport {
 /// timeframes so that stores that load rows from a database stay bounded.
 const CELLS_PER_CHUNK: usize = 8 << 20;
 
+/// Where a grid reads the time: the system clock, or one a test or a
+/// replay injects.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// The time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
 /// A microgrid's books on a store `S`.
 ///
 /// The grid keeps the registry it loaded (prosumer ids interned once, as
@@ -67,6 +97,7 @@ pub struct Grid<S> {
     length: TimeframeLength,
     limits: ReadingLimits,
     threads: usize,
+    clock: Clock,
     registry: Arc<Mutex<Option<Arc<Registry>>>>,
 }
 
@@ -79,6 +110,7 @@ impl<S: Store> Grid<S> {
             length,
             limits: ReadingLimits::default(),
             threads: available_threads(),
+            clock: Clock::system(),
             registry: Arc::default(),
         }
     }
@@ -92,6 +124,13 @@ impl<S: Store> Grid<S> {
     /// The same grid clearing and billing on at most `threads` threads.
     pub fn with_threads(mut self, threads: usize) -> Grid<S> {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// The same grid reading the time from `clock` (clearing refuses
+    /// timeframes that have not ended by it).
+    pub fn with_clock(mut self, clock: Clock) -> Grid<S> {
+        self.clock = clock;
         self
     }
 
@@ -218,13 +257,22 @@ impl<S: Store> Grid<S> {
     /// Clears every timeframe of `range` not cleared yet, from the stored
     /// readings, and stores the results: the columnar kernel on every
     /// core, a chunk of timeframes at a time, one store call per chunk.
-    /// Clearing twice stores one result.
+    /// Clearing twice stores one result. A range that has not ended by the
+    /// grid's clock is refused ([`microgrid_core::Error::TimeframeNotEnded`]).
     pub async fn clear(
         &self,
         range: &TimeRange,
         tariff: &(dyn GridTariff + Sync),
         mechanism: &dyn PricingMechanism,
     ) -> Result<ClearReport> {
+        let now = self.clock.now();
+        if range.end() > now {
+            let open = range
+                .timeframes()
+                .find(|tf| tf.end() > now)
+                .map_or(range.start(), |tf| tf.start());
+            return Err(microgrid_core::Error::TimeframeNotEnded { start: open, now }.into());
+        }
         let registry = self.shared_registry().await?;
         let order = registry.id_order();
         let done = self.store.cleared(range).await?;

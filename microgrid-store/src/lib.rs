@@ -50,7 +50,7 @@ pub mod traits;
 
 pub use any::{AnyStore, RoutedStore};
 pub use error::{Result, StoreError};
-pub use grid::{ClearReport, ClearedRows, Grid, IngestReport};
+pub use grid::{ClearReport, ClearedRows, Clock, Grid, IngestReport};
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::MongoStore;

@@ -232,7 +232,10 @@ pub async fn the_three_views_round_trip<S: Store>(store: S) {
 }
 
 pub async fn extreme_values_round_trip<S: Store>(store: S) {
-    let grid = Grid::new(store, TimeframeLength::default());
+    // A clock past the last timeframe below, which is cleared.
+    let later = Utc.with_ymd_and_hms(2200, 1, 1, 0, 0, 0).unwrap();
+    let grid =
+        Grid::new(store, TimeframeLength::default()).with_clock(Clock::from_fn(move || later));
     let joined = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
     grid.register(Prosumer::new("x", "X", ProsumerKind::Other, joined).unwrap())
         .await
@@ -469,6 +472,35 @@ pub async fn a_late_reading_is_refused<S: Store>(store: S) {
     assert!(grid.store().readings(&period).await.unwrap().is_empty());
 }
 
+/// A timeframe that has not ended by the grid's clock cannot be cleared:
+/// its readings may still come.
+pub async fn an_open_timeframe_cannot_be_cleared<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    let period = community.range().unwrap();
+    let noon = Utc.with_ymd_and_hms(2026, 6, 1, 12, 5, 0).unwrap();
+    let grid = grid.with_clock(Clock::from_fn(move || noon));
+    grid.record(community.readings().unwrap()).await.unwrap();
+    assert!(matches!(
+        grid.clear(&period, &tariff(), &Mechanism::MidMarketRate).await,
+        Err(StoreError::Domain(Error::TimeframeNotEnded { start, .. }))
+            if start == Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+    ));
+    assert!(grid.store().cleared(&period).await.unwrap().is_empty());
+    let morning = TimeRange::new(
+        period.start(),
+        Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
+        period.length(),
+    )
+    .unwrap();
+    assert_eq!(
+        grid.clear(&morning, &tariff(), &Mechanism::MidMarketRate)
+            .await
+            .unwrap()
+            .cleared,
+        48
+    );
+}
+
 /// Runs every test of the suite against the store `make()` returns.
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
@@ -510,6 +542,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_late_reading_is_refused() {
                 super::a_late_reading_is_refused($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_open_timeframe_cannot_be_cleared() {
+                super::an_open_timeframe_cannot_be_cleared($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_month_settles_end_to_end() {

@@ -20,7 +20,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{db, registry};
+use crate::rows::{corrupt, db, registry};
 use crate::sql::{
     self, AllocationRecord, AllocationValue, ClearedRows, DenseRows, ProsumerRecord, ReadingRecord,
     ReadingValue, SummaryRecord, ValueRecord,
@@ -124,22 +124,148 @@ async fn cleared_in<'c>(
     Ok(starts.into_iter().collect())
 }
 
+/// The rows of `table` in `range` with `COPY (SELECT columns ...) TO
+/// STDOUT` in the binary format, each row's fields handed to `row`: much
+/// less work per row than a query's rows through sqlx. COPY takes no
+/// parameters; the range goes in as whole seconds.
+async fn copy_out<const N: usize>(
+    conn: &mut PgConnection,
+    columns: &str,
+    table: &str,
+    range: &TimeRange,
+    operation: &'static str,
+    mut row: impl FnMut([&[u8]; N]) -> Result<()> + Send,
+) -> Result<()> {
+    let statement = format!(
+        "COPY (SELECT {columns} FROM {table} WHERE start >= to_timestamp({}) AND start < to_timestamp({})) \
+         TO STDOUT (FORMAT binary)",
+        range.start().timestamp(),
+        range.end().timestamp()
+    );
+    let mut stream = conn.copy_out_raw(&statement).await.map_err(db(operation))?;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut header = true;
+    while let Some(chunk) = stream.try_next().await.map_err(db(operation))? {
+        // The server sends a message per row; rows split across messages
+        // are put together in `pending`.
+        if pending.is_empty() {
+            let used = parse_rows(&chunk, &mut header, &mut row)?;
+            pending.extend_from_slice(&chunk[used..]);
+        } else {
+            pending.extend_from_slice(&chunk);
+            let used = parse_rows(&pending, &mut header, &mut row)?;
+            pending.drain(..used);
+        }
+    }
+    if header || !pending.is_empty() {
+        return Err(corrupt("COPY data", "truncated"));
+    }
+    Ok(())
+}
+
+/// Hands the complete rows of binary COPY `data` to `row` and returns the
+/// bytes used (a row cut off at the end is left for the next message).
+fn parse_rows<const N: usize>(
+    data: &[u8],
+    header: &mut bool,
+    row: &mut impl FnMut([&[u8]; N]) -> Result<()>,
+) -> Result<usize> {
+    let mut at = 0;
+    if *header {
+        // Signature (11 bytes), flags, extension length, extension.
+        let Some(extension) = be::<4>(data, 15) else {
+            return Ok(0);
+        };
+        let end = 19 + i32::from_be_bytes(extension).max(0) as usize;
+        if data.len() < end {
+            return Ok(0);
+        }
+        at = end;
+        *header = false;
+    }
+    'rows: while let Some(count) = be::<2>(data, at) {
+        let count = i16::from_be_bytes(count);
+        if count == -1 {
+            at += 2; // the trailer
+            continue;
+        }
+        if usize::try_from(count).ok() != Some(N) {
+            return Err(corrupt("COPY row width", count));
+        }
+        let mut fields: [&[u8]; N] = [&[]; N];
+        let mut next = at + 2;
+        for field in &mut fields {
+            let Some(len) = be::<4>(data, next) else {
+                break 'rows;
+            };
+            let len = usize::try_from(i32::from_be_bytes(len))
+                .map_err(|_| corrupt("COPY field", "NULL"))?;
+            let Some(bytes) = data.get(next + 4..next + 4 + len) else {
+                break 'rows;
+            };
+            *field = bytes;
+            next += 4 + len;
+        }
+        row(fields)?;
+        at = next;
+    }
+    Ok(at)
+}
+
+/// `N` bytes of `data` at `at`, if there are that many.
+fn be<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
+    data.get(at..at + N)?.try_into().ok()
+}
+
+/// A binary TIMESTAMPTZ as Unix seconds.
+fn seconds(field: &[u8]) -> Result<i64> {
+    let micros = i64::from_be_bytes(
+        field
+            .try_into()
+            .map_err(|_| corrupt("timestamp", field.len()))?,
+    );
+    Ok(micros.div_euclid(1_000_000) + PG_EPOCH)
+}
+
+/// A binary BIGINT.
+fn int8(field: &[u8]) -> Result<i64> {
+    Ok(i64::from_be_bytes(
+        field
+            .try_into()
+            .map_err(|_| corrupt("bigint", field.len()))?,
+    ))
+}
+
+/// A binary TEXT.
+fn text(field: &[u8]) -> Result<&str> {
+    std::str::from_utf8(field).map_err(|_| corrupt("text", String::from_utf8_lossy(field)))
+}
+
 /// The stored readings of `range` as dense rows by `registry`'s indices.
-async fn dense_rows<'c, 'r>(
-    e: impl PgExecutor<'c>,
+async fn dense_rows<'r>(
+    conn: &mut PgConnection,
     range: &TimeRange,
     registry: &'r Registry,
     strict: bool,
 ) -> Result<DenseRows<'r>> {
     let mut rows = DenseRows::new(range, registry);
-    let mut stream = sqlx::query(sql::READING_VALUES)
-        .bind(range.start())
-        .bind(range.end())
-        .fetch(e);
-    while let Some(row) = stream.try_next().await.map_err(db("loading readings"))? {
-        let r = ValueRecord::<DateTime<Utc>>::from_row(&row).map_err(db("loading readings"))?;
-        rows.add(r, strict)?;
-    }
+    copy_out(
+        conn,
+        "start, prosumer_id, produced_wh, consumed_wh",
+        "readings",
+        range,
+        "loading readings",
+        |[start, id, p, c]| {
+            let r = ValueRecord {
+                start: seconds(start)?,
+                prosumer_id: text(id)?,
+                produced_wh: int8(p)?,
+                consumed_wh: int8(c)?,
+            };
+            rows.add(r, strict)
+        },
+    )
+    .await?;
     Ok(rows)
 }
 
@@ -463,7 +589,7 @@ impl ReadingStore for PostgresStore {
             .timeframes()
             .map(|tf| cleared.contains(&tf.start()) || own.contains(&tf.start()))
             .collect();
-        let stored = dense_rows(&mut *tx, &span, registry, false)
+        let stored = dense_rows(&mut tx, &span, registry, false)
             .await?
             .into_stored();
         let nothing_stored = stored.iter().all(Option::is_none);
@@ -480,7 +606,8 @@ impl ReadingStore for PostgresStore {
         range: &TimeRange,
         registry: &Registry,
     ) -> Result<Vec<Arc<ReadingRow>>> {
-        Ok(dense_rows(&self.pool, range, registry, true)
+        let mut conn = self.pool.acquire().await.map_err(db("loading readings"))?;
+        Ok(dense_rows(&mut conn, range, registry, true)
             .await?
             .into_rows())
     }
@@ -555,17 +682,23 @@ impl LedgerStore for PostgresStore {
             .map_err(db("starting to load clearings"))?;
         let summaries = summaries_in(&mut *tx, range).await?;
         let mut rows = ClearedRows::new(range, registry, summaries)?;
-        let mut stream = sqlx::query(sql::ALLOCATION_VALUES)
-            .bind(range.start())
-            .bind(range.end())
-            .fetch(&mut *tx);
-        while let Some(row) = stream.try_next().await.map_err(db("loading allocations"))? {
-            rows.add(
-                AllocationRecord::<DateTime<Utc>>::from_row(&row)
-                    .map_err(db("loading allocations"))?,
-            )?;
-        }
-        drop(stream);
+        copy_out(
+            &mut tx,
+            "start, prosumer_id, produced_wh, consumed_wh, community_wh",
+            "allocations",
+            range,
+            "loading allocations",
+            |[start, id, p, c, community]| {
+                rows.add(AllocationRecord {
+                    start: seconds(start)?,
+                    prosumer_id: text(id)?,
+                    produced_wh: int8(p)?,
+                    consumed_wh: int8(c)?,
+                    community_wh: int8(community)?,
+                })
+            },
+        )
+        .await?;
         tx.commit().await.map_err(db("loading clearings"))?;
         Ok(rows.finish())
     }

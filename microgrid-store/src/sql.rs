@@ -4,6 +4,7 @@
 //! (one per prosumer and timeframe) and the core's dense rows.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -36,8 +37,6 @@ pub(crate) const ON_CONFLICT_REPLACE_READING: &str =
 pub(crate) const READINGS: &str =
     "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
      WHERE start >= $1 AND start < $2 ORDER BY start, prosumer_id";
-pub(crate) const READING_VALUES: &str =
-    "SELECT start, prosumer_id, produced_wh, consumed_wh FROM readings WHERE start >= $1 AND start < $2";
 
 pub(crate) const INSERT_SUMMARIES: &str =
     "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
@@ -54,9 +53,6 @@ pub(crate) const ALLOCATIONS: &str =
     "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
      WHERE start >= $1 AND start < $2 AND (CAST($3 AS TEXT) IS NULL OR prosumer_id = $3) \
      ORDER BY start, prosumer_id";
-pub(crate) const ALLOCATION_VALUES: &str =
-    "SELECT start, prosumer_id, produced_wh, consumed_wh, community_wh FROM allocations \
-     WHERE start >= $1 AND start < $2";
 
 pub(crate) const SAVE_SETTLEMENT: &str =
     "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
@@ -202,8 +198,7 @@ impl<T: Load<DateTime<Utc>>, N: Into<i64>> ReadingRecord<T, N> {
     }
 }
 
-/// A row of `readings` without its length (for dense rows).
-#[derive(sqlx::FromRow)]
+/// A stored reading without its length (for dense rows).
 pub(crate) struct ValueRecord<'r, T> {
     pub start: T,
     pub prosumer_id: &'r str,
@@ -292,8 +287,29 @@ pub(crate) fn minutes(m: u32) -> i32 {
     i32::try_from(m).unwrap_or(i32::MAX)
 }
 
+/// A fast hash for short ids (FxHash's mix, 8 bytes at a time): SipHash
+/// cost more than the rest of translating a stored row. The ids come from
+/// the registry, so hash flooding is no concern.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Registry indices by id, for translating many stored rows.
-pub(crate) struct Indices<'a>(HashMap<&'a str, usize>);
+pub(crate) struct Indices<'a>(HashMap<&'a str, usize, BuildHasherDefault<IdHasher>>);
 
 impl<'a> Indices<'a> {
     pub(crate) fn new(registry: &'a Registry) -> Indices<'a> {

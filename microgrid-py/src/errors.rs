@@ -119,6 +119,7 @@ fn core_error(e: CoreError) -> PyErr {
     let message = e.to_string();
     match e {
         CoreError::ConflictingReading { .. }
+        | CoreError::LateReading { .. }
         | CoreError::DuplicateProsumer(_)
         | CoreError::DuplicateReading { .. } => ConflictError::new_err(message),
         CoreError::UnknownProsumer(_) | CoreError::PeriodNotCleared { .. } => {

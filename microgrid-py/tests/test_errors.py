@@ -54,6 +54,17 @@ def test_conflicts():
     with pytest.raises(microgrid.ConflictError, match="already cleared"):
         g.record([JUNE], ["a"], [501], [0])
     assert g.record([JUNE], ["a"], [500], [0])["unchanged"] == 1
+    # A new reading for a cleared timeframe would never be billed.
+    later = JUNE + dt.timedelta(hours=1)
+    with pytest.raises(microgrid.ConflictError, match="after that timeframe was cleared"):
+        g.record([later], ["a"], [5], [0])
+
+
+def test_a_timeframe_that_has_not_ended_cannot_be_cleared():
+    g = microgrid.Grid()
+    now = dt.datetime.now(UTC).replace(second=0, microsecond=0, minute=0)
+    with pytest.raises(microgrid.ValidationError, match="has not ended"):
+        g.clear(now, now + dt.timedelta(days=1), "sdr", microgrid.Tariff("0.3", "0.1"))
 
 
 def test_not_found():

@@ -343,11 +343,11 @@ def test_the_columnar_path_on_every_store(store_url):
     # The PostgreSQL database is shared by the tests of a run: ids and days
     # of their own.
     tag = uuid.uuid4().hex[:8]
-    data = microgrid.simulate(HOUSEHOLDS, dt.date(2025, 1, 1), 1, seed=5)
+    data = microgrid.simulate(HOUSEHOLDS, dt.date(2026, 2, 1), 1, seed=5)
     data["prosumer_id"] = [f"{tag}-{p}" for p in data["prosumer_id"]]
     frame = pd.DataFrame(data)
     frame["start"] = pd.to_datetime(frame["start"], utc=True)
-    day = (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2025, 1, 2, tzinfo=UTC))
+    day = (dt.datetime(2026, 2, 1, tzinfo=UTC), dt.datetime(2026, 2, 2, tzinfo=UTC))
     grid = fresh(data, store_url)
     table = pa.Table.from_pandas(frame.assign(prosumer_id=frame["prosumer_id"].astype("category")), preserve_index=False)
     assert grid.record(table)["inserted"] == len(frame)

@@ -146,7 +146,7 @@ impl LedgerStore for AnyStore {
     }
     async fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> Result<usize> {
         dispatch!(self, s => s.save_cleared(rows, registry).await)
@@ -255,7 +255,7 @@ impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore
     }
     async fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> Result<usize> {
         self.ledger.save_cleared(rows, registry).await

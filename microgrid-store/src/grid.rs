@@ -289,12 +289,12 @@ impl<S: Store> Grid<S> {
                 continue;
             }
             let cleared = clear_reading_rows(&todo, &order, tariff, mechanism, self.threads)?;
-            let pairs: Vec<(Arc<ReadingRow>, ClearedRow)> = chunk
+            let pairs: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)> = chunk
                 .timeframes()
                 .zip(rows)
                 .filter(|(tf, _)| !done.contains(&tf.start()))
                 .map(|(_, r)| r)
-                .zip(cleared)
+                .zip(cleared.into_iter().map(Arc::new))
                 .collect();
             let stored = self.store.save_cleared(&pairs, &registry).await?;
             report.cleared += stored;

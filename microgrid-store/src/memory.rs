@@ -308,7 +308,7 @@ impl LedgerStore for MemoryStore {
 
     async fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> Result<usize> {
         let mut inner = self.lock();
@@ -321,7 +321,7 @@ impl LedgerStore for MemoryStore {
             }
             inner
                 .clearings
-                .insert(start, (readings.clone(), Arc::new(cleared.clone())));
+                .insert(start, (readings.clone(), cleared.clone()));
             stored += 1;
         }
         Ok(stored)

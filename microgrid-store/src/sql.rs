@@ -446,8 +446,8 @@ pub(crate) fn plan_writes<'a>(
 /// The cleared rows to store, the first of each timeframe, in time order
 /// (concurrent writers then wait for each other instead of deadlocking).
 pub(crate) fn first_of_each(
-    rows: &[(Arc<ReadingRow>, ClearedRow)],
-) -> Vec<&(Arc<ReadingRow>, ClearedRow)> {
+    rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
+) -> Vec<&(Arc<ReadingRow>, Arc<ClearedRow>)> {
     let mut seen = HashSet::with_capacity(rows.len());
     let mut firsts: Vec<_> = rows
         .iter()
@@ -459,7 +459,7 @@ pub(crate) fn first_of_each(
 
 /// The allocations of cleared rows: every prosumer with a reading.
 pub(crate) fn allocation_values<'a>(
-    rows: &'a [&'a (Arc<ReadingRow>, ClearedRow)],
+    rows: &'a [&'a (Arc<ReadingRow>, Arc<ClearedRow>)],
     registry: &'a Registry,
 ) -> impl Iterator<Item = AllocationValue<'a>> + Send + 'a {
     rows.iter().flat_map(move |(readings, cleared)| {

@@ -429,7 +429,7 @@ impl LedgerStore for SqliteStore {
 
     async fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> Result<usize> {
         let rows = sql::first_of_each(rows);

@@ -151,7 +151,7 @@ pub trait LedgerStore: Send + Sync {
     /// write.
     fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> impl Future<Output = Result<usize>> + Send {
         async move {

@@ -294,7 +294,7 @@ impl LedgerStore for MongoStore {
     /// which of its timeframes are stored and inserting the others.
     async fn save_cleared(
         &self,
-        rows: &[(Arc<ReadingRow>, ClearedRow)],
+        rows: &[(Arc<ReadingRow>, Arc<ClearedRow>)],
         registry: &Registry,
     ) -> Result<usize> {
         let order = registry.id_order();

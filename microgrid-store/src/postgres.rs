@@ -145,22 +145,31 @@ async fn copy_out<const N: usize>(
     let mut stream = conn.copy_out_raw(&statement).await.map_err(db(operation))?;
     let mut pending: Vec<u8> = Vec::new();
     let mut header = true;
+    let mut failed = None;
     while let Some(chunk) = stream.try_next().await.map_err(db(operation))? {
+        if failed.is_some() {
+            // The stream is read to its end even after an error: a
+            // connection left in the middle of a COPY is out of step.
+            continue;
+        }
         // The server sends a message per row; rows split across messages
         // are put together in `pending`.
-        if pending.is_empty() {
-            let used = parse_rows(&chunk, &mut header, &mut row)?;
-            pending.extend_from_slice(&chunk[used..]);
+        let parsed = if pending.is_empty() {
+            parse_rows(&chunk, &mut header, &mut row)
+                .map(|used| pending.extend_from_slice(&chunk[used..]))
         } else {
             pending.extend_from_slice(&chunk);
-            let used = parse_rows(&pending, &mut header, &mut row)?;
-            pending.drain(..used);
-        }
+            parse_rows(&pending, &mut header, &mut row).map(|used| {
+                pending.drain(..used);
+            })
+        };
+        failed = parsed.err();
     }
-    if header || !pending.is_empty() {
-        return Err(corrupt("COPY data", "truncated"));
+    match failed {
+        Some(e) => Err(e),
+        None if header || !pending.is_empty() => Err(corrupt("COPY data", "truncated")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Hands the complete rows of binary COPY `data` to `row` and returns the
@@ -251,14 +260,15 @@ async fn dense_rows<'r>(
     let mut rows = DenseRows::new(range, registry);
     copy_out(
         conn,
-        "start, prosumer_id, produced_wh, consumed_wh",
+        "start, prosumer_id, length_minutes::bigint, produced_wh, consumed_wh",
         "readings",
         range,
         "loading readings",
-        |[start, id, p, c]| {
+        |[start, id, m, p, c]| {
             let r = ValueRecord {
                 start: seconds(start)?,
                 prosumer_id: text(id)?,
+                length_minutes: int8(m)?,
                 produced_wh: int8(p)?,
                 consumed_wh: int8(c)?,
             };
@@ -792,5 +802,50 @@ impl LedgerStore for PostgresStore {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_copy_rows_split_across_messages_are_put_together() {
+        let mut data = Binary::new();
+        for (id, v) in [("a", 1), ("bb", -2)] {
+            data.row(2).text(id).int8(v);
+        }
+        data.0.extend_from_slice(&(-1i16).to_be_bytes());
+        // Every split point: rows are parsed once, whole.
+        for cut in 0..data.0.len() {
+            let mut rows = Vec::new();
+            let mut header = true;
+            let mut add = |[id, v]: [&[u8]; 2]| {
+                rows.push((text(id)?.to_owned(), int8(v)?));
+                Ok(())
+            };
+            let used = parse_rows(&data.0[..cut], &mut header, &mut add).unwrap();
+            let mut rest = data.0[used..cut].to_vec();
+            rest.extend_from_slice(&data.0[cut..]);
+            let used = parse_rows(&rest, &mut header, &mut add).unwrap();
+            assert_eq!(used, rest.len(), "cut at {cut}");
+            assert_eq!(rows, [("a".to_owned(), 1), ("bb".to_owned(), -2)]);
+        }
+        assert_eq!(seconds(&(-PG_EPOCH * 1_000_000).to_be_bytes()).unwrap(), 0);
+    }
+
+    /// Needs the test server (./scripts/databases run -- cargo test ...).
+    #[tokio::test]
+    async fn sql_store_rules() {
+        let url = std::env::var("MICROGRID_TEST_POSTGRES_URL").expect(
+            "MICROGRID_TEST_POSTGRES_URL is not set: run under ./scripts/databases run -- ...",
+        );
+        let schema = format!(
+            "rules_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let store = PostgresStore::open_in_schema(&url, &schema).await.unwrap();
+        sql::tests::sql_store_rules(store).await;
     }
 }

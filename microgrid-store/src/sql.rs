@@ -198,10 +198,11 @@ impl<T: Load<DateTime<Utc>>, N: Into<i64>> ReadingRecord<T, N> {
     }
 }
 
-/// A stored reading without its length (for dense rows).
+/// A stored reading, for dense rows.
 pub(crate) struct ValueRecord<'r, T> {
     pub start: T,
     pub prosumer_id: &'r str,
+    pub length_minutes: i64,
     pub produced_wh: i64,
     pub consumed_wh: i64,
 }
@@ -365,18 +366,31 @@ impl<'a> DenseRows<'a> {
     }
 
     /// Adds a stored reading; an id that is not registered is an error if
-    /// `strict`, else left out.
+    /// `strict`, else left out. A reading of another timeframe length is
+    /// [`microgrid_core::Error::MixedTimeframeLength`].
     pub(crate) fn add<T: Load<DateTime<Utc>>>(
         &mut self,
         r: ValueRecord<'_, T>,
         strict: bool,
     ) -> Result<()> {
+        let start = r.start.load()?;
+        let expected = self.range.length().minutes();
+        if r.length_minutes != i64::from(expected) {
+            return Err(microgrid_core::Error::MixedTimeframeLength {
+                id: r.prosumer_id.to_owned(),
+                start,
+                expected,
+                found: u32::try_from(r.length_minutes)
+                    .map_err(|_| corrupt("timeframe length", r.length_minutes))?,
+            }
+            .into());
+        }
         let i = match self.indices.get(r.prosumer_id) {
             Some(i) => i,
             None if strict => return self.indices.index(r.prosumer_id).map(|_| ()),
             None => return Ok(()),
         };
-        let k = slot(&self.range, r.start.load()?)?;
+        let k = slot(&self.range, start)?;
         let width = self.width;
         self.rows[k]
             .get_or_insert_with(|| ReadingRow::with_width(width))
@@ -560,4 +574,125 @@ pub(crate) fn duplicate_prosumer(
         .map_or(error, |p| {
             microgrid_core::Error::DuplicateProsumer(p.id().to_string()).into()
         })
+}
+
+/// What both SQL stores must do beyond the conformance suite, run by each
+/// adapter's tests.
+#[cfg(test)]
+pub(crate) mod tests {
+    use chrono::{NaiveDate, TimeZone};
+    use microgrid_core::{Mechanism, ProsumerKind, TimeframeLength};
+
+    use super::*;
+    use crate::traits::Store;
+    use crate::{Grid, StoreError};
+
+    fn prosumer(id: &str) -> Prosumer {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        Prosumer::new(id, id, ProsumerKind::Household, day).unwrap()
+    }
+
+    fn reading(id: &str, hour: u32, minutes: u32) -> Reading {
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).unwrap();
+        let tf = Timeframe::new(start, TimeframeLength::new(minutes).unwrap()).unwrap();
+        Reading::new(id.parse().unwrap(), tf, Wh::new(100), Wh::new(40)).unwrap()
+    }
+
+    pub(crate) async fn sql_store_rules<S: Store + Clone>(store: S) {
+        // The registry comes back in registration order.
+        store
+            .insert_prosumers(&[prosumer("b"), prosumer("a")])
+            .await
+            .unwrap();
+        let ids = |r: &Registry| -> Vec<String> {
+            r.by_index().iter().map(|p| p.id().to_string()).collect()
+        };
+        assert_eq!(ids(&store.registry().await.unwrap()), ["b", "a"]);
+        store.save_prosumer(&prosumer("c")).await.unwrap();
+        store.save_prosumer(&prosumer("b")).await.unwrap();
+        assert_eq!(ids(&store.registry().await.unwrap()), ["b", "a", "c"]);
+        // A taken id is named, and nothing of the batch is stored.
+        let err = store
+            .insert_prosumers(&[prosumer("d"), prosumer("a")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Domain(microgrid_core::Error::DuplicateProsumer(id)) if id == "a"),
+            "{err}"
+        );
+        assert_eq!(store.registry().await.unwrap().len(), 3);
+
+        // Readings of another timeframe length are refused, in and out.
+        let quarter = Grid::new(store.clone(), TimeframeLength::default());
+        quarter
+            .record(vec![reading("a", 1, 15), reading("b", 1, 15)])
+            .await
+            .unwrap();
+        let hours = Grid::new(store.clone(), TimeframeLength::new(60).unwrap());
+        let mixed = |e: &StoreError| {
+            matches!(
+                e,
+                StoreError::Domain(microgrid_core::Error::MixedTimeframeLength {
+                    expected: 60,
+                    found: 15,
+                    ..
+                })
+            )
+        };
+        let err = hours.record(vec![reading("c", 1, 60)]).await.unwrap_err();
+        assert!(mixed(&err), "{err}");
+        let hour = reading("c", 1, 60).timeframe();
+        let by_hour = TimeRange::new(hour.start(), hour.end(), hour.length()).unwrap();
+        let registry = store.registry().await.unwrap();
+        let err = store.reading_rows(&by_hour, &registry).await.unwrap_err();
+        assert!(mixed(&err), "{err}");
+
+        // Rows name a stored id the registry does not have.
+        let quarter_hour = reading("a", 1, 15).timeframe();
+        let range = TimeRange::new(
+            quarter_hour.start(),
+            quarter_hour.end(),
+            quarter_hour.length(),
+        )
+        .unwrap();
+        let without_a: Registry = [prosumer("b")]
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let err = store.reading_rows(&range, &without_a).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Domain(microgrid_core::Error::UnknownProsumer(id)) if id == "a"),
+            "{err}"
+        );
+        let rows = store.reading_rows(&range, &registry).await.unwrap();
+        let a = registry.index_of(&"a".parse().unwrap()).unwrap().get();
+        assert_eq!(rows[0].get(a), Some((Wh::new(100), Wh::new(40))));
+
+        // A timeframe given twice is stored once, with its first result.
+        let prices =
+            microgrid_core::GridPrices::new("0.3".parse().unwrap(), "0.1".parse().unwrap())
+                .unwrap();
+        let cleared = microgrid_core::clear_reading_rows(
+            &[(quarter_hour, rows[0].as_ref())],
+            &registry.id_order(),
+            &prices,
+            &Mechanism::MidMarketRate,
+            1,
+        )
+        .unwrap();
+        let first = Arc::new(cleared[0].clone());
+        let mut other = cleared[0].clone();
+        other.summary.sellers += 1;
+        let pairs = vec![
+            (rows[0].clone(), first.clone()),
+            (rows[0].clone(), Arc::new(other)),
+        ];
+        assert_eq!(store.save_cleared(&pairs, &registry).await.unwrap(), 1);
+        assert_eq!(store.save_cleared(&pairs, &registry).await.unwrap(), 0);
+        let stored = store.cleared_rows(&range, &registry).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].1.summary, first.summary);
+        assert_eq!(stored[0].0.get(a), Some((Wh::new(100), Wh::new(40))));
+        assert_eq!(store.allocations(&range, None).await.unwrap().len(), 2);
+    }
 }

@@ -174,16 +174,20 @@ async fn dense_rows<'c, 'r>(
     strict: bool,
 ) -> Result<DenseRows<'r>> {
     let mut rows = DenseRows::new(range, registry);
-    let statement = packed!("produced_wh || ',' || consumed_wh", "readings");
+    let statement = packed!(
+        "length_minutes || ',' || produced_wh || ',' || consumed_wh",
+        "readings"
+    );
     read_packed(
         e,
         statement,
         range,
         "loading readings",
-        |start, [p, c], id| {
+        |start, [minutes, p, c], id| {
             let r = ValueRecord {
                 start,
                 prosumer_id: id,
+                length_minutes: minutes,
                 produced_wh: p,
                 consumed_wh: c,
             };
@@ -576,5 +580,17 @@ impl LedgerStore for SqliteStore {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sql_store_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("rules.db").display());
+        sql::tests::sql_store_rules(SqliteStore::open(&url).await.unwrap()).await;
     }
 }

@@ -185,6 +185,12 @@ fn parse_rows<const N: usize>(
         let Some(extension) = be::<4>(data, 15) else {
             return Ok(0);
         };
+        if !data.starts_with(SIGNATURE) {
+            return Err(corrupt(
+                "COPY signature",
+                String::from_utf8_lossy(&data[..11]),
+            ));
+        }
         let end = 19 + i32::from_be_bytes(extension).max(0) as usize;
         if data.len() < end {
             return Ok(0);
@@ -410,6 +416,8 @@ fn count(n: u32) -> i32 {
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH: i64 = 946_684_800;
+/// The first bytes of binary COPY data.
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Bytes of COPY data per message.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -419,7 +427,7 @@ struct Binary(Vec<u8>);
 impl Binary {
     fn new() -> Binary {
         let mut buf = Vec::with_capacity(COPY_CHUNK + 1024);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(SIGNATURE);
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags
         buf.extend_from_slice(&0i32.to_be_bytes()); // header extension
         Binary(buf)

@@ -161,6 +161,27 @@ pub enum Error {
         /// The clock's time.
         now: DateTime<Utc>,
     },
+    /// A settlement is marked paid by another transaction than the one
+    /// recorded: a period is paid once.
+    #[error("settlement {id} is already paid by {paid}, not by {txid}")]
+    AlreadyPaid {
+        /// The settlement.
+        id: String,
+        /// The transaction recorded.
+        paid: String,
+        /// The other transaction offered.
+        txid: String,
+    },
+    /// A period overlaps one that is settled already with other inputs.
+    #[error("the period [{start}, {end}) overlaps settlement {existing}, which was made with other inputs (rate, tariff or readings)")]
+    SettlementConflict {
+        /// Start of the period to settle.
+        start: DateTime<Utc>,
+        /// End of the period to settle.
+        end: DateTime<Utc>,
+        /// The id of the settlement that stands.
+        existing: String,
+    },
     /// A reading's timeframe length differs from the one the batch uses.
     #[error("reading of prosumer {id} at {start} has a {found}-minute timeframe, the grid uses {expected}")]
     MixedTimeframeLength {

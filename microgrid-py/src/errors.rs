@@ -120,6 +120,8 @@ fn core_error(e: CoreError) -> PyErr {
     match e {
         CoreError::ConflictingReading { .. }
         | CoreError::LateReading { .. }
+        | CoreError::AlreadyPaid { .. }
+        | CoreError::SettlementConflict { .. }
         | CoreError::DuplicateProsumer(_)
         | CoreError::DuplicateReading { .. } => ConflictError::new_err(message),
         CoreError::UnknownProsumer(_) | CoreError::PeriodNotCleared { .. } => {

@@ -418,7 +418,11 @@ impl<S: Store> Grid<S> {
 
     /// Bills and settles `period`, carrying in the balances of the last
     /// settlement before it, and stores the settlement. Settling the same
-    /// period with the same inputs returns the stored settlement.
+    /// period with the same inputs returns the stored settlement; with
+    /// other inputs (another rate, say) it is
+    /// [`microgrid_core::Error::SettlementConflict`] naming the settlement
+    /// that stands. (The check covers settlements that end within the
+    /// period; a store constraint for every overlap is still to come.)
     pub async fn settle(
         &self,
         period: &TimeRange,
@@ -436,6 +440,19 @@ impl<S: Store> Grid<S> {
             .map(|s| s.carried_out())
             .unwrap_or_default();
         let settlement = settle(&bills, &registry, rate, network, operator, &carried)?;
+        // One settlement per period: a settlement of an overlapping period
+        // made with other inputs stands, and this one is refused.
+        if let Some(standing) = self.store.last_settlement(period.end()).await? {
+            let overlaps = standing.period.end() > period.start();
+            if overlaps && standing.id != settlement.id {
+                return Err(microgrid_core::Error::SettlementConflict {
+                    start: period.start(),
+                    end: period.end(),
+                    existing: standing.id,
+                }
+                .into());
+            }
+        }
         self.store.save_settlement(&settlement).await
     }
 

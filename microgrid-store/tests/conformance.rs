@@ -292,7 +292,24 @@ pub async fn a_month_settles_end_to_end<S: Store>(store: S) {
         s
     );
     assert_eq!(grid.settlement(&s.id).await.unwrap().as_ref(), Some(&s));
+    // Another rate for the same period is a conflict: one settlement stands.
+    let dearer =
+        ExchangeRate::new(Decimal::from(95_000), t.currency(), "test", june.end()).unwrap();
+    assert!(matches!(
+        grid.settle(&june, &t, &dearer, Network::Regtest, &operator).await,
+        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == s.id
+    ));
     let paid = grid.mark_paid(&s.id, &"ab".repeat(32)).await.unwrap();
+    assert_eq!(
+        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
+        paid.paid_txid
+    );
+    // Paid once: the same txid again changes nothing, another is refused.
+    grid.mark_paid(&s.id, &"AB".repeat(32)).await.unwrap();
+    assert!(matches!(
+        grid.mark_paid(&s.id, &"cd".repeat(32)).await,
+        Err(StoreError::Domain(Error::AlreadyPaid { .. }))
+    ));
     assert_eq!(
         grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
         paid.paid_txid

@@ -487,13 +487,25 @@ impl Settlement {
     }
 
     /// Records the transaction that paid the batch (64 hex characters).
+    /// A settlement is paid once: the same txid again changes nothing,
+    /// another one is [`Error::AlreadyPaid`].
     pub fn mark_paid(&mut self, txid: &str) -> Result<()> {
         let valid = txid.len() == 64 && txid.bytes().all(|b| b.is_ascii_hexdigit());
         if !valid {
             return Err(Error::InvalidTxid(txid.to_owned()));
         }
-        self.paid_txid = Some(txid.to_ascii_lowercase());
-        Ok(())
+        let txid = txid.to_ascii_lowercase();
+        match &self.paid_txid {
+            Some(paid) if *paid != txid => Err(Error::AlreadyPaid {
+                id: self.id.clone(),
+                paid: paid.clone(),
+                txid,
+            }),
+            _ => {
+                self.paid_txid = Some(txid);
+                Ok(())
+            }
+        }
     }
 
     /// The settlement as canonical JSON: keys sorted, no white space,

@@ -309,6 +309,7 @@ pub fn bill_period(
     tariff: &Tariff,
     clearings: &[TimeframeClearing],
 ) -> Result<PeriodBills> {
+    tariff.check()?;
     let ordered = in_period_order(period, clearings)?;
     let summaries: Vec<&TimeframeSummary> = ordered.iter().map(|c| &c.summary).collect();
     let per_period = pricing_kind(&summaries)?;
@@ -363,6 +364,7 @@ impl<'a> RowBilling<'a> {
         registry: &'a Registry,
         threads: usize,
     ) -> Result<RowBilling<'a>> {
+        tariff.check()?;
         Ok(RowBilling {
             period: *period,
             tariff,
@@ -923,6 +925,27 @@ mod tests {
         // 1 kWh imported in the first timeframe: a fee of 1,000,000.
         assert_eq!(bills.fees, Decimal::from(1_000_000));
         assert_eq!(bills.total(), bills.grid_leg + bills.fees);
+    }
+
+    #[test]
+    fn negative_fees_and_absurd_fixed_fees_are_refused() {
+        let (period, tariff, cleared) = setup(Mechanism::MidMarketRate);
+        let minus = Price::new(Decimal::new(-1, 2)).unwrap();
+        for bad in [
+            tariff.clone().with_grid_fee(minus),
+            tariff.clone().with_operator_margin(minus),
+        ] {
+            assert!(matches!(
+                bill_period(&period, &bad, &cleared),
+                Err(Error::InvalidPrice { .. })
+            ));
+        }
+        assert!(matches!(
+            tariff
+                .clone()
+                .with_fixed_fee(Decimal::new(5, 0) * Decimal::from(10u64.pow(18))),
+            Err(Error::InvalidAmount { .. })
+        ));
     }
 
     #[test]

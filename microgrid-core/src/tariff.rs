@@ -99,6 +99,25 @@ impl Tariff {
         self
     }
 
+    /// Checks the per-kWh fees: the grid fee and the operator margin must
+    /// not be negative (a negative fee would pay members for importing).
+    /// Billing calls it; so can anyone building a tariff from user input.
+    pub fn check(&self) -> Result<()> {
+        for (what, price) in [
+            ("grid fee", self.grid_fee),
+            ("operator margin", self.operator_margin),
+        ] {
+            if price.per_kwh().is_sign_negative() && !price.per_kwh().is_zero() {
+                return Err(Error::InvalidPrice {
+                    what,
+                    value: price.per_kwh(),
+                    reason: "it is negative",
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The tariff's currency.
     pub fn currency(&self) -> Currency {
         self.currency
@@ -141,11 +160,17 @@ impl TryFrom<RawTariff> for Tariff {
     }
 }
 
-/// Checks that an amount is not negative and has at most
-/// [`AMOUNT_DECIMALS`] decimals.
+/// The largest fixed fee per member and period: far above any real fee,
+/// and small enough that a community's fees cannot overflow a sum.
+pub const MAX_FIXED_FEE: i64 = 1_000_000_000;
+
+/// Checks that an amount is not negative, at most [`MAX_FIXED_FEE`], and
+/// has at most [`AMOUNT_DECIMALS`] decimals.
 pub(crate) fn check_amount(what: &'static str, value: Decimal) -> Result<()> {
     let reason = if value.is_sign_negative() && !value.is_zero() {
         Some("it is negative")
+    } else if value > Decimal::from(MAX_FIXED_FEE) {
+        Some("it is above 1,000,000,000")
     } else if value.normalize().scale() > AMOUNT_DECIMALS {
         Some("more than 9 decimals")
     } else {

@@ -42,6 +42,7 @@ impl Tariff {
         if let Some(m) = operator_margin {
             t = t.with_operator_margin(m.0);
         }
+        t.check()?;
         Ok(Tariff { inner: t })
     }
 

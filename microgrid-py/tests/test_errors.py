@@ -32,6 +32,8 @@ def test_validation_errors_name_the_input():
         g.summaries(dt.datetime(2026, 6, 1), dt.datetime(2026, 6, 2))
     with pytest.raises(microgrid.ValidationError, match="float"):
         microgrid.Tariff(0.30, "0.1")
+    with pytest.raises(microgrid.ValidationError, match="grid fee .* negative"):
+        microgrid.Tariff("0.30", "0.1", grid_fee="-0.01")
     with pytest.raises(microgrid.ValidationError, match="not valid on regtest"):
         g.register("x", "X", "household", dt.date(2026, 1, 1), address="1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2")
     with pytest.raises(microgrid.ValidationError, match="invalid prosumer id"):

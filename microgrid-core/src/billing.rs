@@ -206,7 +206,7 @@ use crate::energy::Wh;
 use crate::error::{Error, Result};
 use crate::matrix::ClearedRow;
 use crate::metrics::CommunityMetrics;
-use crate::money::{Currency, Price, AMOUNT_DECIMALS, PRICE_DECIMALS};
+use crate::money::{Currency, Price, AMOUNT_DECIMALS};
 use crate::pricing::bill_sharing::BillSharingPeriod;
 use crate::pricing::CommunityPrice;
 use crate::registry::ProsumerId;
@@ -314,8 +314,8 @@ pub fn bill_period(
     let summaries: Vec<&TimeframeSummary> = ordered.iter().map(|c| &c.summary).collect();
     let per_period = pricing_kind(&summaries)?;
     let (fee, margin) = (
-        micros(tariff.grid_fee())?,
-        micros(tariff.operator_margin())?,
+        tariff.grid_fee().micros()?,
+        tariff.operator_margin().micros()?,
     );
     let members = accumulate(&ordered)?;
     let bills = members
@@ -370,8 +370,8 @@ impl<'a> RowBilling<'a> {
             tariff,
             registry,
             threads: threads.max(1),
-            fee: micros(tariff.grid_fee())?,
-            margin: micros(tariff.operator_margin())?,
+            fee: tariff.grid_fee().micros()?,
+            margin: tariff.operator_margin().micros()?,
             summaries: Vec::with_capacity(period.len()),
             lines: vec![Lines::default(); registry.len()],
             member: vec![false; registry.len()],
@@ -546,9 +546,13 @@ struct Rates {
 impl Rates {
     fn of(summary: &TimeframeSummary) -> Result<Rates> {
         Ok(Rates {
-            import: micros(summary.grid.import())?,
-            export: micros(summary.grid.export())?,
-            community: summary.community_price.known().map(micros).transpose()?,
+            import: summary.grid.import().micros()?,
+            export: summary.grid.export().micros()?,
+            community: summary
+                .community_price
+                .known()
+                .map(Price::micros)
+                .transpose()?,
         })
     }
 }
@@ -647,18 +651,6 @@ impl Lines {
             ..empty_bill(prosumer)
         })
     }
-}
-
-/// A price in units of 10⁻⁶ per kWh, below 2^62 in magnitude (4.6 · 10^12
-/// per kWh: any real price).
-fn micros(price: Price) -> Result<i64> {
-    let mut d = price.per_kwh();
-    d.rescale(PRICE_DECIMALS);
-    // `rescale` keeps a smaller scale when the mantissa would not fit.
-    if d.scale() != PRICE_DECIMALS || d.mantissa().abs() >= 1 << 62 {
-        return Err(Error::Overflow("price in millionths"));
-    }
-    i64::try_from(d.mantissa()).map_err(|_| Error::Overflow("price in millionths"))
 }
 
 /// `sum += micros · energy`, exactly, or an overflow error. With

@@ -132,6 +132,20 @@ impl Price {
         self.0
     }
 
+    /// The price in millionths per kWh ([`PRICE_DECIMALS`] decimals), the
+    /// integer unit columnar billing and the views compute in; below 2^62
+    /// in magnitude (every [`Price`] is, being at most
+    /// [`MAX_PRICE_PER_KWH`]).
+    pub fn micros(self) -> Result<i64> {
+        let mut d = self.0;
+        d.rescale(PRICE_DECIMALS);
+        // `rescale` keeps a smaller scale when the mantissa would not fit.
+        if d.scale() != PRICE_DECIMALS || d.mantissa().abs() >= 1 << 62 {
+            return Err(Error::Overflow("price in millionths"));
+        }
+        i64::try_from(d.mantissa()).map_err(|_| Error::Overflow("price in millionths"))
+    }
+
     /// The exact amount for `energy` at this price: `price × Wh / 1000`.
     pub fn amount_for(self, energy: Wh) -> Decimal {
         self.0 * energy.as_kwh()

@@ -38,21 +38,11 @@
 
 use crate::batch::ReadingRow;
 use crate::clearing::TimeframeSummary;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::matrix::ClearedRow;
-use crate::money::{Price, PRICE_DECIMALS};
+use crate::money::Price;
 use crate::registry::Registry;
 use crate::trades::match_north_west;
-
-/// A price in millionths per kWh.
-fn micros(price: Price) -> Result<i64> {
-    let mut d = price.per_kwh();
-    d.rescale(PRICE_DECIMALS);
-    if d.scale() != PRICE_DECIMALS {
-        return Err(Error::Overflow("price in millionths"));
-    }
-    i64::try_from(d.mantissa()).map_err(|_| Error::Overflow("price in millionths"))
-}
 
 /// The grid as a whole, one entry per cleared timeframe.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,12 +96,14 @@ impl SummaryColumns {
             c.export_wh.push(s.export.get());
             c.sellers.push(s.sellers);
             c.buyers.push(s.buyers);
-            c.grid_import_price.push(micros(s.grid.import())?);
-            c.grid_export_price.push(micros(s.grid.export())?);
+            c.grid_import_price.push(s.grid.import().micros()?);
+            c.grid_export_price.push(s.grid.export().micros()?);
             c.community_price
-                .push(s.community_price.known().map(micros).transpose()?);
-            c.buy_price.push(s.buy_price().map(micros).transpose()?);
-            c.sell_price.push(s.sell_price().map(micros).transpose()?);
+                .push(s.community_price.known().map(Price::micros).transpose()?);
+            c.buy_price
+                .push(s.buy_price().map(Price::micros).transpose()?);
+            c.sell_price
+                .push(s.sell_price().map(Price::micros).transpose()?);
         }
         Ok(c)
     }
@@ -184,10 +176,10 @@ impl AllocationColumns {
             let s = &cleared.summary;
             let start = s.timeframe.start().timestamp();
             let (r, e) = (
-                micros(s.grid.import()).unwrap_or_default(),
-                micros(s.grid.export()).unwrap_or_default(),
+                s.grid.import().micros().unwrap_or_default(),
+                s.grid.export().micros().unwrap_or_default(),
             );
-            let p = s.community_price.known().and_then(|p| micros(p).ok());
+            let p = s.community_price.known().and_then(|p| p.micros().ok());
             for &i in &order {
                 let Some((produced, consumed)) = readings.get(i as usize) else {
                     continue;
@@ -275,7 +267,7 @@ impl TradeColumns {
                 .summary
                 .community_price
                 .known()
-                .and_then(|p| micros(p).ok());
+                .and_then(|p| p.micros().ok());
             match_north_west(sellers, buyers, |s, b, energy| {
                 if prosumer.is_none_or(|p| p == s || p == b) {
                     c.start.push(start);

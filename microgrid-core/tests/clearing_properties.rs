@@ -1,5 +1,5 @@
 //! Property tests of clearing, pricing and trades: the invariants of
-//! DESIGN.md §3, each checked on thousands of random timeframes.
+//! the clearing rules (see the `clearing` module docs), each checked on thousands of random timeframes.
 
 use chrono::{TimeZone, Utc};
 use microgrid_core::pricing::bill_sharing::BillSharingPeriod;

@@ -279,20 +279,20 @@ impl<S: Store> Grid<S> {
         let mut report = ClearReport::default();
         for chunk in chunks(range, registry.len())? {
             let rows = self.store.reading_rows(&chunk, &registry).await?;
-            let todo: Vec<(Timeframe, &ReadingRow)> = chunk
-                .timeframes()
-                .zip(rows.iter().map(|r| r.as_ref()))
-                .filter(|(tf, _)| !done.contains(&tf.start()))
-                .collect();
-            report.already_cleared += chunk.len() - todo.len();
-            if todo.is_empty() {
-                continue;
-            }
-            let cleared = clear_reading_rows(&todo, &order, tariff, mechanism, self.threads)?;
-            let pairs: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)> = chunk
+            let open: Vec<(Timeframe, Arc<ReadingRow>)> = chunk
                 .timeframes()
                 .zip(rows)
                 .filter(|(tf, _)| !done.contains(&tf.start()))
+                .collect();
+            report.already_cleared += chunk.len() - open.len();
+            if open.is_empty() {
+                continue;
+            }
+            let todo: Vec<(Timeframe, &ReadingRow)> =
+                open.iter().map(|(tf, r)| (*tf, r.as_ref())).collect();
+            let cleared = clear_reading_rows(&todo, &order, tariff, mechanism, self.threads)?;
+            let pairs: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)> = open
+                .into_iter()
                 .map(|(_, r)| r)
                 .zip(cleared.into_iter().map(Arc::new))
                 .collect();

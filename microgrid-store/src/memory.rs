@@ -115,27 +115,35 @@ impl Inner {
         }
     }
 
-    fn allocations_of(&self, (row, cleared): &Cleared) -> impl Iterator<Item = Allocation> + '_ {
+    /// The columns with a prosumer, in id order: the order allocations
+    /// are listed in.
+    fn columns_by_id(&self) -> Vec<(&ProsumerId, usize)> {
         let mut ids: Vec<(&ProsumerId, usize)> = self
             .columns
             .iter()
             .enumerate()
-            .filter(|&(c, _)| row.get(c).is_some())
             .map(|(c, id)| (id, c))
             .collect();
         ids.sort_unstable();
-        let (row, cleared) = (row.clone(), cleared.clone());
-        ids.into_iter().filter_map(move |(id, c)| {
-            let (p, q) = row.get(c)?;
-            Some(Allocation::new(
-                id.clone(),
-                &cleared.summary,
-                p,
-                q,
-                cleared.community.get(c).copied().unwrap_or(Wh::ZERO),
-            ))
-        })
+        ids
     }
+}
+
+/// The allocations of one cleared timeframe, given its columns in id order.
+fn allocations_of<'a>(
+    by_id: &'a [(&'a ProsumerId, usize)],
+    (row, cleared): &'a Cleared,
+) -> impl Iterator<Item = Allocation> + 'a {
+    by_id.iter().filter_map(move |&(id, c)| {
+        let (p, q) = row.get(c)?;
+        Some(Allocation::new(
+            id.clone(),
+            &cleared.summary,
+            p,
+            q,
+            cleared.community.get(c).copied().unwrap_or(Wh::ZERO),
+        ))
+    })
 }
 
 fn in_range<'a, V>(
@@ -178,13 +186,7 @@ impl ReadingStore for MemoryStore {
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
         let inner = self.lock();
-        let mut order: Vec<(&ProsumerId, usize)> = inner
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(c, id)| (id, c))
-            .collect();
-        order.sort_unstable();
+        let order = inner.columns_by_id();
         let mut out = Vec::new();
         for (start, row) in in_range(&inner.readings, range) {
             let tf = Timeframe::new(*start, range.length())?;
@@ -353,8 +355,9 @@ impl LedgerStore for MemoryStore {
         prosumer: Option<&ProsumerId>,
     ) -> Result<Vec<Allocation>> {
         let inner = self.lock();
+        let by_id = inner.columns_by_id();
         Ok(in_range(&inner.clearings, range)
-            .flat_map(|(_, c)| inner.allocations_of(c))
+            .flat_map(|(_, c)| allocations_of(&by_id, c))
             .filter(|a| prosumer.is_none_or(|p| &a.prosumer == p))
             .collect())
     }

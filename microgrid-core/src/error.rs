@@ -172,8 +172,9 @@ pub enum Error {
         /// The other transaction offered.
         txid: String,
     },
-    /// A period overlaps one that is settled already with other inputs.
-    #[error("the period [{start}, {end}) overlaps settlement {existing}, which was made with other inputs (rate, tariff or readings)")]
+    /// A period overlaps a settlement that stands (not voided) and was made
+    /// with other inputs. Void that one first to replace it.
+    #[error("the period [{start}, {end}) overlaps settlement {existing}, which stands; it differs in: {}", .differs.join(", "))]
     SettlementConflict {
         /// Start of the period to settle.
         start: DateTime<Utc>,
@@ -181,6 +182,37 @@ pub enum Error {
         end: DateTime<Utc>,
         /// The id of the settlement that stands.
         existing: String,
+        /// What differs from it (`"period"`, `"rate"`, `"rate source"`,
+        /// `"network"`, `"operator address"`, `"amounts"`).
+        differs: Vec<String>,
+    },
+    /// A paid settlement cannot be voided: its payout batch is on chain.
+    #[error("settlement {id} is paid by {txid} and cannot be voided")]
+    CannotVoidPaid {
+        /// The settlement.
+        id: String,
+        /// The transaction that paid it.
+        txid: String,
+    },
+    /// A voided settlement cannot be paid.
+    #[error("settlement {id} was voided ({reason}) and cannot be paid")]
+    SettlementVoided {
+        /// The settlement.
+        id: String,
+        /// Why it was voided.
+        reason: String,
+    },
+    /// A timeframe cleared in one currency is billed in another.
+    #[error(
+        "the timeframe starting {start} was cleared in {cleared}, the tariff bills in {billed}"
+    )]
+    ClearedInOtherCurrency {
+        /// Start of the timeframe.
+        start: DateTime<Utc>,
+        /// The currency of its clearing.
+        cleared: String,
+        /// The currency of the tariff.
+        billed: String,
     },
     /// A reading's timeframe length differs from the one the batch uses.
     #[error("reading of prosumer {id} at {start} has a {found}-minute timeframe, the grid uses {expected}")]
@@ -238,9 +270,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// An exchange rate is zero or negative.
-    #[error("exchange rate {rate} {currency} per BTC is not positive")]
-    RateNotPositive {
+    /// An exchange rate is zero or negative, or above
+    /// [`crate::settlement::MAX_RATE_PER_BTC`].
+    #[error("exchange rate {rate} {currency} per BTC is outside (0, 1000000000000000]")]
+    RateOutOfRange {
         /// The rejected rate.
         rate: rust_decimal::Decimal,
         /// Its currency.
@@ -295,6 +328,58 @@ pub enum Error {
         /// Start of the timeframe.
         start: DateTime<Utc>,
     },
+}
+
+impl Error {
+    /// A stable, machine-readable name of the variant in snake case
+    /// (`"late_reading"`, `"settlement_conflict"`, ...), for callers that
+    /// branch on the kind of error without parsing its message. The Python
+    /// package exposes it as the exception's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidProsumerId { .. } => "invalid_prosumer_id",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::UnknownProsumerKind { .. } => "unknown_prosumer_kind",
+            Error::LeftBeforeJoined { .. } => "left_before_joined",
+            Error::DuplicateProsumer { .. } => "duplicate_prosumer",
+            Error::UnknownProsumer { .. } => "unknown_prosumer",
+            Error::InactiveProsumer { .. } => "inactive_prosumer",
+            Error::UnknownNetwork { .. } => "unknown_network",
+            Error::InvalidAddress { .. } => "invalid_address",
+            Error::WrongNetwork { .. } => "wrong_network",
+            Error::InvalidTimeframeLength { .. } => "invalid_timeframe_length",
+            Error::MisalignedTimeframe { .. } => "misaligned_timeframe",
+            Error::InvalidRange { .. } => "invalid_range",
+            Error::NegativeEnergy { .. } => "negative_energy",
+            Error::ImplausibleEnergy { .. } => "implausible_energy",
+            Error::DuplicateReading { .. } => "duplicate_reading",
+            Error::ConflictingReading { .. } => "conflicting_reading",
+            Error::LateReading { .. } => "late_reading",
+            Error::TimeframeNotEnded { .. } => "timeframe_not_ended",
+            Error::AlreadyPaid { .. } => "already_paid",
+            Error::SettlementConflict { .. } => "settlement_conflict",
+            Error::CannotVoidPaid { .. } => "cannot_void_paid",
+            Error::SettlementVoided { .. } => "settlement_voided",
+            Error::ClearedInOtherCurrency { .. } => "cleared_in_other_currency",
+            Error::MixedTimeframeLength { .. } => "mixed_timeframe_length",
+            Error::InvalidCurrency { .. } => "invalid_currency",
+            Error::InvalidPrice { .. } => "invalid_price",
+            Error::Overflow { .. } => "overflow",
+            Error::ShapeMismatch { .. } => "shape_mismatch",
+            Error::PeriodNotCleared { .. } => "period_not_cleared",
+            Error::MixedMechanisms { .. } => "mixed_mechanisms",
+            Error::InvalidAmount { .. } => "invalid_amount",
+            Error::RateOutOfRange { .. } => "rate_out_of_range",
+            Error::CurrencyMismatch { .. } => "currency_mismatch",
+            Error::MixedNetworks { .. } => "mixed_networks",
+            Error::InsufficientInputs { .. } => "insufficient_inputs",
+            Error::InvalidFeeRate { .. } => "invalid_fee_rate",
+            Error::InvalidTxid { .. } => "invalid_txid",
+            Error::Psbt { .. } => "psbt",
+            Error::Parse { .. } => "parse",
+            Error::DuplicateClearing { .. } => "duplicate_clearing",
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -344,11 +344,11 @@ fn bad_inputs_are_refused_with_what_was_wrong() {
     let at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
     assert!(matches!(
         ExchangeRate::new(Decimal::ZERO, "EUR".parse().unwrap(), "x", at),
-        Err(Error::RateNotPositive { .. })
+        Err(Error::RateOutOfRange { .. })
     ));
     assert!(matches!(
         ExchangeRate::new(Decimal::from(-1), "EUR".parse().unwrap(), "x", at),
-        Err(Error::RateNotPositive { .. })
+        Err(Error::RateOutOfRange { .. })
     ));
     let b = bills(&[Decimal::from(-1)], Decimal::ZERO);
     let usd = ExchangeRate::new(Decimal::from(60_000), "USD".parse().unwrap(), "x", at).unwrap();

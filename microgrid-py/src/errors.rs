@@ -127,7 +127,7 @@ fn core_error(e: CoreError) -> PyErr {
         CoreError::UnknownProsumer(_) | CoreError::PeriodNotCleared { .. } => {
             NotFoundError::new_err(message)
         }
-        CoreError::RateNotPositive { .. }
+        CoreError::RateOutOfRange { .. }
         | CoreError::CurrencyMismatch { .. }
         | CoreError::MixedNetworks { .. }
         | CoreError::InsufficientInputs { .. }

@@ -45,6 +45,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A stable, machine-readable name of the error in snake case: the
+    /// domain's [`microgrid_core::Error::kind`] for a refused input, else
+    /// `"database"`, `"corrupt"`, `"url"` or `"not_found"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Domain(e) => e.kind(),
+            StoreError::Database { .. } => "database",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Url { .. } => "url",
+            StoreError::NotFound { .. } => "not_found",
+        }
+    }
+}
+
 /// `url` with its secrets replaced by `***`: the password of the user
 /// info (`scheme://user:***@host`) and the values of query parameters
 /// named like a secret (`password`, `pass`, `pwd`, `secret`, `token`,

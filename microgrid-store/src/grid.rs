@@ -448,6 +448,7 @@ impl<S: Store> Grid<S> {
                 return Err(microgrid_core::Error::SettlementConflict {
                     start: period.start(),
                     end: period.end(),
+                    differs: settlement.differences(&standing),
                     existing: standing.id,
                 }
                 .into());

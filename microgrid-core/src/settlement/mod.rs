@@ -79,6 +79,11 @@ use crate::timeframe::TimeRange;
 use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, Utxo};
 use self::sats::{format_btc, to_sats, to_sats_largest_remainder};
 
+/// The highest exchange rate accepted: 10^15 units of a currency per
+/// bitcoin, a thousand times the most a currency has been quoted at, so
+/// that converting any bill to satoshis stays within `Decimal`.
+pub const MAX_RATE_PER_BTC: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
 /// An exchange-rate snapshot: how much of `currency` one bitcoin costs,
 /// where the number came from and when. Deserializing checks it like
 /// [`ExchangeRate::new`].
@@ -92,15 +97,16 @@ pub struct ExchangeRate {
 }
 
 impl ExchangeRate {
-    /// A snapshot; the rate must be positive.
+    /// A snapshot; the rate must be positive and at most
+    /// [`MAX_RATE_PER_BTC`].
     pub fn new(
         per_btc: Decimal,
         currency: Currency,
         source: impl Into<String>,
         at: DateTime<Utc>,
     ) -> Result<ExchangeRate> {
-        if per_btc <= Decimal::ZERO {
-            return Err(Error::RateNotPositive {
+        if per_btc <= Decimal::ZERO || per_btc > MAX_RATE_PER_BTC {
+            return Err(Error::RateOutOfRange {
                 rate: per_btc,
                 currency: currency.to_string(),
             });
@@ -234,6 +240,20 @@ pub struct Settlement {
     pub operator_sats: i64,
     /// The transaction that paid the batch, once marked paid.
     pub paid_txid: Option<String>,
+    /// Set once the settlement is voided (never when paid); a voided
+    /// settlement pays nothing, carries nothing and no longer holds its
+    /// period. Like `paid_txid` it is not part of the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voided: Option<Voiding>,
+}
+
+/// Why and when a settlement was voided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voiding {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why, in the operator's words (a wrong rate, say).
+    pub reason: String,
 }
 
 /// Settles `bills` at `rate` on `network`. Payout addresses come from the
@@ -322,6 +342,7 @@ pub fn settle(
         grid_sats,
         operator_sats: total - grid_sats,
         paid_txid: None,
+        voided: None,
     };
     settlement.id = settlement.input_hash()[..32].to_owned();
     Ok(settlement)
@@ -495,6 +516,12 @@ impl Settlement {
             return Err(Error::InvalidTxid(txid.to_owned()));
         }
         let txid = txid.to_ascii_lowercase();
+        if let Some(v) = &self.voided {
+            return Err(Error::SettlementVoided {
+                id: self.id.clone(),
+                reason: v.reason.clone(),
+            });
+        }
         match &self.paid_txid {
             Some(paid) if *paid != txid => Err(Error::AlreadyPaid {
                 id: self.id.clone(),
@@ -508,12 +535,70 @@ impl Settlement {
         }
     }
 
+    /// Voids the settlement (to correct a rate, say), so that its period
+    /// can be settled again. A paid settlement cannot be voided
+    /// ([`Error::CannotVoidPaid`]); voiding a voided one changes nothing.
+    pub fn void(&mut self, reason: &str, at: DateTime<Utc>) -> Result<()> {
+        if let Some(txid) = &self.paid_txid {
+            return Err(Error::CannotVoidPaid {
+                id: self.id.clone(),
+                txid: txid.clone(),
+            });
+        }
+        if self.voided.is_none() {
+            self.voided = Some(Voiding {
+                at,
+                reason: reason.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether it stands: not voided.
+    pub fn stands(&self) -> bool {
+        self.voided.is_none()
+    }
+
+    /// What differs between this settlement and `other`, by name:
+    /// `"period"`, `"network"`, `"rate"`, `"rate currency"`,
+    /// `"rate source"`, `"rate time"`, `"operator address"`, `"amounts"`
+    /// (the bills, balances or payouts). Empty when both have the same
+    /// content.
+    pub fn differences(&self, other: &Settlement) -> Vec<String> {
+        let (a, b) = (&self.rate, &other.rate);
+        let checks = [
+            ("period", self.period != other.period),
+            ("network", self.network != other.network),
+            ("rate", a.per_btc != b.per_btc),
+            ("rate currency", a.currency != b.currency),
+            ("rate source", a.source != b.source),
+            ("rate time", a.at != b.at),
+            (
+                "operator address",
+                self.operator_address != other.operator_address,
+            ),
+            (
+                "amounts",
+                self.entries != other.entries
+                    || self.grid_sats != other.grid_sats
+                    || self.operator_sats != other.operator_sats,
+            ),
+        ];
+        checks
+            .iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
+    }
+
     /// The settlement as canonical JSON: keys sorted, no white space,
-    /// decimals as strings, satoshis as integers; without `paid_txid`.
+    /// decimals as strings, satoshis as integers; without `paid_txid` and
+    /// `voided`.
     pub fn canonical_json(&self) -> String {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut value {
             map.remove("paid_txid");
+            map.remove("voided");
         }
         canonical(&value)
     }

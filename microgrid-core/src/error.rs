@@ -194,8 +194,9 @@ pub enum Error {
         /// The transaction that paid it.
         txid: String,
     },
-    /// A voided settlement cannot be paid.
-    #[error("settlement {id} was voided ({reason}) and cannot be paid")]
+    /// A voided settlement cannot be paid, nor made again from the same
+    /// inputs (its id is a hash of them).
+    #[error("settlement {id} was voided ({reason})")]
     SettlementVoided {
         /// The settlement.
         id: String,

@@ -14,7 +14,7 @@ use microgrid_core::{
 use crate::error::{Result, StoreError};
 use crate::grid::Grid;
 use crate::memory::MemoryStore;
-use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+use crate::traits::{ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore};
 
 /// Any of the stores compiled in, chosen by URL at run time.
 #[derive(Debug, Clone)]
@@ -183,6 +183,17 @@ impl LedgerStore for AnyStore {
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         dispatch!(self, s => s.save_payment(paid).await)
     }
+    async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
+        dispatch!(self, s => s.save_voiding(voided).await)
+    }
+    async fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> Result<ClearCounts> {
+        dispatch!(self, s => s.clear_with(range, registry, clear).await)
+    }
 }
 
 /// The registry, the readings and the ledger (clearing results and
@@ -292,6 +303,14 @@ impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         self.ledger.save_payment(paid).await
     }
+    async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
+        self.ledger.save_voiding(voided).await
+    }
+    // `clear_with` is the trait's default here: readings and results live
+    // in two databases, so no one transaction covers both. Each timeframe
+    // is still stored once, but an ingest into the readings store can
+    // interleave with a clear; route readings and ledger to one database
+    // where that matters.
 }
 
 impl Grid<AnyStore> {

@@ -275,30 +275,15 @@ impl<S: Store> Grid<S> {
         }
         let registry = self.shared_registry().await?;
         let order = registry.id_order();
-        let done = self.store.cleared(range).await?;
+        let threads = self.threads;
+        let compute = |todo: &[(Timeframe, &ReadingRow)]| {
+            clear_reading_rows(todo, &order, tariff, mechanism, threads)
+        };
         let mut report = ClearReport::default();
         for chunk in chunks(range, registry.len())? {
-            let rows = self.store.reading_rows(&chunk, &registry).await?;
-            let open: Vec<(Timeframe, Arc<ReadingRow>)> = chunk
-                .timeframes()
-                .zip(rows)
-                .filter(|(tf, _)| !done.contains(&tf.start()))
-                .collect();
-            report.already_cleared += chunk.len() - open.len();
-            if open.is_empty() {
-                continue;
-            }
-            let todo: Vec<(Timeframe, &ReadingRow)> =
-                open.iter().map(|(tf, r)| (*tf, r.as_ref())).collect();
-            let cleared = clear_reading_rows(&todo, &order, tariff, mechanism, self.threads)?;
-            let pairs: Vec<(Arc<ReadingRow>, Arc<ClearedRow>)> = open
-                .into_iter()
-                .map(|(_, r)| r)
-                .zip(cleared.into_iter().map(Arc::new))
-                .collect();
-            let stored = self.store.save_cleared(&pairs, &registry).await?;
-            report.cleared += stored;
-            report.already_cleared += pairs.len() - stored;
+            let counts = self.store.clear_with(&chunk, &registry, &compute).await?;
+            report.cleared += counts.cleared;
+            report.already_cleared += counts.already_cleared;
         }
         Ok(report)
     }
@@ -417,12 +402,13 @@ impl<S: Store> Grid<S> {
     }
 
     /// Bills and settles `period`, carrying in the balances of the last
-    /// settlement before it, and stores the settlement. Settling the same
-    /// period with the same inputs returns the stored settlement; with
-    /// other inputs (another rate, say) it is
-    /// [`microgrid_core::Error::SettlementConflict`] naming the settlement
-    /// that stands. (The check covers settlements that end within the
-    /// period; a store constraint for every overlap is still to come.)
+    /// standing settlement before it, and stores the settlement. A period
+    /// is settled once (the store enforces it): settling it again with the
+    /// same inputs returns the stored settlement; a period that overlaps a
+    /// standing settlement made with other inputs (another rate, say) is
+    /// [`microgrid_core::Error::SettlementConflict`] naming it and what
+    /// differs. To replace a settlement, void it first
+    /// ([`Grid::void_settlement`]).
     pub async fn settle(
         &self,
         period: &TimeRange,
@@ -440,20 +426,6 @@ impl<S: Store> Grid<S> {
             .map(|s| s.carried_out())
             .unwrap_or_default();
         let settlement = settle(&bills, &registry, rate, network, operator, &carried)?;
-        // One settlement per period: a settlement of an overlapping period
-        // made with other inputs stands, and this one is refused.
-        if let Some(standing) = self.store.last_settlement(period.end()).await? {
-            let overlaps = standing.period.end() > period.start();
-            if overlaps && standing.id != settlement.id {
-                return Err(microgrid_core::Error::SettlementConflict {
-                    start: period.start(),
-                    end: period.end(),
-                    differs: settlement.differences(&standing),
-                    existing: standing.id,
-                }
-                .into());
-            }
-        }
         self.store.save_settlement(&settlement).await
     }
 
@@ -462,19 +434,38 @@ impl<S: Store> Grid<S> {
         self.store.settlement(id).await
     }
 
-    /// Records the transaction that paid settlement `id`.
+    /// Records the transaction that paid settlement `id`, once: the same
+    /// txid again changes nothing, another one is
+    /// [`microgrid_core::Error::AlreadyPaid`], a voided settlement
+    /// [`microgrid_core::Error::SettlementVoided`]. The store checks it in
+    /// the same write, so of two concurrent payments one stands.
     pub async fn mark_paid(&self, id: &str, txid: &str) -> Result<Settlement> {
-        let mut settlement =
-            self.store
-                .settlement(id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "settlement",
-                    key: id.to_owned(),
-                })?;
+        let mut settlement = self.stored_settlement(id).await?;
         settlement.mark_paid(txid)?;
         self.store.save_payment(&settlement).await?;
         Ok(settlement)
+    }
+
+    /// Voids settlement `id`, which must not be paid
+    /// ([`microgrid_core::Error::CannotVoidPaid`]), so that its period can
+    /// be settled again (at a corrected rate, say). The voided settlement
+    /// stays stored with its reason and time (by the grid's clock); it pays
+    /// and carries nothing. Voiding twice changes nothing.
+    pub async fn void_settlement(&self, id: &str, reason: &str) -> Result<Settlement> {
+        let mut settlement = self.stored_settlement(id).await?;
+        settlement.void(reason, self.clock.now())?;
+        self.store.save_voiding(&settlement).await?;
+        self.stored_settlement(id).await
+    }
+
+    async fn stored_settlement(&self, id: &str) -> Result<Settlement> {
+        self.store
+            .settlement(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "settlement",
+                key: id.to_owned(),
+            })
     }
 }
 

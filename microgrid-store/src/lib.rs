@@ -58,4 +58,4 @@ pub use mongo::MongoStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use traits::{LedgerStore, ReadingStore, RegistryStore, Store};
+pub use traits::{ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore, Store};

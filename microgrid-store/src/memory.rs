@@ -18,7 +18,7 @@ use microgrid_core::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+use crate::traits::{clear_open, ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore};
 
 /// A cleared timeframe: the readings it was cleared from and the result.
 type Cleared = (Arc<ReadingRow>, Arc<ClearedRow>);
@@ -364,11 +364,26 @@ impl LedgerStore for MemoryStore {
 
     async fn save_settlement(&self, settlement: &Settlement) -> Result<Settlement> {
         let mut inner = self.lock();
-        Ok(inner
+        if let Some(stored) = inner.settlements.get(&settlement.id) {
+            return match &stored.voided {
+                None => Ok(stored.clone()),
+                Some(v) => Err(microgrid_core::Error::SettlementVoided {
+                    id: stored.id.clone(),
+                    reason: v.reason.clone(),
+                }
+                .into()),
+            };
+        }
+        let period = &settlement.period;
+        if let Some(standing) = inner.settlements.values().find(|s| {
+            s.stands() && s.period.start() < period.end() && period.start() < s.period.end()
+        }) {
+            return Err(settlement.conflict_with(standing).into());
+        }
+        inner
             .settlements
-            .entry(settlement.id.clone())
-            .or_insert_with(|| settlement.clone())
-            .clone())
+            .insert(settlement.id.clone(), settlement.clone());
+        Ok(settlement.clone())
     }
 
     async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
@@ -380,21 +395,70 @@ impl LedgerStore for MemoryStore {
             .lock()
             .settlements
             .values()
-            .filter(|s| s.period.end() <= before)
+            .filter(|s| s.stands() && s.period.end() <= before)
             .max_by_key(|s| (s.period.end(), s.id.clone()))
             .cloned())
     }
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let mut inner = self.lock();
-        let stored = inner
-            .settlements
-            .get_mut(&paid.id)
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: paid.id.clone(),
-            })?;
-        *stored = paid.clone();
+        let stored = stored_mut(&mut inner, &paid.id)?;
+        let txid = paid.paid_txid.as_deref().unwrap_or_default();
+        // The core's rule against what is stored, under the lock.
+        stored.clone().mark_paid(txid)?;
+        stored.paid_txid = paid.paid_txid.clone();
         Ok(())
     }
+
+    async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
+        let mut inner = self.lock();
+        let stored = stored_mut(&mut inner, &voided.id)?;
+        let Some(v) = &voided.voided else {
+            return Ok(());
+        };
+        Ok(stored.void(&v.reason, v.at)?)
+    }
+
+    async fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> Result<ClearCounts> {
+        // Under the lock from reading to storing: no ingest in between.
+        let mut inner = self.lock();
+        inner.align(registry);
+        let empty = Arc::new(ReadingRow::default());
+        let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
+            .timeframes()
+            .filter(|tf| !inner.clearings.contains_key(&tf.start()))
+            .map(|tf| {
+                let row = inner.readings.get(&tf.start()).unwrap_or(&empty);
+                (tf, row.clone())
+            })
+            .collect();
+        let already_cleared = range.len() - open.len();
+        let pairs = clear_open(open, clear)?;
+        let cleared = pairs.len();
+        for (readings, result) in pairs {
+            inner
+                .clearings
+                .insert(result.summary.timeframe.start(), (readings, result));
+        }
+        Ok(ClearCounts {
+            cleared,
+            already_cleared,
+        })
+    }
+}
+
+/// The stored settlement `id`, to change under the lock.
+fn stored_mut<'a>(inner: &'a mut Inner, id: &str) -> Result<&'a mut Settlement> {
+    inner
+        .settlements
+        .get_mut(id)
+        .ok_or_else(|| StoreError::NotFound {
+            what: "settlement",
+            key: id.to_owned(),
+        })
 }

@@ -12,7 +12,7 @@ use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
     Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
-    TimeframeClearing, TimeframeSummary, Wh,
+    Timeframe, TimeframeClearing, TimeframeSummary, Wh,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -25,7 +25,33 @@ use crate::sql::{
     self, AllocationRecord, AllocationValue, ClearedRows, DenseRows, ProsumerRecord, ReadingRecord,
     ReadingValue, SummaryRecord, ValueRecord,
 };
-use crate::traits::{LedgerStore, ReadingStore, RegistryStore};
+use crate::traits::{
+    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts, ClearFn,
+    LedgerStore, ReadingStore, RegistryStore,
+};
+
+/// `url` without its `schema` query parameter, and that parameter's value.
+fn take_schema(url: &str) -> (String, Option<String>) {
+    let Some((head, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(value) => {
+                schema = Some(value.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if rest.is_empty() {
+        (head.to_owned(), schema)
+    } else {
+        (format!("{head}?{}", rest.join("&")), schema)
+    }
+}
 
 /// A store in a PostgreSQL database (in one schema of it).
 #[derive(Debug, Clone)]
@@ -37,8 +63,13 @@ impl PostgresStore {
     /// Connects to `url` (e.g. `postgres://user@host/db` or
     /// `postgres://postgres@localhost/postgres?host=/socket/dir`) and
     /// migrates the `public` schema.
+    ///
+    /// A `schema=NAME` query parameter opens that schema instead
+    /// ([`PostgresStore::open_in_schema`]):
+    /// `postgres://ann@db/books?schema=community_a`.
     pub async fn open(url: &str) -> Result<PostgresStore> {
-        PostgresStore::open_in_schema(url, "public").await
+        let (url, schema) = take_schema(url);
+        PostgresStore::open_in_schema(&url, schema.as_deref().unwrap_or("public")).await
     }
 
     /// Like [`PostgresStore::open`], in `schema` (created if missing), so
@@ -757,7 +788,7 @@ impl LedgerStore for PostgresStore {
 
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_value(s).map_err(db("encoding a settlement"))?;
-        sqlx::query(sql::SAVE_SETTLEMENT)
+        let inserted = sqlx::query(sql::SAVE_SETTLEMENT)
             .bind(&s.id)
             .bind(s.period.start())
             .bind(s.period.end())
@@ -765,14 +796,24 @@ impl LedgerStore for PostgresStore {
             .bind(s.paid_txid.as_deref())
             .bind(Json(document))
             .execute(&self.pool)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            // exclusion_violation: settlements_one_per_period (migration 0004).
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23P01") => {}
+            Err(e) => return Err(db("saving a settlement")(e)),
+        }
+        let by_id = self.settlement(&s.id).await?;
+        if by_id.as_ref().is_some_and(Settlement::stands) {
+            return Ok(by_id.unwrap_or_else(|| s.clone()));
+        }
+        let overlapping: Option<Json<Settlement>> = sqlx::query_scalar(sql::STANDING_OVERLAP)
+            .bind(s.period.start())
+            .bind(s.period.end())
+            .fetch_optional(&self.pool)
             .await
-            .map_err(db("saving a settlement"))?;
-        self.settlement(&s.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: s.id.clone(),
-            })
+            .map_err(db("loading a settlement"))?;
+        settled_or_conflict(s, by_id, overlapping.map(|d| d.0))
     }
 
     async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
@@ -795,7 +836,7 @@ impl LedgerStore for PostgresStore {
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_value(paid).map_err(db("encoding a settlement"))?;
-        let updated = sqlx::query(sql::SAVE_PAYMENT)
+        let written = sqlx::query(sql::SAVE_PAYMENT)
             .bind(paid.paid_txid.as_deref())
             .bind(Json(document))
             .bind(&paid.id)
@@ -803,13 +844,84 @@ impl LedgerStore for PostgresStore {
             .await
             .map_err(db("marking a settlement paid"))?
             .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound {
-                what: "settlement",
-                key: paid.id.clone(),
-            });
+        if written == 1 {
+            return Ok(());
         }
-        Ok(())
+        unwritten_payment(self.settlement(&paid.id).await?, paid)
+    }
+
+    async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
+        let Some(voiding) = &voided.voided else {
+            return Ok(());
+        };
+        let document = serde_json::to_value(voided).map_err(db("encoding a settlement"))?;
+        let written = sqlx::query(sql::SAVE_VOIDING)
+            .bind(voiding.at)
+            .bind(Json(document))
+            .bind(&voided.id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("voiding a settlement"))?
+            .rows_affected();
+        if written == 1 {
+            return Ok(());
+        }
+        unwritten_voiding(self.settlement(&voided.id).await?, voided)
+    }
+
+    async fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> Result<ClearCounts> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a clearing transaction"))?;
+        // Readings stay as read until this commits: an ingest takes SHARE
+        // ROW EXCLUSIVE on readings, which waits for this SHARE lock (other
+        // clears and reads go on).
+        sqlx::raw_sql("LOCK TABLE readings IN SHARE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("locking readings for a clearing"))?;
+        let done = cleared_in(&mut *tx, range).await?;
+        let rows = dense_rows(&mut tx, range, registry, true)
+            .await?
+            .into_rows();
+        let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
+            .timeframes()
+            .zip(rows)
+            .filter(|(tf, _)| !done.contains(&tf.start()))
+            .collect();
+        let mut counts = ClearCounts {
+            cleared: 0,
+            already_cleared: range.len() - open.len(),
+        };
+        if open.is_empty() {
+            return Ok(counts);
+        }
+        let pairs = clear_open(open, clear)?;
+        let summaries: Vec<&TimeframeSummary> = pairs.iter().map(|(_, c)| &c.summary).collect();
+        // A concurrent clear of the same range may have stored some first.
+        let new = insert_summaries(&mut tx, &summaries).await?;
+        let rows: Vec<_> = pairs
+            .iter()
+            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
+            .collect();
+        copy_in(
+            &mut tx,
+            COPY_ALLOCATIONS,
+            sql::allocation_values(&rows, registry),
+            "saving allocations",
+        )
+        .await?;
+        tx.commit().await.map_err(db("committing clearings"))?;
+        counts.cleared = rows.len();
+        counts.already_cleared += pairs.len() - rows.len();
+        Ok(counts)
     }
 }
 
@@ -855,5 +967,94 @@ mod tests {
         );
         let store = PostgresStore::open_in_schema(&url, &schema).await.unwrap();
         sql::tests::sql_store_rules(store).await;
+    }
+
+    /// The rules of migration 0004 hold for any writer, not only this
+    /// crate's code: one standing settlement per period, paid once, voided
+    /// once and only unpaid, never deleted.
+    #[tokio::test]
+    async fn the_database_itself_keeps_one_settlement_per_period() {
+        let url = std::env::var("MICROGRID_TEST_POSTGRES_URL").expect(
+            "MICROGRID_TEST_POSTGRES_URL is not set: run under ./scripts/databases run -- ...",
+        );
+        let schema = format!(
+            "settled_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let joint = if url.contains('?') { '&' } else { '?' };
+        let store = PostgresStore::open(&format!("{url}{joint}schema={schema}"))
+            .await
+            .unwrap();
+        let pool = &store.pool;
+        let insert = |id: &'static str, from: i64, to: i64| {
+            sqlx::query(
+                "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+                 VALUES ($1, to_timestamp($2), to_timestamp($3), 'h', NULL, '{}')",
+            )
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .execute(pool)
+        };
+        let update = |statement: &'static str| sqlx::query(statement).execute(pool);
+        insert("a", 0, 100).await.unwrap();
+        assert!(insert("b", 50, 150).await.is_err(), "overlap");
+        assert!(insert("b", -50, 150).await.is_err(), "around");
+        insert("c", 100, 200).await.unwrap();
+        update("UPDATE settlements SET voided_at = now() WHERE id = 'a'")
+            .await
+            .unwrap();
+        insert("b", 50, 100).await.unwrap();
+        update("UPDATE settlements SET paid_txid = 'x' WHERE id = 'c'")
+            .await
+            .unwrap();
+        assert!(
+            update("UPDATE settlements SET paid_txid = 'y' WHERE id = 'c'")
+                .await
+                .is_err()
+        );
+        assert!(
+            update("UPDATE settlements SET voided_at = now() WHERE id = 'c'")
+                .await
+                .is_err()
+        );
+        assert!(
+            update("UPDATE settlements SET voided_at = NULL WHERE id = 'a'")
+                .await
+                .is_err()
+        );
+        assert!(
+            update("UPDATE settlements SET period_end = to_timestamp(90) WHERE id = 'b'")
+                .await
+                .is_err()
+        );
+        assert!(update("DELETE FROM settlements WHERE id = 'a'")
+            .await
+            .is_err());
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM settlements")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 3);
+    }
+
+    #[test]
+    fn the_schema_parameter_is_taken_from_the_url() {
+        assert_eq!(
+            take_schema("postgres://a@h/db?host=/s&schema=x_1&sslmode=disable"),
+            (
+                "postgres://a@h/db?host=/s&sslmode=disable".to_owned(),
+                Some("x_1".to_owned())
+            )
+        );
+        assert_eq!(
+            take_schema("postgres://a@h/db?schema=x"),
+            ("postgres://a@h/db".to_owned(), Some("x".to_owned()))
+        );
+        assert_eq!(
+            take_schema("postgres://a@h/db"),
+            ("postgres://a@h/db".to_owned(), None)
+        );
     }
 }

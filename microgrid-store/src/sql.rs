@@ -58,10 +58,20 @@ pub(crate) const SAVE_SETTLEMENT: &str =
     "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 pub(crate) const SETTLEMENT: &str = "SELECT document FROM settlements WHERE id = $1";
+/// The standing settlement that ends last at or before `$1`.
 pub(crate) const LAST_SETTLEMENT: &str =
-    "SELECT document FROM settlements WHERE period_end <= $1 ORDER BY period_end DESC, id DESC LIMIT 1";
-pub(crate) const SAVE_PAYMENT: &str =
-    "UPDATE settlements SET paid_txid = $1, document = $2 WHERE id = $3";
+    "SELECT document FROM settlements WHERE voided_at IS NULL AND period_end <= $1 \
+     ORDER BY period_end DESC, id DESC LIMIT 1";
+/// A standing settlement overlapping `[$1, $2)`.
+pub(crate) const STANDING_OVERLAP: &str =
+    "SELECT document FROM settlements WHERE voided_at IS NULL AND period_start < $2 AND period_end > $1 \
+     ORDER BY period_start LIMIT 1";
+/// Paid once: only while unpaid (or paid by the same txid) and standing.
+pub(crate) const SAVE_PAYMENT: &str = "UPDATE settlements SET paid_txid = $1, document = $2 \
+     WHERE id = $3 AND (paid_txid IS NULL OR paid_txid = $1) AND voided_at IS NULL";
+/// Voided once, and only while unpaid.
+pub(crate) const SAVE_VOIDING: &str = "UPDATE settlements SET voided_at = $1, document = $2 \
+     WHERE id = $3 AND paid_txid IS NULL AND voided_at IS NULL";
 
 /// A column as one of the databases keeps it, read back as the core's
 /// value: times are Unix seconds in SQLite and TIMESTAMPTZ in PostgreSQL,

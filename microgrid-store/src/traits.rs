@@ -11,10 +11,10 @@ use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
     plan_ingest, Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry,
-    TimeRange, TimeframeClearing, TimeframeSummary, Wh,
+    TimeRange, Timeframe, TimeframeClearing, TimeframeSummary, Wh,
 };
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 /// Who is connected.
 pub trait RegistryStore: Send + Sync {
@@ -131,19 +131,66 @@ pub trait LedgerStore: Send + Sync {
         range: &TimeRange,
         prosumer: Option<&ProsumerId>,
     ) -> impl Future<Output = Result<Vec<Allocation>>> + Send;
-    /// Stores a settlement atomically unless one with its id exists, and
-    /// returns the stored one.
+    /// Stores a settlement unless a standing (not voided) settlement
+    /// overlaps its period, and returns the stored one. One settlement per
+    /// period, enforced by the store itself (a constraint or one
+    /// transaction), so that of two concurrent settlements of overlapping
+    /// periods exactly one stands:
+    /// - the same settlement (same id) stored already is returned as stored;
+    /// - another standing settlement overlapping it is
+    ///   [`microgrid_core::Error::SettlementConflict`]
+    ///   ([`Settlement::conflict_with`]);
+    /// - the same settlement stored and voided is
+    ///   [`microgrid_core::Error::SettlementVoided`].
     fn save_settlement(
         &self,
         settlement: &Settlement,
     ) -> impl Future<Output = Result<Settlement>> + Send;
-    /// The settlement with `id`.
+    /// The settlement with `id` (standing or voided).
     fn settlement(&self, id: &str) -> impl Future<Output = Result<Option<Settlement>>> + Send;
-    /// The settlement whose period ends last at or before `before`.
+    /// The standing settlement whose period ends last at or before
+    /// `before`: voided settlements are not part of the chain.
     fn last_settlement(
         &self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Settlement>>> + Send;
+    /// Clears the timeframes of `range` that are not cleared yet, in one
+    /// step that no ingest can interleave with (a transaction holding what
+    /// it read, or a lock): reads their readings, hands them to `clear`
+    /// (which returns one result per timeframe given, in order) and stores
+    /// the results. Returns how many were cleared now and how many were
+    /// cleared already. The default is not atomic (reads, then
+    /// [`LedgerStore::save_cleared`]); every adapter overrides it.
+    fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> impl Future<Output = Result<ClearCounts>> + Send
+    where
+        Self: ReadingStore,
+    {
+        async move {
+            let done = self.cleared(range).await?;
+            let rows = self.reading_rows(range, registry).await?;
+            let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
+                .timeframes()
+                .zip(rows)
+                .filter(|(tf, _)| !done.contains(&tf.start()))
+                .collect();
+            let mut counts = ClearCounts {
+                cleared: 0,
+                already_cleared: range.len() - open.len(),
+            };
+            if open.is_empty() {
+                return Ok(counts);
+            }
+            let pairs = clear_open(open, clear)?;
+            counts.cleared = self.save_cleared(&pairs, registry).await?;
+            counts.already_cleared += pairs.len() - counts.cleared;
+            Ok(counts)
+        }
+    }
     /// Stores cleared timeframes given as columns (each with the readings
     /// it was cleared from), skipping those cleared already; returns how
     /// many were stored now. The default stores them one by one with
@@ -206,13 +253,132 @@ pub trait LedgerStore: Send + Sync {
         }
     }
 
-    /// Stores the payment (`paid_txid`) of a settlement stored before;
-    /// [`crate::StoreError::NotFound`] if there is none with its id. The
-    /// rule for a valid payment is the core's `Settlement::mark_paid`.
+    /// Stores the payment of a settlement stored before: `paid` is the
+    /// stored settlement after [`Settlement::mark_paid`]. Written only if
+    /// what is stored is still unpaid (or paid by the same transaction)
+    /// and stands, checked by the store in the same write; otherwise the
+    /// core's error against what is stored
+    /// ([`microgrid_core::Error::AlreadyPaid`],
+    /// [`microgrid_core::Error::SettlementVoided`]), or
+    /// [`crate::StoreError::NotFound`] if there is none with its id.
     fn save_payment(&self, paid: &Settlement) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores the voiding of a settlement stored before: `voided` is the
+    /// stored settlement after [`Settlement::void`]. Written only if what
+    /// is stored is unpaid, checked by the store in the same write;
+    /// otherwise [`microgrid_core::Error::CannotVoidPaid`]. Voiding a
+    /// voided settlement changes nothing.
+    fn save_voiding(&self, voided: &Settlement) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What [`LedgerStore::clear_with`] computes with: the open timeframes of
+/// a range with their readings, to one result each, in order.
+pub type ClearFn<'a> = dyn Fn(&[(Timeframe, &ReadingRow)]) -> microgrid_core::Result<Vec<ClearedRow>>
+    + Send
+    + Sync
+    + 'a;
+
+/// How many timeframes [`LedgerStore::clear_with`] cleared now and how many
+/// were cleared before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClearCounts {
+    /// Cleared now.
+    pub cleared: usize,
+    /// Cleared before (skipped).
+    pub already_cleared: usize,
+}
+
+/// Runs `clear` on the open timeframes and pairs each result with the
+/// readings it was cleared from.
+pub(crate) fn clear_open(
+    open: Vec<(Timeframe, Arc<ReadingRow>)>,
+    clear: &ClearFn<'_>,
+) -> Result<Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>> {
+    let todo: Vec<(Timeframe, &ReadingRow)> =
+        open.iter().map(|(tf, r)| (*tf, r.as_ref())).collect();
+    let cleared = clear(&todo)?;
+    if cleared.len() != open.len() {
+        return Err(microgrid_core::Error::ShapeMismatch(format!(
+            "{} results for {} timeframes",
+            cleared.len(),
+            open.len()
+        ))
+        .into());
+    }
+    Ok(open
+        .into_iter()
+        .map(|(_, r)| r)
+        .zip(cleared.into_iter().map(Arc::new))
+        .collect())
 }
 
 /// A store of everything.
 pub trait Store: RegistryStore + ReadingStore + LedgerStore {}
 
 impl<T: RegistryStore + ReadingStore + LedgerStore> Store for T {}
+
+/// The outcome of storing `settlement` when the insert stored nothing or
+/// hit the one-settlement-per-period constraint: `by_id` is what is
+/// stored under its id, `overlapping` a standing settlement overlapping
+/// its period (see [`LedgerStore::save_settlement`]).
+pub(crate) fn settled_or_conflict(
+    settlement: &Settlement,
+    by_id: Option<Settlement>,
+    overlapping: Option<Settlement>,
+) -> Result<Settlement> {
+    match (by_id, overlapping) {
+        (Some(stored), _) => match &stored.voided {
+            None => Ok(stored),
+            Some(v) => Err(microgrid_core::Error::SettlementVoided {
+                id: stored.id.clone(),
+                reason: v.reason.clone(),
+            }
+            .into()),
+        },
+        (None, Some(standing)) => Err(settlement.conflict_with(&standing).into()),
+        (None, None) => Err(StoreError::Database {
+            operation: "saving a settlement",
+            message: format!(
+                "settlement {} was neither stored nor refused; try again",
+                settlement.id
+            ),
+        }),
+    }
+}
+
+/// Why a conditional payment write changed nothing, given what is stored
+/// (see [`LedgerStore::save_payment`]).
+pub(crate) fn unwritten_payment(stored: Option<Settlement>, paid: &Settlement) -> Result<()> {
+    let mut stored = stored.ok_or_else(|| not_found(&paid.id))?;
+    stored.mark_paid(paid.paid_txid.as_deref().unwrap_or_default())?;
+    Err(changed_meanwhile("marking a settlement paid", &paid.id))
+}
+
+/// Why a conditional voiding write changed nothing, given what is stored
+/// (see [`LedgerStore::save_voiding`]): voiding twice is no change.
+pub(crate) fn unwritten_voiding(stored: Option<Settlement>, voided: &Settlement) -> Result<()> {
+    let stored = stored.ok_or_else(|| not_found(&voided.id))?;
+    match (stored.paid_txid, stored.voided) {
+        (Some(txid), _) => Err(microgrid_core::Error::CannotVoidPaid {
+            id: stored.id,
+            txid,
+        }
+        .into()),
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(changed_meanwhile("voiding a settlement", &voided.id)),
+    }
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound {
+        what: "settlement",
+        key: id.to_owned(),
+    }
+}
+
+fn changed_meanwhile(operation: &'static str, id: &str) -> StoreError {
+    StoreError::Database {
+        operation,
+        message: format!("settlement {id} changed meanwhile; try again"),
+    }
+}

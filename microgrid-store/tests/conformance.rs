@@ -518,6 +518,201 @@ pub async fn an_open_timeframe_cannot_be_cleared<S: Store>(store: S) {
     );
 }
 
+/// Settles `period` at `per_btc` EUR per BTC.
+async fn settle_at<S: Store>(
+    grid: &Grid<S>,
+    period: &TimeRange,
+    per_btc: i64,
+) -> microgrid_store::Result<settlement::Settlement> {
+    let t = tariff();
+    let rate =
+        ExchangeRate::new(Decimal::from(per_btc), t.currency(), "test", period.end()).unwrap();
+    let operator = regtest_address(77, OutputType::P2wpkh);
+    grid.settle(period, &t, &rate, Network::Regtest, &operator)
+        .await
+}
+
+fn days(from: u32, to: u32) -> TimeRange {
+    let at = |d: u32| {
+        Utc.from_utc_datetime(&day(1).and_hms_opt(0, 0, 0).unwrap())
+            + Duration::days(i64::from(d) - 1)
+    };
+    TimeRange::new(at(from), at(to), TimeframeLength::default()).unwrap()
+}
+
+/// One settlement stands per period, also when settles race; a standing
+/// settlement can be voided (unless paid) and then replaced, and the
+/// chain of carried balances follows the settlements that stand.
+pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 3).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    grid.clear(&days(1, 4), &tariff(), &Mechanism::SupplyDemandRatio)
+        .await
+        .unwrap();
+    // Three overlapping settlements at once: exactly one stands.
+    let (one_two, two_three) = (days(1, 3), days(2, 4));
+    let (a, b, c) = tokio::join!(
+        settle_at(&grid, &one_two, 90_000),
+        settle_at(&grid, &two_three, 95_000),
+        settle_at(&grid, &one_two, 95_000),
+    );
+    let results = [a, b, c];
+    let stood: Vec<&settlement::Settlement> =
+        results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(stood.len(), 1, "{results:?}");
+    let standing = stood[0].clone();
+    for r in &results {
+        match r {
+            Ok(s) => assert_eq!(s.id, standing.id),
+            Err(StoreError::Domain(Error::SettlementConflict {
+                existing, differs, ..
+            })) => {
+                assert_eq!(existing, &standing.id);
+                assert!(!differs.is_empty());
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    // A period inside the standing one, or around it, is refused too.
+    for (from, to) in [(2, 3), (1, 4)] {
+        assert!(matches!(
+            settle_at(&grid, &days(from, to), 90_000).await,
+            Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == standing.id
+        ));
+    }
+    // Voided, it no longer holds its period; voiding again changes nothing.
+    let voided = grid
+        .void_settlement(&standing.id, "wrong rate")
+        .await
+        .unwrap();
+    assert!(!voided.stands());
+    assert_eq!(voided.voided.as_ref().unwrap().reason, "wrong rate");
+    let again = grid.void_settlement(&standing.id, "other").await.unwrap();
+    assert_eq!(again.voided, voided.voided);
+    assert!(matches!(
+        grid.mark_paid(&standing.id, &"ab".repeat(32)).await,
+        Err(StoreError::Domain(Error::SettlementVoided { .. }))
+    ));
+    assert!(grid
+        .store()
+        .last_settlement(days(1, 5).end())
+        .await
+        .unwrap()
+        .is_none());
+    // The same inputs again make the same (voided) settlement: refused.
+    let same = (
+        standing.period,
+        standing.rate.per_btc().to_string().parse::<i64>().unwrap(),
+    );
+    assert!(matches!(
+        settle_at(&grid, &same.0, same.1).await,
+        Err(StoreError::Domain(Error::SettlementVoided { id, .. })) if id == standing.id
+    ));
+    // A replacement stands, is the chain's last, and once paid cannot be voided.
+    let first = settle_at(&grid, &days(1, 2), 91_000).await.unwrap();
+    let second = settle_at(&grid, &days(2, 4), 91_000).await.unwrap();
+    assert_eq!(
+        grid.store()
+            .last_settlement(days(1, 5).end())
+            .await
+            .unwrap()
+            .map(|s| s.id),
+        Some(second.id.clone())
+    );
+    let carried: std::collections::BTreeMap<_, _> = first.carried_out();
+    for e in &second.entries {
+        assert_eq!(e.carried_in, carried.get(&e.prosumer).copied().unwrap_or(0));
+    }
+    grid.mark_paid(&first.id, &"ef".repeat(32)).await.unwrap();
+    assert!(matches!(
+        grid.void_settlement(&first.id, "too late").await,
+        Err(StoreError::Domain(Error::CannotVoidPaid { .. }))
+    ));
+    let stored = grid.settlement(&first.id).await.unwrap().unwrap();
+    assert!(stored.stands());
+    assert_eq!(stored.paid_txid, Some("ef".repeat(32)));
+    assert!(matches!(
+        grid.void_settlement("nope", "x").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Of two concurrent payments of one settlement with different
+/// transactions, one is recorded and the other refused.
+pub async fn one_of_two_concurrent_payments_stands<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    grid.clear(&days(1, 2), &tariff(), &Mechanism::MidMarketRate)
+        .await
+        .unwrap();
+    let s = settle_at(&grid, &days(1, 2), 90_000).await.unwrap();
+    let (t1, t2) = ("01".repeat(32), "02".repeat(32));
+    let (x, y) = tokio::join!(grid.mark_paid(&s.id, &t1), grid.mark_paid(&s.id, &t2));
+    let paid = match (&x, &y) {
+        (Ok(p), Err(StoreError::Domain(Error::AlreadyPaid { .. })))
+        | (Err(StoreError::Domain(Error::AlreadyPaid { .. })), Ok(p)) => p.paid_txid.clone(),
+        other => panic!("expected one payment to stand: {other:?}"),
+    };
+    assert_eq!(
+        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
+        paid
+    );
+}
+
+/// Of two concurrent registrations of one id, exactly one succeeds and
+/// its record is the one stored.
+pub async fn concurrent_registrations_admit_one<S: Store>(store: S) {
+    let grid = Grid::new(store, TimeframeLength::default());
+    for round in 0..5 {
+        let id = format!("p{round}");
+        let first = Prosumer::new(&id, "First", ProsumerKind::Household, day(1)).unwrap();
+        let second = Prosumer::new(&id, "Second", ProsumerKind::Company, day(1)).unwrap();
+        let (a, b) = tokio::join!(grid.register(first), grid.register(second));
+        let winner = match (&a, &b) {
+            (Ok(_), Err(StoreError::Domain(Error::DuplicateProsumer(_)))) => "First",
+            (Err(StoreError::Domain(Error::DuplicateProsumer(_))), Ok(_)) => "Second",
+            other => panic!("expected exactly one registration of {id}: {other:?}"),
+        };
+        let stored = grid.refresh_registry().await.unwrap();
+        let p = stored.get(&ProsumerId::new(&id).unwrap()).unwrap();
+        assert_eq!(p.name(), winner);
+    }
+}
+
+/// An ingest and a clear of the same timeframes do not interleave: every
+/// cleared timeframe was cleared from exactly the readings stored for it,
+/// and a reading that came too late was refused, not dropped.
+pub async fn ingest_and_clear_do_not_interleave<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 2).await;
+    let readings = community.readings().unwrap();
+    let (early, late): (Vec<Reading>, Vec<Reading>) = readings
+        .into_iter()
+        .partition(|r| r.prosumer().as_str() < "house-0003");
+    grid.record(early).await.unwrap();
+    let period = days(1, 3);
+    let t = tariff();
+    let (ingest, clear) = tokio::join!(
+        grid.record(late.clone()),
+        grid.clear(&period, &t, &Mechanism::SupplyDemandRatio),
+    );
+    clear.unwrap();
+    match ingest {
+        Ok(report) => assert_eq!(report.inserted, late.len()),
+        Err(StoreError::Domain(Error::LateReading { .. })) => {}
+        Err(e) => panic!("unexpected {e}"),
+    }
+    let cleared = grid.cleared_rows(&period).await.unwrap();
+    let stored = grid
+        .store()
+        .reading_rows(&period, &cleared.registry)
+        .await
+        .unwrap();
+    assert_eq!(cleared.rows.len(), period.len());
+    for ((used, _), now) in cleared.rows.iter().zip(&stored) {
+        assert_eq!(used.as_ref(), now.as_ref());
+    }
+}
+
 /// Runs every test of the suite against the store `make()` returns.
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
@@ -563,6 +758,22 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_open_timeframe_cannot_be_cleared() {
                 super::an_open_timeframe_cannot_be_cleared($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_settlement_stands_per_period() {
+                super::one_settlement_stands_per_period($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_of_two_concurrent_payments_stands() {
+                super::one_of_two_concurrent_payments_stands($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_registrations_admit_one() {
+                super::concurrent_registrations_admit_one($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ingest_and_clear_do_not_interleave() {
+                super::ingest_and_clear_do_not_interleave($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_month_settles_end_to_end() {

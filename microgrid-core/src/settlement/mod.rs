@@ -554,6 +554,18 @@ impl Settlement {
         Ok(())
     }
 
+    /// The error for settling this period while `standing` (another
+    /// settlement of an overlapping period) stands:
+    /// [`Error::SettlementConflict`] naming it and what differs.
+    pub fn conflict_with(&self, standing: &Settlement) -> Error {
+        Error::SettlementConflict {
+            start: self.period.start(),
+            end: self.period.end(),
+            existing: standing.id.clone(),
+            differs: self.differences(standing),
+        }
+    }
+
     /// Whether it stands: not voided.
     pub fn stands(&self) -> bool {
         self.voided.is_none()

@@ -497,22 +497,70 @@ impl LedgerStore for MongoStore {
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
-        let updated = self
+        let txid = paid.paid_txid.as_deref();
+        // Written only while unpaid (or paid by this txid) and standing.
+        let filter = doc! {
+            "_id": &paid.id,
+            "paid_txid": { "$in": [txid, mongodb::bson::Bson::Null] },
+            "voided": { "$ne": true },
+        };
+        let matched = self
             .settlements()
             .update_one(
-                doc! { "_id": &paid.id },
-                doc! { "$set": { "paid_txid": paid.paid_txid.as_deref(), "document": document } },
+                filter,
+                doc! { "$set": { "paid_txid": txid, "document": document } },
             )
             .await
             .map_err(db("marking a settlement paid"))?
             .matched_count;
-        if updated == 0 {
-            return Err(StoreError::NotFound {
-                what: "settlement",
-                key: paid.id.clone(),
-            });
+        if matched == 1 {
+            return Ok(());
+        }
+        let mut stored = self.stored(&paid.id).await?;
+        stored.mark_paid(txid.unwrap_or_default())?;
+        Err(StoreError::Database {
+            operation: "marking a settlement paid",
+            message: format!("settlement {} changed meanwhile; try again", paid.id),
+        })
+    }
+
+    async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
+        let document = serde_json::to_string(voided).map_err(db("encoding a settlement"))?;
+        // Written only while unpaid and standing.
+        let filter = doc! { "_id": &voided.id, "paid_txid": null, "voided": { "$ne": true } };
+        let matched = self
+            .settlements()
+            .update_one(
+                filter,
+                doc! { "$set": { "voided": true, "document": document } },
+            )
+            .await
+            .map_err(db("voiding a settlement"))?
+            .matched_count;
+        if matched == 1 {
+            return Ok(());
+        }
+        let stored = self.stored(&voided.id).await?;
+        if let Some(txid) = stored.paid_txid {
+            return Err(microgrid_core::Error::CannotVoidPaid {
+                id: stored.id,
+                txid,
+            }
+            .into());
         }
         Ok(())
+    }
+}
+
+impl MongoStore {
+    /// The stored settlement `id`, or [`StoreError::NotFound`].
+    async fn stored(&self, id: &str) -> Result<Settlement> {
+        self.settlement(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "settlement",
+                key: id.to_owned(),
+            })
     }
 }
 

@@ -24,7 +24,10 @@ def store_url(request, tmp_path):
     if kind == "sqlite":
         return f"sqlite:{tmp_path / 'books.db'}"
     if kind == "postgres":
-        return _required("MICROGRID_TEST_POSTGRES_URL")
+        # A schema of its own for each test (the store's `schema` parameter).
+        url = _required("MICROGRID_TEST_POSTGRES_URL")
+        joint = "&" if "?" in url else "?"
+        return f"{url}{joint}schema=py_{uuid.uuid4().hex[:12]}"
     url = _required("MICROGRID_TEST_MONGODB_URL")
     # A database of its own for each test.
     return url.replace("/?", f"/py_{uuid.uuid4().hex[:12]}?", 1)

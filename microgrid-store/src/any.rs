@@ -70,10 +70,10 @@ impl AnyStore {
             }
             #[cfg(not(feature = "mongodb"))]
             "mongodb" | "mongodb+srv" => Err(missing_feature(url, "mongodb")),
-            _ => Err(StoreError::Url {
-                url: url.to_owned(),
-                reason: "expected memory:, sqlite:, postgres:// or mongodb://".into(),
-            }),
+            _ => Err(StoreError::bad_url(
+                url,
+                "expected memory:, sqlite:, postgres:// or mongodb://",
+            )),
         }
     }
 }
@@ -83,10 +83,10 @@ impl AnyStore {
     allow(dead_code)
 )]
 fn missing_feature(url: &str, feature: &str) -> StoreError {
-    StoreError::Url {
-        url: url.to_owned(),
-        reason: format!("this build has no {feature} support (cargo feature `{feature}`)"),
-    }
+    StoreError::bad_url(
+        url,
+        format!("this build has no {feature} support (cargo feature `{feature}`)"),
+    )
 }
 
 /// Runs `$body` with `$s` bound to the store inside any variant.

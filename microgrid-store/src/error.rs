@@ -26,8 +26,8 @@ pub enum StoreError {
         value: String,
     },
     /// A store URL has an unknown scheme or names a feature not compiled in.
-    /// The message shows the URL with its password removed
-    /// ([`redact_url`]).
+    /// Built with [`StoreError::bad_url`], it keeps no secret of the URL:
+    /// `url` is redacted ([`redact_url`]), and so is `reason`.
     #[error("cannot open store {:?}: {reason}", redact_url(.url))]
     Url {
         /// The URL.
@@ -46,6 +46,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A [`StoreError::Url`] that keeps no secret of `url`: the URL is kept
+    /// redacted ([`redact_url`]), and every secret of it (the password, a
+    /// `password=` parameter) that `reason` repeats is replaced by `***`.
+    ///
+    /// ```
+    /// use microgrid_store::StoreError;
+    /// let e = StoreError::bad_url("postgres://ann:hunter2@db/x", "bad port in postgres://ann:hunter2@db/x");
+    /// assert!(!format!("{e} {e:?}").contains("hunter2"));
+    /// ```
+    pub fn bad_url(url: &str, reason: impl Into<String>) -> StoreError {
+        let mut reason = reason.into();
+        for secret in url_secrets(url) {
+            reason = reason.replace(&secret, "***");
+        }
+        StoreError::Url {
+            url: redact_url(url),
+            reason,
+        }
+    }
+
     /// A stable, machine-readable name of the error in snake case: the
     /// domain's [`microgrid_core::Error::kind`] for a refused input, else
     /// `"database"`, `"corrupt"`, `"url"` or `"not_found"`.
@@ -105,6 +125,29 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+/// The secrets [`redact_url`] removes from `url`, as they appear in it.
+fn url_secrets(url: &str) -> Vec<String> {
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut secrets = Vec::new();
+    if let Some((_, rest)) = head.split_once("://") {
+        let authority = rest.split('/').next().unwrap_or_default();
+        if let Some((user_info, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = user_info.split_once(':') {
+                secrets.push(password.to_owned());
+            }
+        }
+    }
+    for kv in query.split('&') {
+        if let Some((k, v)) = kv.split_once('=') {
+            if is_secret(k) {
+                secrets.push(v.to_owned());
+            }
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets
 }
 
 fn is_secret(key: &str) -> bool {

@@ -281,10 +281,7 @@ impl MongoStore {
     pub async fn open(url: &str) -> Result<MongoStore> {
         let client = Client::with_uri_str(url)
             .await
-            .map_err(|e| StoreError::Url {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::bad_url(url, e.to_string()))?;
         let name = client
             .default_database()
             .map_or("microgrid".to_owned(), |d| d.name().to_owned());

@@ -80,17 +80,13 @@ impl PostgresStore {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
-            return Err(StoreError::Url {
-                url: url.to_owned(),
-                reason: format!(
-                    "schema name {schema:?} must be lower-case letters, digits and '_'"
-                ),
-            });
+            return Err(StoreError::bad_url(
+                url,
+                format!("schema name {schema:?} must be lower-case letters, digits and '_'"),
+            ));
         }
-        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::bad_url(url, e.to_string()))?;
         let admin = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())

@@ -47,10 +47,7 @@ impl SqliteStore {
     /// `sqlite:path/to/file.db` or `sqlite::memory:`.
     pub async fn open(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Url {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| StoreError::bad_url(url, e.to_string()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // With WAL, NORMAL keeps the file consistent on a crash; only the

@@ -4,12 +4,13 @@ Two views, compared before and after the input:
 
 * ``tables(url)``: every table or collection as the database holds it,
   read past the library. SQLite through the stdlib ``sqlite3`` (every table
-  in ``sqlite_master``, migrations bookkeeping included), PostgreSQL through
-  ``psycopg`` (every base table of the ``public`` schema, ``_sqlx_migrations``
-  included; sequences are not tables and are not compared: PostgreSQL does
-  not roll a sequence back with the transaction that advanced it), MongoDB
-  through ``pymongo`` (every collection of the URL's database). Rows are
-  rendered as text, sorted and hashed per table; the rows are kept so that a
+  in ``sqlite_master``, migrations bookkeeping included); PostgreSQL through
+  ``psycopg`` (every base table of the schema the URL's ``schema``
+  parameter names, ``public`` without one, ``_sqlx_migrations`` included;
+  sequences are not tables and are not compared: PostgreSQL does not roll a
+  sequence back with the transaction that advanced it); MongoDB through
+  ``pymongo`` (every collection of the URL's database). Rows are rendered
+  as text, sorted and hashed per table; the rows are kept so that a
   difference can be shown. The memory store has no view of its own:
   ``tables("memory:")`` is empty, and the API view below is all there is.
 * ``api(grid, ...)``: what the public API shows: ``prosumers()``,
@@ -28,7 +29,7 @@ import hashlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 @dataclass(frozen=True)
@@ -91,21 +92,29 @@ _pg_connections: Dict[str, Any] = {}
 
 
 def _postgres(url: str) -> Fingerprint:
+    """Every base table of the store's schema: the URL's ``schema``
+    parameter (which psycopg does not take), else ``public``."""
     import psycopg
 
-    con = _pg_connections.get(url)
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), "public")
+    server = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+    con = _pg_connections.get(server)
     if con is None or con.closed:
-        con = psycopg.connect(url, autocommit=True)
-        _pg_connections[url] = con
+        con = psycopg.connect(server, autocommit=True)
+        _pg_connections[server] = con
     with con.cursor() as cur:
         cur.execute(
             "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+            " WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (schema,),
         )
         names = [n for (n,) in cur.fetchall()]
+        assert names, f"no tables in schema {schema}"
         out = {}
         for name in names:
-            cur.execute(f'SELECT * FROM public."{name}"')
+            cur.execute(f'SELECT * FROM "{schema}"."{name}"')
             cols = [d.name for d in cur.description]
             out[f"postgres:{name}"] = Part.of([repr(tuple(zip(cols, row))) for row in cur.fetchall()])
         return out

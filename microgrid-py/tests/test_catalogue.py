@@ -23,11 +23,13 @@ So on memory the test also builds a twin of the books that gets no bad
 input, and then probes both the same way (clears ``[W-2d, W+4d)``, takes
 the API view, settles the rest of the day): the two must agree.
 
-PostgreSQL is one database shared by every test of the run, so each test
+Each PostgreSQL test has a schema of its own (conftest's ``schema=``
+parameter), each MongoDB test a database of its own; the fingerprint covers
+every table of that schema or collection of that database. In case a
+schema is shared all the same (a URL given without one), each test also
 has prosumer ids of its own (a random prefix) and a day of its own (a
-counter per store from 2026-07-01: settlements and clearings of other tests
-are on other days and do not overlap). Its fingerprint covers the whole of
-every table, rows of other tests included, compared within one test.
+counter per store from 2026-07-01), so that its clearings and settlements
+do not meet another test's.
 """
 
 from __future__ import annotations

@@ -1,147 +1,379 @@
-//! Typed extraction of Python arguments: `Wrap<T>` is a `FromPyObject` for
-//! each domain type `T`, so a method takes `Wrap<Price>` or
-//! `Wrap<DateTime<Utc>>` and the rules (tz-aware datetimes only, exact
-//! decimals only, names or enum members) live here once.
+//! Arguments from Python, by hand: every method takes its arguments as
+//! Python objects and converts them here with [`arg`], so that a value of
+//! the wrong type is a `ValidationError` naming the argument (never the
+//! `TypeError` of PyO3's own extraction), and the rules live here once:
 //!
-//! Extraction errors are `ValidationError`s naming the value.
+//! - times: timezone-aware `datetime`s of whole seconds; naive ones are
+//!   `"naive_datetime"`, fractions of a second `"subsecond_time"` (refused,
+//!   not rounded);
+//! - money: `decimal.Decimal` (finite), `str` or `int` (numpy integers
+//!   too); floats of any width and bools are `"invalid_type"`;
+//! - energies: `int` (numpy integers too); bools, floats and decimals are
+//!   `"invalid_type"`;
+//! - counts and sizes: `int`, range-checked (`"out_of_range"`);
+//! - names, ids, addresses, URLs: `str` (a `str` enum member counts).
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
-    Mechanism, Network, PayoutAddress, Price, Prosumer, ProsumerId, ProsumerKind, TimeRange,
+    Mechanism, Network, PayoutAddress, Prosumer, ProsumerId, ProsumerKind, TimeRange,
     TimeframeLength,
 };
+use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyDate, PyDateTime, PyDict, PyFloat, PyInt, PyMapping, PyString, PyType,
+};
 use rust_decimal::Decimal;
 
 use crate::errors::{Error, Result};
 
-/// A Python value as a `T`.
-pub struct Wrap<T>(pub T);
+/// Converts argument `name` with `f`: its errors name the argument.
+pub fn arg<'py, T>(
+    name: &'static str,
+    value: &Bound<'py, PyAny>,
+    f: impl FnOnce(&Bound<'py, PyAny>) -> Result<T>,
+) -> Result<T> {
+    f(value).map_err(|e| e.in_argument(name))
+}
 
-impl<T> Wrap<T> {
-    /// The value.
-    pub fn into_inner(self) -> T {
-        self.0
+/// Converts optional argument `name` with `f`; `None` is absent.
+pub fn opt_arg<'py, T>(
+    name: &'static str,
+    value: Option<&Bound<'py, PyAny>>,
+    f: impl FnOnce(&Bound<'py, PyAny>) -> Result<T>,
+) -> Result<Option<T>> {
+    match value {
+        Some(v) if !v.is_none() => arg(name, v, f).map(Some),
+        _ => Ok(None),
     }
 }
 
-/// Extracts with `f`, turning its error into a Python error.
-fn extract_with<T>(
-    obj: Borrowed<'_, '_, PyAny>,
-    f: impl FnOnce(&Bound<'_, PyAny>) -> Result<T>,
-) -> PyResult<Wrap<T>> {
-    f(&obj.to_owned()).map(Wrap).map_err(PyErr::from)
+/// Whether `value` is a `bool` or a numpy `bool_`.
+pub fn is_bool(value: &Bound<'_, PyAny>) -> bool {
+    if value.is_instance_of::<PyBool>() {
+        return true;
+    }
+    let t = value.get_type();
+    let module = t.module().map(|m| m.to_string_lossy().into_owned());
+    let name = t.name().map(|n| n.to_string_lossy().into_owned());
+    matches!(
+        (module.as_deref(), name.as_deref()),
+        (Ok("numpy"), Ok("bool" | "bool_"))
+    )
 }
 
-/// A timezone-aware `datetime` as UTC; naive datetimes are refused.
+/// `value` as a Python `int`, if it is an integer: an `int` or anything
+/// with `__index__` (numpy integers), but not a `bool`.
+fn as_int<'py>(value: &Bound<'py, PyAny>) -> Result<Option<Bound<'py, PyInt>>> {
+    if is_bool(value) || value.is_instance_of::<PyFloat>() {
+        return Ok(None);
+    }
+    if let Ok(i) = value.cast::<PyInt>() {
+        return Ok(Some(i.clone()));
+    }
+    if !value.hasattr("__index__").unwrap_or(false) {
+        return Ok(None);
+    }
+    let i = value.call_method0("__index__")?;
+    Ok(i.cast_into::<PyInt>().ok())
+}
+
+/// An integer of `T` (`u32`, `u64`, `usize`, `i64`): `bool`s, floats and
+/// decimals are refused.
+pub fn integer<'py, T>(value: &Bound<'py, PyAny>) -> Result<T>
+where
+    T: for<'a> FromPyObject<'a, 'py> + Bounds,
+{
+    let Some(i) = as_int(value)? else {
+        return Err(Error::wrong_type(value, "an int"));
+    };
+    i.extract::<T>().map_err(|_| {
+        Error::invalid(
+            "out_of_range",
+            format!("{i} is outside {}..={}", T::MIN, T::MAX),
+        )
+        .with("value", value)
+    })
+}
+
+/// The range of an integer type, for messages.
+pub trait Bounds {
+    /// The smallest value.
+    const MIN: i128;
+    /// The largest value.
+    const MAX: u128;
+}
+macro_rules! bounds {
+    ($($t:ty),*) => {$(
+        impl Bounds for $t {
+            const MIN: i128 = <$t>::MIN as i128;
+            const MAX: u128 = <$t>::MAX as u128;
+        }
+    )*};
+}
+bounds!(u32, u64, usize, i64);
+
+/// A flag: `True` or `False` (or a numpy `bool_`) only.
+pub fn flag(value: &Bound<'_, PyAny>) -> Result<bool> {
+    if !is_bool(value) {
+        return Err(Error::wrong_type(value, "True or False"));
+    }
+    Ok(value.is_truthy()?)
+}
+
+/// A `str` (a `str` subclass, such as a `str` enum member, as its value).
+pub fn text(value: &Bound<'_, PyAny>) -> Result<String> {
+    let s = value
+        .cast::<PyString>()
+        .map_err(|_| Error::wrong_type(value, "a str"))?;
+    Ok(s.to_str()
+        .map_err(|_| {
+            Error::validation("the string is not valid Unicode (it has lone surrogates)")
+                .with("value", value)
+        })?
+        .to_owned())
+}
+
+/// Whether `value` is a numpy floating-point scalar (`float16`,
+/// `float32`, `longdouble`, ...; `float64` is a `float`).
+fn is_numpy_float(value: &Bound<'_, PyAny>) -> bool {
+    let t = value.get_type();
+    let numpy = t
+        .module()
+        .map(|m| m.to_string_lossy() == "numpy")
+        .unwrap_or(false);
+    let name = t
+        .name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    numpy && (name.contains("float") || name.contains("double") || name == "half")
+}
+
+/// The `decimal.Decimal` type.
+fn decimal_type(py: Python<'_>) -> Result<&Bound<'_, PyType>> {
+    static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    Ok(DECIMAL.import(py, "decimal", "Decimal")?)
+}
+
+/// What money is, for messages.
+const MONEY: &str = "a decimal.Decimal, str or int (money must be exact)";
+
+/// An exact decimal from `decimal.Decimal` (finite), `int` (numpy integers
+/// too) or `str`; floats of any width (Python, numpy `float16`..`float64`)
+/// and bools are refused because they are not exact (or not money).
+pub fn decimal(value: &Bound<'_, PyAny>) -> Result<Decimal> {
+    if value.is_instance_of::<PyString>() {
+        let s = text(value)?;
+        return Decimal::from_str_exact(s.trim()).map_err(|_| {
+            Error::validation(format!("not a decimal number: {}", shown(value)))
+                .with("value", value)
+        });
+    }
+    if value.is_instance(decimal_type(value.py())?)? {
+        return exact(value);
+    }
+    if value.is_instance_of::<PyFloat>() || is_numpy_float(value) {
+        return Err(Error::invalid(
+            "invalid_type",
+            format!(
+                "{} is a float ({}); money must be exact: pass decimal.Decimal(\"{}\") or a string",
+                shown(value),
+                crate::errors::type_name(value),
+                value.str()?
+            ),
+        )
+        .with("value", value)
+        .with("type", crate::errors::type_name(value)));
+    }
+    match as_int(value)? {
+        Some(i) => Decimal::from_str_exact(&i.str()?.to_string_lossy()).map_err(|_| {
+            Error::invalid(
+                "out_of_range",
+                format!("{i} does not fit a decimal of 28 digits"),
+            )
+            .with("value", value)
+        }),
+        None => Err(Error::wrong_type(value, MONEY)),
+    }
+}
+
+/// A finite `decimal.Decimal` exactly, from its digits and exponent (never
+/// by its text, which for `1E+999999999` is a billion digits).
+fn exact(value: &Bound<'_, PyAny>) -> Result<Decimal> {
+    let out_of_range = || {
+        Error::invalid(
+            "out_of_range",
+            format!(
+                "{} does not fit a decimal of 28 digits (and 28 decimal places)",
+                shown(value)
+            ),
+        )
+        .with("value", value)
+    };
+    if !value.call_method0("is_finite")?.is_truthy()? {
+        return Err(
+            Error::validation(format!("{} is not a finite number", shown(value)))
+                .with("value", value),
+        );
+    }
+    let (sign, digits, exponent): (u8, Vec<u8>, i64) = value
+        .call_method0("as_tuple")?
+        .extract()
+        .map_err(|_| out_of_range())?;
+    let mut digits: &[u8] = &digits;
+    while let [0, rest @ ..] = digits {
+        digits = rest;
+    }
+    if digits.is_empty() {
+        return Ok(Decimal::ZERO);
+    }
+    let mut exponent = exponent;
+    while let [rest @ .., 0] = digits {
+        if exponent >= 0 {
+            break;
+        }
+        digits = rest;
+        exponent += 1;
+    }
+    let places = u32::try_from(-exponent.min(0)).map_err(|_| out_of_range())?;
+    let zeros = usize::try_from(exponent.max(0)).map_err(|_| out_of_range())?;
+    if places > 28 || digits.len().saturating_add(zeros) > 29 {
+        return Err(out_of_range());
+    }
+    let mut mantissa: i128 = 0;
+    for &d in digits.iter().chain(std::iter::repeat_n(&0, zeros)) {
+        mantissa = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(i128::from(d)))
+            .ok_or_else(out_of_range)?;
+    }
+    if sign == 1 {
+        mantissa = -mantissa;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, places).map_err(|_| out_of_range())
+}
+
+/// `value`'s repr, shortened for a message.
+pub fn shown(value: &Bound<'_, PyAny>) -> String {
+    let r = value
+        .repr()
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "<unprintable>".to_owned());
+    if r.chars().count() > 80 {
+        r.chars().take(77).chain("...".chars()).collect()
+    } else {
+        r
+    }
+}
+
+/// A timezone-aware `datetime` of whole seconds, as UTC; naive datetimes
+/// and fractions of a second are refused.
 pub fn utc(value: &Bound<'_, PyAny>) -> Result<DateTime<Utc>> {
-    let tz = value
-        .getattr("tzinfo")
-        .map_err(|_| Error::validation(format!("expected a datetime, got {value}")))?;
-    if tz.is_none() {
-        return Err(Error::validation(format!(
-            "{value} is a naive datetime; use a timezone-aware one, e.g. datetime(2026, 6, 1, tzinfo=timezone.utc)"
-        )));
+    if !value.is_instance_of::<PyDateTime>() {
+        return Err(Error::wrong_type(value, "a timezone-aware datetime"));
+    }
+    if value.getattr("tzinfo")?.is_none() || value.call_method0("utcoffset")?.is_none() {
+        return Err(Error::invalid(
+            "naive_datetime",
+            format!(
+                "{} is a naive datetime; use a timezone-aware one, e.g. datetime(2026, 6, 1, tzinfo=timezone.utc)",
+                value.str()?
+            ),
+        )
+        .with("value", value));
+    }
+    let micros: u32 = value.getattr("microsecond")?.extract()?;
+    let nanos: u32 = match value.getattr("nanosecond") {
+        Ok(n) => n.extract().unwrap_or(0),
+        Err(_) => 0,
+    };
+    if micros != 0 || nanos != 0 {
+        return Err(Error::invalid(
+            "subsecond_time",
+            format!(
+                "{} is not a whole second (fractions are refused, not rounded)",
+                value.str()?
+            ),
+        )
+        .with("value", value));
     }
     let dt: DateTime<FixedOffset> = value
         .extract()
-        .map_err(|e| Error::validation(format!("{value}: {e}")))?;
+        .map_err(|e| Error::validation(format!("{}: {e}", shown(value))).with("value", value))?;
     Ok(dt.with_timezone(&Utc))
 }
 
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<DateTime<Utc>> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, utc)
+/// A date, from a `date` (or a `datetime`, pandas `Timestamp`: its date).
+pub fn date(value: &Bound<'_, PyAny>) -> Result<NaiveDate> {
+    if !value.is_instance_of::<PyDate>() {
+        return Err(Error::wrong_type(value, "a date"));
     }
+    value
+        .extract::<NaiveDate>()
+        .map_err(|e| Error::validation(format!("{}: {e}", shown(value))).with("value", value))
 }
 
-/// An exact decimal from `decimal.Decimal`, `int` or `str`; floats are
-/// refused because they are not exact.
-pub fn decimal(value: &Bound<'_, PyAny>) -> Result<Decimal> {
-    if value.is_instance_of::<PyFloat>() {
-        return Err(Error::validation(format!(
-            "{value} is a float; money must be exact: pass decimal.Decimal(\"{value}\") or a string"
-        )));
-    }
-    let text = value.str()?.to_string();
-    Decimal::from_str_exact(text.trim())
-        .map_err(|_| Error::validation(format!("not a decimal number: {text:?}")))
-}
-
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<Decimal> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, decimal)
-    }
-}
-
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<Price> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| Ok(Price::new(decimal(v)?)?))
-    }
-}
-
-/// The name of a `str` enum member (its `value`) or a plain string.
+/// The name of a `str` enum member or a plain string; another enum's
+/// member by its `str` value.
 fn name(value: &Bound<'_, PyAny>) -> Result<String> {
-    let named = match value.getattr("value") {
-        Ok(v) => v,
-        Err(_) => value.clone(),
-    };
-    Ok(named.str()?.to_string())
+    if value.is_instance_of::<PyString>() {
+        return text(value);
+    }
+    let enum_type = value.py().import("enum")?.getattr("Enum")?;
+    if value.is_instance(&enum_type)? {
+        if let Ok(v) = value.getattr("value") {
+            if v.is_instance_of::<PyString>() {
+                return text(&v);
+            }
+        }
+    }
+    Err(Error::wrong_type(value, "a str (a name)"))
 }
 
 /// A mechanism by name (`"sdr"`, `"mmr"`, `"bill_sharing"`, `"fixed:0.15"`)
 /// or by a `microgrid.Mechanism` member.
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<Mechanism> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| Ok(name(v)?.parse()?))
-    }
+pub fn mechanism(value: &Bound<'_, PyAny>) -> Result<Mechanism> {
+    Ok(name(value)?.parse()?)
 }
 
 /// A prosumer kind by name or `microgrid.ProsumerKind` member.
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<ProsumerKind> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| Ok(name(v)?.parse()?))
-    }
+pub fn prosumer_kind(value: &Bound<'_, PyAny>) -> Result<ProsumerKind> {
+    Ok(name(value)?.parse()?)
 }
 
 /// A bitcoin network by name.
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<Network> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| Ok(name(v)?.parse()?))
-    }
+pub fn network(value: &Bound<'_, PyAny>) -> Result<Network> {
+    Ok(name(value)?.parse()?)
 }
 
 /// A prosumer id (a string checked by the core).
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<ProsumerId> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| {
-            let s = v
-                .cast::<PyString>()
-                .map_err(|_| Error::validation(format!("a prosumer id must be a str, got {v}")))?;
-            Ok(ProsumerId::new(s.to_str()?)?)
-        })
+pub fn prosumer_id(value: &Bound<'_, PyAny>) -> Result<ProsumerId> {
+    Ok(ProsumerId::new(text(value)?)?)
+}
+
+/// Prosumer ids: a sequence of `str` (a `str` itself is refused, it is
+/// not a list of ids).
+pub fn prosumer_ids(value: &Bound<'_, PyAny>) -> Result<Vec<ProsumerId>> {
+    if value.is_instance_of::<PyString>() {
+        return Err(Error::wrong_type(value, "a list of prosumer ids"));
     }
+    let items = value
+        .try_iter()
+        .map_err(|_| Error::wrong_type(value, "a list of prosumer ids"))?;
+    items
+        .enumerate()
+        .map(|(row, item)| prosumer_id(&item?).map_err(|e| e.at_row(row)))
+        .collect()
 }
 
 /// A `microgrid.Tariff`.
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<CoreTariff> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |v| {
-            v.cast::<crate::tariff::Tariff>()
-                .map(|t| t.get().inner.clone())
-                .map_err(|_| Error::validation("tariff must be a microgrid.Tariff"))
-        })
-    }
+pub fn tariff(value: &Bound<'_, PyAny>) -> Result<CoreTariff> {
+    value
+        .cast::<crate::tariff::Tariff>()
+        .map(|t| t.get().inner.clone())
+        .map_err(|_| Error::wrong_type(value, "a microgrid.Tariff"))
 }
 
 /// Whether `value` is a missing value: `None`, NaN or NaT (anything that
@@ -150,75 +382,94 @@ pub fn is_missing(value: &Bound<'_, PyAny>) -> Result<bool> {
     Ok(value.is_none() || !value.eq(value)?)
 }
 
-/// A date, from a `date`, a `datetime` or a pandas `Timestamp` (its date).
-fn date(value: &Bound<'_, PyAny>) -> Result<NaiveDate> {
-    value
-        .extract::<NaiveDate>()
-        .map_err(|_| Error::validation(format!("expected a date, got {value}")))
-}
-
 /// A prosumer from a mapping (`dict`, a pandas or polars row) with keys
 /// `id`, `name`, `kind`, `joined` and optionally `left`, `address` and
 /// `network` (default "regtest"); missing values (None, NaN, NaT) are
 /// absent.
-impl<'a, 'py> FromPyObject<'a, 'py> for Wrap<Prosumer> {
-    type Error = PyErr;
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        extract_with(obj, |row| {
-            let get = |key: &str| -> Result<Option<Bound<'_, PyAny>>> {
-                let v = match row.cast::<PyDict>() {
-                    Ok(d) => d.get_item(key)?,
-                    Err(_) => row.get_item(key).ok(),
-                };
-                match v {
-                    Some(v) if !is_missing(&v)? => Ok(Some(v)),
-                    _ => Ok(None),
-                }
-            };
-            let need = |key: &str| {
-                get(key)?.ok_or_else(|| Error::validation(format!("prosumer {row} has no {key:?}")))
-            };
-            let text = |v: Bound<'_, PyAny>| -> Result<String> { Ok(v.str()?.to_string()) };
-            let kind: Wrap<ProsumerKind> = need("kind")?.extract()?;
-            let mut p = Prosumer::new(
-                text(need("id")?)?,
-                text(need("name")?)?,
-                kind.0,
-                date(&need("joined")?)?,
-            )?;
-            if let Some(left) = get("left")? {
-                p = p.with_left(date(&left)?)?;
+pub fn prosumer(row: &Bound<'_, PyAny>) -> Result<Prosumer> {
+    let get = |key: &'static str| -> Result<Option<Bound<'_, PyAny>>> {
+        let v = if let Ok(d) = row.cast::<PyDict>() {
+            d.get_item(key)?
+        } else if let Ok(m) = row.cast::<PyMapping>() {
+            match m.get_item(key) {
+                Ok(v) => Some(v),
+                Err(e) if e.is_instance_of::<PyKeyError>(row.py()) => None,
+                Err(e) => return Err(Error::from(e).in_argument(key)),
             }
-            if let Some(address) = get("address")? {
-                let network = match get("network")? {
-                    Some(n) => n.extract::<Wrap<Network>>()?.0,
-                    None => Network::Regtest,
-                };
-                p = p.with_payout(PayoutAddress::new(&text(address)?, network)?);
-            }
-            Ok(p)
+        } else {
+            return Err(Error::wrong_type(row, "a dict (a prosumer's row)"));
+        };
+        match v {
+            Some(v) if !is_missing(&v).map_err(|e| e.in_argument(key))? => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    };
+    let need = |key: &'static str| {
+        get(key)?.ok_or_else(|| {
+            Error::invalid(
+                "missing_value",
+                format!("prosumer {} has no {key:?}", shown(row)),
+            )
+            .with("key", key)
         })
+    };
+    let id = arg("id", &need("id")?, text)?;
+    let name = arg("name", &need("name")?, text)?;
+    let kind = arg("kind", &need("kind")?, prosumer_kind)?;
+    let joined = arg("joined", &need("joined")?, date)?;
+    let mut p = Prosumer::new(id, name, kind, joined)?;
+    if let Some(left) = get("left")? {
+        p = p.with_left(arg("left", &left, date)?)?;
     }
+    if let Some(address) = get("address")? {
+        let network = match get("network")? {
+            Some(n) => arg("network", &n, network)?,
+            None => Network::Regtest,
+        };
+        p = p.with_payout(PayoutAddress::new(
+            &arg("address", &address, text)?,
+            network,
+        )?);
+    }
+    Ok(p)
 }
 
-/// An `int` that is not a `bool` (energies are whole watt-hours; `True`
-/// is not a watt-hour).
+/// Whole watt-hours: an `int` (numpy integers too); bools, floats and
+/// decimals are refused (energies are whole watt-hours; `True` is not a
+/// watt-hour, and `100.9` is not `100`).
 pub fn whole(value: &Bound<'_, PyAny>) -> Result<i64> {
-    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() {
-        return Err(Error::validation(format!(
-            "{value} is not an integer; energies are whole watt-hours (int)"
-        )));
+    if is_missing(value).unwrap_or(false) {
+        return Err(Error::invalid("missing_value", "a value is missing").with("value", value));
     }
-    value
-        .extract::<i64>()
-        .map_err(|_| Error::validation(format!("{value} is not an integer number of watt-hours")))
+    let Some(i) = as_int(value)? else {
+        let ty = crate::errors::type_name(value);
+        return Err(Error::invalid(
+            "invalid_type",
+            format!(
+                "{} ({ty}) is not an integer; energies are whole watt-hours (int)",
+                shown(value)
+            ),
+        )
+        .with("value", value)
+        .with("type", ty));
+    };
+    i.extract::<i64>().map_err(|_| {
+        Error::invalid(
+            "out_of_range",
+            format!("{i} Wh does not fit a 64-bit integer"),
+        )
+        .with("value", value)
+    })
 }
 
-/// The range `[start, end)` of `length` timeframes.
+/// The range `[start, end)` of `length` timeframes, from arguments `start`
+/// and `end`.
 pub fn range(
-    start: Wrap<DateTime<Utc>>,
-    end: Wrap<DateTime<Utc>>,
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
     length: TimeframeLength,
 ) -> Result<TimeRange> {
-    Ok(TimeRange::new(start.0, end.0, length)?)
+    let start = arg("start", start, utc)?;
+    let end = arg("end", end, utc)?;
+    Ok(TimeRange::new(start, end, length)?)
 }

@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use microgrid_core::settlement::ExchangeRate;
-use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
-    Allocation, Error as CoreError, Mechanism, Network, PayoutAddress, Prosumer, ProsumerId,
-    ProsumerKind, ReadingColumns, Registry, TimeframeLength, Wh,
+    Allocation, Error as CoreError, Network, PayoutAddress, Prosumer, ReadingColumns, Registry,
+    TimeframeLength, Wh,
 };
 use microgrid_store::{AnyStore, Grid as StoreGrid, IngestReport};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use pyo3_arrow::PyTable;
 use rust_decimal::Decimal;
 
-use crate::conversions::{range, Wrap};
+use crate::conversions::{
+    arg, date, decimal, flag, integer, mechanism, network, opt_arg, prosumer, prosumer_id,
+    prosumer_ids, prosumer_kind, range, tariff, text,
+};
 use crate::errors::{Error, Result};
 use crate::input::{is_arrow, is_pandas, wide_columns, Readings, Wide};
 use crate::runtime::block_on;
@@ -62,7 +63,7 @@ where
     block_on(py, async move {
         let registry = grid.shared_registry().await?;
         let columns = match build(&registry) {
-            Err(Error::Core(CoreError::UnknownProsumer(_))) => {
+            Err(e) if matches!(e.core(), Some(CoreError::UnknownProsumer(_))) => {
                 let registry = grid.refresh_registry().await?;
                 build(&registry)?
             }
@@ -70,6 +71,29 @@ where
         };
         Ok(grid.record_columns(columns).await?)
     })
+}
+
+/// The prosumers of a DataFrame (pandas or polars), an Arrow table or a
+/// sequence of dicts.
+fn prosumer_rows(prosumers: &Bound<'_, PyAny>) -> Result<Vec<Prosumer>> {
+    let expected = "a DataFrame, an Arrow table or a list of dicts";
+    if prosumers.is_instance_of::<PyString>() || prosumers.is_instance_of::<PyDict>() {
+        return Err(Error::wrong_type(prosumers, expected));
+    }
+    let rows = if is_pandas(prosumers) && prosumers.hasattr("to_dict")? {
+        prosumers.call_method1("to_dict", ("records",))?
+    } else if prosumers.hasattr("to_dicts")? {
+        prosumers.call_method0("to_dicts")?
+    } else if is_arrow(prosumers) && prosumers.hasattr("to_pylist")? {
+        prosumers.call_method0("to_pylist")?
+    } else {
+        prosumers.clone()
+    };
+    rows.try_iter()
+        .map_err(|_| Error::wrong_type(prosumers, expected))?
+        .enumerate()
+        .map(|(i, row)| prosumer(&row?).map_err(|e| e.at_row(i)))
+        .collect()
 }
 
 fn allocation_columns<'py>(py: Python<'py>, rows: &[Allocation]) -> PyResult<Bound<'py, PyDict>> {
@@ -123,15 +147,25 @@ fn allocation_columns<'py>(py: Python<'py>, rows: &[Allocation]) -> PyResult<Bou
     )
 }
 
-type When = Wrap<DateTime<Utc>>;
+/// An argument as passed; converted by hand (see `conversions`).
+type Any<'py> = Bound<'py, PyAny>;
 
 #[pymethods]
 impl Grid {
     #[new]
-    #[pyo3(signature = (url = "memory:", *, timeframe_minutes = 15))]
-    fn new(py: Python<'_>, url: &str, timeframe_minutes: u32) -> Result<Grid> {
-        let length = TimeframeLength::new(timeframe_minutes)?;
-        let url = url.to_owned();
+    #[pyo3(
+        signature = (url = None, *, timeframe_minutes = None),
+        text_signature = "(url='memory:', *, timeframe_minutes=15)"
+    )]
+    fn new(
+        py: Python<'_>,
+        url: Option<&Any<'_>>,
+        timeframe_minutes: Option<&Any<'_>>,
+    ) -> Result<Grid> {
+        let minutes = opt_arg("timeframe_minutes", timeframe_minutes, integer::<u32>)?;
+        let length = TimeframeLength::new(minutes.unwrap_or(15))
+            .map_err(|e| Error::from(e).in_argument("timeframe_minutes"))?;
+        let url = opt_arg("url", url, text)?.unwrap_or_else(|| "memory:".to_owned());
         let store = block_on(py, async move { Ok(AnyStore::open(&url).await?) })?;
         Ok(Grid {
             inner: Arc::new(StoreGrid::new(store, length)),
@@ -146,25 +180,37 @@ impl Grid {
 
     /// Registers a prosumer. `kind` is a `ProsumerKind` or its name;
     /// `address` a bitcoin payout address on `network`.
-    #[pyo3(signature = (id, name, kind, joined, *, left = None, address = None, network = "regtest"))]
+    #[pyo3(
+        signature = (id, name, kind, joined, *, left = None, address = None, network = None),
+        text_signature = "($self, id, name, kind, joined, *, left=None, address=None, network='regtest')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
         py: Python<'_>,
-        id: &str,
-        name: &str,
-        kind: Wrap<ProsumerKind>,
-        joined: NaiveDate,
-        left: Option<NaiveDate>,
-        address: Option<&str>,
-        network: &str,
+        id: &Any<'_>,
+        name: &Any<'_>,
+        kind: &Any<'_>,
+        joined: &Any<'_>,
+        left: Option<&Any<'_>>,
+        address: Option<&Any<'_>>,
+        network: Option<&Any<'_>>,
     ) -> Result<()> {
-        let mut p = Prosumer::new(id, name, kind.0, joined)?;
+        let id = arg("id", id, text)?;
+        let name = arg("name", name, text)?;
+        let kind = arg("kind", kind, prosumer_kind)?;
+        let joined = arg("joined", joined, date)?;
+        let left = opt_arg("left", left, date)?;
+        let address = opt_arg("address", address, text)?;
+        let net = opt_arg("network", network, self::network)?.unwrap_or(Network::Regtest);
+        let mut p = Prosumer::new(id, name, kind, joined)?;
         if let Some(left) = left {
             p = p.with_left(left)?;
         }
         if let Some(a) = address {
-            p = p.with_payout(PayoutAddress::new(a, network.parse::<Network>()?)?);
+            p = p.with_payout(
+                PayoutAddress::new(&a, net).map_err(|e| Error::from(e).in_argument("address"))?,
+            );
         }
         let grid = self.inner.clone();
         block_on(py, async move {
@@ -177,20 +223,8 @@ impl Grid {
     /// (pandas or polars), an Arrow table, or a list of dicts, each with
     /// `id`, `name`, `kind`, `joined` and optionally `left`, `address` and
     /// `network`. Returns how many were registered.
-    fn register_all(&self, py: Python<'_>, prosumers: &Bound<'_, PyAny>) -> Result<usize> {
-        let rows = if is_pandas(prosumers) && prosumers.hasattr("to_dict")? {
-            prosumers.call_method1("to_dict", ("records",))?
-        } else if prosumers.hasattr("to_dicts")? {
-            prosumers.call_method0("to_dicts")?
-        } else if is_arrow(prosumers) && prosumers.hasattr("to_pylist")? {
-            prosumers.call_method0("to_pylist")?
-        } else {
-            prosumers.clone()
-        };
-        let batch = rows
-            .try_iter()?
-            .map(|row| Ok(row?.extract::<Wrap<Prosumer>>()?.0))
-            .collect::<Result<Vec<Prosumer>>>()?;
+    fn register_all(&self, py: Python<'_>, prosumers: &Any<'_>) -> Result<usize> {
+        let batch = prosumer_rows(prosumers).map_err(|e| e.in_argument("prosumers"))?;
         let n = batch.len();
         let grid = self.inner.clone();
         block_on(py, async move {
@@ -228,7 +262,10 @@ impl Grid {
     /// the types taken. The batch is checked whole; nothing of a rejected
     /// batch is stored. Returns a dict with inserted, replaced and
     /// unchanged counts.
-    #[pyo3(signature = (start, prosumer_id = None, produced_wh = None, consumed_wh = None, *, assume_utc = false))]
+    #[pyo3(
+        signature = (start, prosumer_id = None, produced_wh = None, consumed_wh = None, *, assume_utc = None),
+        text_signature = "($self, /, start, prosumer_id=None, produced_wh=None, consumed_wh=None, *, assume_utc=False)"
+    )]
     fn record<'py>(
         &self,
         py: Python<'py>,
@@ -236,15 +273,17 @@ impl Grid {
         prosumer_id: Option<&Bound<'py, PyAny>>,
         produced_wh: Option<&Bound<'py, PyAny>>,
         consumed_wh: Option<&Bound<'py, PyAny>>,
-        assume_utc: bool,
+        assume_utc: Option<&Bound<'py, PyAny>>,
     ) -> Result<Bound<'py, PyDict>> {
+        let assume_utc = opt_arg("assume_utc", assume_utc, flag)?.unwrap_or(false);
         let readings = match (prosumer_id, produced_wh, consumed_wh) {
             (None, None, None) => Readings::from_frame(start, assume_utc)?,
             (Some(p), Some(prod), Some(cons)) => {
                 Readings::from_columns(start, p, prod, cons, assume_utc)?
             }
             _ => {
-                return Err(Error::validation(
+                return Err(Error::invalid(
+                    "missing_value",
                     "pass one frame, record(frame), or four columns, record(start, prosumer_id, produced_wh, consumed_wh)",
                 ))
             }
@@ -260,16 +299,22 @@ impl Grid {
     /// indexed by tz-aware `start`, or with a `start` column; an Arrow
     /// table with a `start` column) and an integer column per prosumer
     /// id. Every cell is a reading.
-    #[pyo3(signature = (produced_wh, consumed_wh, *, assume_utc = false))]
+    #[pyo3(
+        signature = (produced_wh, consumed_wh, *, assume_utc = None),
+        text_signature = "($self, /, produced_wh, consumed_wh, *, assume_utc=False)"
+    )]
     fn record_wide<'py>(
         &self,
         py: Python<'py>,
         produced_wh: &Bound<'py, PyAny>,
         consumed_wh: &Bound<'py, PyAny>,
-        assume_utc: bool,
+        assume_utc: Option<&Bound<'py, PyAny>>,
     ) -> Result<Bound<'py, PyDict>> {
-        let produced = Wide::from_frame(produced_wh, "produced_wh")?;
-        let consumed = Wide::from_frame(consumed_wh, "consumed_wh")?;
+        let assume_utc = opt_arg("assume_utc", assume_utc, flag)?.unwrap_or(false);
+        let produced = Wide::from_frame(produced_wh, "produced_wh")
+            .map_err(|e| e.in_argument("produced_wh"))?;
+        let consumed = Wide::from_frame(consumed_wh, "consumed_wh")
+            .map_err(|e| e.in_argument("consumed_wh"))?;
         let counts = record_with(py, &self.inner, move |registry| {
             wide_columns(&produced, &consumed, assume_utc, registry)
         })?;
@@ -282,13 +327,14 @@ impl Grid {
     fn clear<'py>(
         &self,
         py: Python<'py>,
-        start: When,
-        end: When,
-        mechanism: Wrap<Mechanism>,
-        tariff: Wrap<CoreTariff>,
+        start: &Any<'py>,
+        end: &Any<'py>,
+        mechanism: &Any<'py>,
+        tariff: &Any<'py>,
     ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
-        let (m, t) = (mechanism.0, tariff.0);
+        let m = arg("mechanism", mechanism, self::mechanism)?;
+        let t = arg("tariff", tariff, self::tariff)?;
         let grid = self.inner.clone();
         let report = block_on(py, async move { Ok(grid.clear(&r, &t, &m).await?) })?;
         let d = PyDict::new(py);
@@ -301,8 +347,8 @@ impl Grid {
     fn summaries<'py>(
         &self,
         py: Python<'py>,
-        start: When,
-        end: When,
+        start: &Any<'_>,
+        end: &Any<'_>,
     ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
         let grid = self.inner.clone();
@@ -356,7 +402,7 @@ impl Grid {
 
     /// The grid view of `[start, end)` as an Arrow table (PyCapsule
     /// interface: `pyarrow.table(...)`, `polars.DataFrame(...)`).
-    fn summaries_arrow(&self, py: Python<'_>, start: When, end: When) -> Result<PyTable> {
+    fn summaries_arrow(&self, py: Python<'_>, start: &Any<'_>, end: &Any<'_>) -> Result<PyTable> {
         let r = range(start, end, self.inner.length())?;
         let grid = self.inner.clone();
         block_on(py, async move {
@@ -370,13 +416,12 @@ impl Grid {
     fn allocations_arrow(
         &self,
         py: Python<'_>,
-        start: When,
-        end: When,
-        prosumer_ids: Option<Vec<Wrap<ProsumerId>>>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        prosumer_ids: Option<&Any<'_>>,
     ) -> Result<PyTable> {
         let r = range(start, end, self.inner.length())?;
-        let only: Option<Vec<ProsumerId>> =
-            prosumer_ids.map(|ids| ids.into_iter().map(Wrap::into_inner).collect());
+        let only = opt_arg("prosumer_ids", prosumer_ids, self::prosumer_ids)?;
         let grid = self.inner.clone();
         block_on(py, async move {
             let (columns, registry) = grid.allocation_columns(&r, only.as_deref()).await?;
@@ -390,12 +435,12 @@ impl Grid {
     fn trades_arrow(
         &self,
         py: Python<'_>,
-        start: When,
-        end: When,
-        prosumer_id: Option<Wrap<ProsumerId>>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        prosumer_id: Option<&Any<'_>>,
     ) -> Result<PyTable> {
         let r = range(start, end, self.inner.length())?;
-        let id = prosumer_id.map(Wrap::into_inner);
+        let id = opt_arg("prosumer_id", prosumer_id, self::prosumer_id)?;
         let grid = self.inner.clone();
         block_on(py, async move {
             let (columns, registry) = grid.trade_columns(&r, id.as_ref()).await?;
@@ -407,12 +452,12 @@ impl Grid {
     fn prosumer<'py>(
         &self,
         py: Python<'py>,
-        id: Wrap<ProsumerId>,
-        start: When,
-        end: When,
+        id: &Any<'_>,
+        start: &Any<'_>,
+        end: &Any<'_>,
     ) -> Result<Bound<'py, PyDict>> {
+        let id = arg("id", id, self::prosumer_id)?;
         let r = range(start, end, self.inner.length())?;
-        let id = id.0;
         let grid = self.inner.clone();
         let rows = block_on(py, async move { Ok(grid.prosumer(&id, &r).await?) })?;
         Ok(allocation_columns(py, &rows)?)
@@ -424,12 +469,12 @@ impl Grid {
     fn trades<'py>(
         &self,
         py: Python<'py>,
-        start: When,
-        end: When,
-        prosumer_id: Option<Wrap<ProsumerId>>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        prosumer_id: Option<&Any<'_>>,
     ) -> Result<Bound<'py, PyDict>> {
         let r = range(start, end, self.inner.length())?;
-        let id = prosumer_id.map(Wrap::into_inner);
+        let id = opt_arg("prosumer_id", prosumer_id, self::prosumer_id)?;
         let grid = self.inner.clone();
         let rows = block_on(py, async move { Ok(grid.trades(&r, id.as_ref()).await?) })?;
         Ok(columns(
@@ -484,12 +529,12 @@ impl Grid {
     fn bill<'py>(
         &self,
         py: Python<'py>,
-        start: When,
-        end: When,
-        tariff: Wrap<CoreTariff>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        tariff: &Any<'_>,
     ) -> Result<Vec<Bound<'py, PyDict>>> {
         let r = range(start, end, self.inner.length())?;
-        let t = tariff.0;
+        let t = arg("tariff", tariff, self::tariff)?;
         let grid = self.inner.clone();
         let bills = block_on(py, async move { Ok(grid.bill(&r, &t).await?) })?;
         bills
@@ -521,23 +566,33 @@ impl Grid {
     /// a decimal), paying out on `network` with invoices to
     /// `operator_address`. Settling again with the same inputs returns the
     /// stored settlement.
-    #[pyo3(signature = (start, end, tariff, *, rate, operator_address, network = "regtest", rate_source = "manual"))]
+    #[pyo3(
+        signature = (start, end, tariff, *, rate, operator_address, network = None, rate_source = None),
+        text_signature = "($self, /, start, end, tariff, *, rate, operator_address, network='regtest', rate_source='manual')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         py: Python<'_>,
-        start: When,
-        end: When,
-        tariff: Wrap<CoreTariff>,
-        rate: Wrap<Decimal>,
-        operator_address: &str,
-        network: &str,
-        rate_source: &str,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        tariff: &Any<'_>,
+        rate: &Any<'_>,
+        operator_address: &Any<'_>,
+        network: Option<&Any<'_>>,
+        rate_source: Option<&Any<'_>>,
     ) -> Result<Settlement> {
         let r = range(start, end, self.inner.length())?;
-        let (t, net) = (tariff.0, network.parse::<Network>()?);
-        let operator = PayoutAddress::new(operator_address, net)?;
-        let rate = ExchangeRate::new(rate.0, t.currency(), rate_source, r.end())?;
+        let t = arg("tariff", tariff, self::tariff)?;
+        let rate = arg("rate", rate, decimal)?;
+        let operator_address = arg("operator_address", operator_address, text)?;
+        let net = opt_arg("network", network, self::network)?.unwrap_or(Network::Regtest);
+        let rate_source =
+            opt_arg("rate_source", rate_source, text)?.unwrap_or_else(|| "manual".to_owned());
+        let operator = PayoutAddress::new(&operator_address, net)
+            .map_err(|e| Error::from(e).in_argument("operator_address"))?;
+        let rate = ExchangeRate::new(rate, t.currency(), &rate_source, r.end())
+            .map_err(|e| Error::from(e).in_argument("rate"))?;
         let grid = self.inner.clone();
         let inner = block_on(py, async move {
             Ok(grid.settle(&r, &t, &rate, net, &operator).await?)
@@ -546,17 +601,17 @@ impl Grid {
     }
 
     /// The stored settlement with `id`, or None.
-    fn settlement(&self, py: Python<'_>, id: &str) -> Result<Option<Settlement>> {
+    fn settlement(&self, py: Python<'_>, id: &Any<'_>) -> Result<Option<Settlement>> {
         let grid = self.inner.clone();
-        let id = id.to_owned();
+        let id = arg("id", id, text)?;
         let s = block_on(py, async move { Ok(grid.settlement(&id).await?) })?;
         Ok(s.map(|inner| Settlement { inner }))
     }
 
     /// Marks settlement `id` paid by transaction `txid` (64 hex characters).
-    fn mark_paid(&self, py: Python<'_>, id: &str, txid: &str) -> Result<Settlement> {
+    fn mark_paid(&self, py: Python<'_>, id: &Any<'_>, txid: &Any<'_>) -> Result<Settlement> {
         let grid = self.inner.clone();
-        let (id, txid) = (id.to_owned(), txid.to_owned());
+        let (id, txid) = (arg("id", id, text)?, arg("txid", txid, text)?);
         let inner = block_on(py, async move { Ok(grid.mark_paid(&id, &txid).await?) })?;
         Ok(Settlement { inner })
     }

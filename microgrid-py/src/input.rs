@@ -143,11 +143,14 @@ fn numpy(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
     let py = obj.py();
     let arr = obj.cast::<PyUntypedArray>()?;
     if arr.ndim() != 1 {
-        return Err(Error::validation(format!(
-            "{} must be a one-dimensional array, got {} dimensions",
-            role.name(),
-            arr.ndim()
-        )));
+        return Err(Error::invalid(
+            "shape_mismatch",
+            format!(
+                "{} must be a one-dimensional array, got {} dimensions",
+                role.name(),
+                arr.ndim()
+            ),
+        ));
     }
     let np = py.import(intern!(py, "numpy"))?;
     let kind = arr
@@ -155,15 +158,19 @@ fn numpy(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
         .getattr(intern!(py, "kind"))?
         .extract::<char>()?;
     match kind {
-        'f' | 'b' => Err(Error::validation(format!(
-            "{} values are refused: {}",
-            arr.dtype(),
-            match role {
-                Role::Energy => "energies are whole watt-hours; use an integer column",
-                Role::Start => "start must be timestamps",
-                Role::Id => "prosumer ids are strings",
-            }
-        ))),
+        'f' | 'b' => Err(Error::invalid(
+            "invalid_type",
+            format!(
+                "{} values are refused: {}",
+                arr.dtype(),
+                match role {
+                    Role::Energy => "energies are whole watt-hours; use an integer column",
+                    Role::Start => "start must be timestamps",
+                    Role::Id => "prosumer ids are strings",
+                }
+            ),
+        )
+        .with("type", arr.dtype().to_string())),
         'i' | 'u' => {
             if arr.len() == 0 {
                 return Ok(Column::default());
@@ -173,16 +180,24 @@ fn numpy(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
             Ok(Column(vec![array.into_inner().0]))
         }
         'M' => {
-            let unit: String = np
+            let (unit, count): (String, i64) = np
                 .call_method1(intern!(py, "datetime_data"), (arr.dtype(),))?
-                .get_item(0)?
                 .extract()?;
+            if count != 1 {
+                return Err(Error::validation(format!(
+                    "start has the unit {count}{unit}; use s, ms, us or ns"
+                ))
+                .with("type", arr.dtype().to_string()));
+            }
             let missing: bool = np
                 .call_method1(intern!(py, "isnat"), (arr,))?
                 .call_method0(intern!(py, "any"))?
                 .extract()?;
             if missing {
-                return Err(Error::validation("start has a missing value (NaT)"));
+                return Err(Error::invalid(
+                    "missing_value",
+                    "start has a missing value (NaT)",
+                ));
             }
             let ints = np
                 .call_method1(intern!(py, "ascontiguousarray"), (arr,))?
@@ -246,10 +261,11 @@ fn pandas(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
     )?;
     if missing.call_method0(intern!(py, "any"))?.is_truthy()? {
         let row: usize = missing.call_method0(intern!(py, "argmax"))?.extract()?;
-        return Err(Error::validation(format!(
-            "row {row}: a value is missing ({})",
-            role.name()
-        )));
+        return Err(Error::invalid(
+            "missing_value",
+            format!("row {row}: a value is missing ({})", role.name()),
+        )
+        .at_row(row));
     }
     // A Series or Index holds a pandas array; a pandas array is one.
     let array = if has(obj, "array") {
@@ -360,33 +376,19 @@ fn concat(column: &Column) -> Result<ArrayRef> {
 /// path, kept for lists and object columns).
 fn sequence(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
     if obj.is_instance_of::<PyString>() {
-        return Err(Error::validation(format!(
-            "{} must be a column (a sequence or an array), got the string {obj}",
-            role.name()
-        )));
+        return Err(Error::wrong_type(
+            obj,
+            "a column (a sequence or an array), not a string",
+        ));
     }
-    let values = obj.try_iter().map_err(|_| {
-        Error::validation(format!(
-            "{} must be a column (a sequence or an array), got {}",
-            role.name(),
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
+    let values = obj
+        .try_iter()
+        .map_err(|_| Error::wrong_type(obj, "a column (a sequence or an array)"))?;
     let array: ArrayRef = match role {
         Role::Start => {
             let mut seconds = Vec::new();
             for (row, v) in values.enumerate() {
-                let v = v?;
-                let t = utc(&v).map_err(|e| at_row(row, e))?;
-                if t.timestamp_subsec_nanos() != 0 {
-                    return Err(Error::validation(format!(
-                        "row {row}: start {} is not a whole second",
-                        t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-                    )));
-                }
+                let t = utc(&v?).map_err(|e| e.at_row(row))?;
                 seconds.push(t.timestamp());
             }
             Arc::new(TimestampSecondArray::from(seconds).with_timezone("UTC"))
@@ -394,7 +396,7 @@ fn sequence(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
         Role::Energy => {
             let mut ints = Vec::new();
             for (row, v) in values.enumerate() {
-                ints.push(whole(&v?).map_err(|e| at_row(row, e))?);
+                ints.push(whole(&v?).map_err(|e| e.at_row(row))?);
             }
             Arc::new(Int64Array::from(ints))
         }
@@ -405,10 +407,10 @@ fn sequence(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
             let mut codes: Vec<u32> = Vec::new();
             for (row, v) in values.enumerate() {
                 let v = v?;
-                let s = v.cast::<PyString>().map_err(|_| {
-                    Error::validation(format!("row {row}: prosumer_id {v} is not a str"))
-                })?;
-                let s = s.to_str()?;
+                let s = v
+                    .cast::<PyString>()
+                    .map_err(|_| Error::wrong_type(&v, "a str (a prosumer id)").at_row(row))?;
+                let s = s.to_str().map_err(|e| Error::from(e).at_row(row))?;
                 let code = match seen.get(s) {
                     Some(&c) => c,
                     None => {
@@ -431,14 +433,6 @@ fn sequence(obj: &Bound<'_, PyAny>, role: Role) -> Result<Column> {
         }
     };
     Ok(Column(vec![array]))
-}
-
-/// `e`, prefixed with the row it is about.
-fn at_row(row: usize, e: Error) -> Error {
-    match e {
-        Error::Validation(m) => Error::validation(format!("row {row}: {m}")),
-        other => other,
-    }
 }
 
 /// The four columns of a batch of readings.
@@ -476,7 +470,7 @@ impl Readings {
                 .zip([Role::Start, Role::Id, Role::Energy, Role::Energy])
                 .map(|(name, role)| {
                     let series = frame.get_item(name)?;
-                    Column::extract(&series, role).map_err(|e| in_column(name, e))
+                    Column::extract(&series, role).map_err(|e| e.in_argument(*name))
                 })
                 .collect::<Result<_>>()?
         } else if is_arrow(frame) {
@@ -523,7 +517,9 @@ impl Readings {
         consumed_wh: &Bound<'_, PyAny>,
         assume_utc: bool,
     ) -> Result<Readings> {
-        let col = |obj, role, name| Column::extract(obj, role).map_err(|e| in_column(name, e));
+        let col = |obj, role, name: &'static str| {
+            Column::extract(obj, role).map_err(|e| e.in_argument(name))
+        };
         Ok(Readings {
             start: col(start, Role::Start, "start")?,
             prosumer_id: col(prosumer_id, Role::Id, "prosumer_id")?,
@@ -543,15 +539,19 @@ impl Readings {
             self.consumed_wh.len(),
         ];
         if lens.iter().any(|&l| l != n) {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid(
+                "shape_mismatch",
+                format!(
                 "columns differ in length: {n} starts, {} prosumer ids, {} produced, {} consumed",
                 lens[0], lens[1], lens[2]
-            )));
+            ),
+            ));
         }
-        let starts = seconds(&self.start, self.assume_utc)?;
+        let starts = seconds(&self.start, self.assume_utc).map_err(|e| e.in_argument("start"))?;
         let produced = energies(&self.produced_wh, "produced_wh")?;
         let consumed = energies(&self.consumed_wh, "consumed_wh")?;
-        let prosumers = indices(&self.prosumer_id, registry)?;
+        let prosumers =
+            indices(&self.prosumer_id, registry).map_err(|e| e.in_argument("prosumer_id"))?;
         Ok(ReadingColumns::new(starts, prosumers, produced, consumed)?)
     }
 }
@@ -565,17 +565,13 @@ fn missing_columns(names: &[String]) -> Result<()> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::validation(format!(
+        Err(Error::invalid(
+            "missing_value",
+            format!(
             "the frame has no column(s) {missing:?}; a long frame has {LONG_COLUMNS:?} (a wide one goes to record_wide)"
-        )))
-    }
-}
-
-/// `e` as a validation error naming `column`, other errors as they are.
-fn in_column(column: &str, e: Error) -> Error {
-    match e {
-        Error::Validation(m) if !m.contains(column) => Error::validation(format!("{column}: {m}")),
-        other => other,
+        ),
+        )
+        .with("missing", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>()))
     }
 }
 
@@ -591,21 +587,27 @@ pub fn seconds(column: &Column, assume_utc: bool) -> Result<Vec<i64>> {
     let mut row = 0;
     for a in &column.0 {
         let DataType::Timestamp(unit, tz) = a.data_type() else {
-            return Err(Error::validation(format!(
-                "start must be timestamps with a time zone, got {}",
-                a.data_type()
-            )));
+            return Err(Error::invalid(
+                "invalid_type",
+                format!(
+                    "start must be timestamps with a time zone, got {}",
+                    a.data_type()
+                ),
+            )
+            .with("type", a.data_type().to_string()));
         };
         if tz.is_none() && !assume_utc {
-            return Err(Error::validation(
+            return Err(Error::invalid(
+                "naive_datetime",
                 "start holds naive timestamps (no time zone); localize them, e.g. frame['start'].dt.tz_localize('UTC'), or pass assume_utc=True",
             ));
         }
         if let Some(i) = first_null(a.as_ref()) {
-            return Err(Error::validation(format!(
-                "row {}: start is missing",
-                row + i
-            )));
+            return Err(Error::invalid(
+                "missing_value",
+                format!("row {}: start is missing", row + i),
+            )
+            .at_row(row + i));
         }
         let (per, values): (i64, &[i64]) = match unit {
             TimeUnit::Second => (1, a.as_primitive::<TimestampSecondType>().values()),
@@ -628,10 +630,15 @@ pub fn seconds(column: &Column, assume_utc: bool) -> Result<Vec<i64>> {
                     let shown = DateTime::from_timestamp(v.div_euclid(per), nanos as u32)
                         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
                         .unwrap_or_else(|| v.to_string());
-                    return Err(Error::validation(format!(
+                    return Err(Error::invalid(
+                        "subsecond_time",
+                        format!(
                         "row {}: start {shown} is not a whole second (fractions are refused, not rounded)",
                         row + i
-                    )));
+                    ),
+                    )
+                    .with("value", shown)
+                    .at_row(row + i));
                 }
                 out.push(v / per);
             }
@@ -641,16 +648,21 @@ pub fn seconds(column: &Column, assume_utc: bool) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// Whole watt-hours of integer chunks.
+/// Whole watt-hours of integer chunks; errors name the column `what`.
 pub fn energies(column: &Column, what: &str) -> Result<Vec<i64>> {
+    integers(column, what).map_err(|e| e.in_argument(what.to_owned()))
+}
+
+fn integers(column: &Column, what: &str) -> Result<Vec<i64>> {
     let mut out = Vec::with_capacity(column.len());
     let mut row = 0;
     for a in &column.0 {
         if let Some(i) = first_null(a.as_ref()) {
-            return Err(Error::validation(format!(
-                "row {}: {what} is missing",
-                row + i
-            )));
+            return Err(Error::invalid(
+                "missing_value",
+                format!("row {}: {what} is missing", row + i),
+            )
+            .at_row(row + i));
         }
         fn widen<T: arrow_array::ArrowPrimitiveType>(out: &mut Vec<i64>, a: &dyn Array)
         where
@@ -669,25 +681,40 @@ pub fn energies(column: &Column, what: &str) -> Result<Vec<i64>> {
             DataType::UInt64 => {
                 for (i, &v) in a.as_primitive::<UInt64Type>().values().iter().enumerate() {
                     out.push(i64::try_from(v).map_err(|_| {
-                        Error::validation(format!("row {}: {what} {v} is too large", row + i))
+                        Error::invalid(
+                            "out_of_range",
+                            format!("row {}: {what} {v} is too large", row + i),
+                        )
+                        .with("value", v)
+                        .at_row(row + i)
                     })?);
                 }
             }
             DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-                return Err(Error::validation(format!(
+                return Err(Error::invalid(
+                    "invalid_type",
+                    format!(
                     "{what} is a float column ({}); energies are whole watt-hours: use an integer column",
                     a.data_type()
-                )))
+                ),
+                )
+                .with("type", a.data_type().to_string()))
             }
             DataType::Boolean => {
-                return Err(Error::validation(format!(
+                return Err(Error::invalid(
+                    "invalid_type",
+                    format!(
                     "{what} is a boolean column; energies are whole watt-hours: use an integer column"
-                )))
+                ),
+                )
+                .with("type", "bool"))
             }
             other => {
-                return Err(Error::validation(format!(
-                    "{what} must be an integer column (watt-hours), got {other}"
-                )))
+                return Err(Error::invalid(
+                    "invalid_type",
+                    format!("{what} must be an integer column (watt-hours), got {other}"),
+                )
+                .with("type", other.to_string()))
             }
         }
         row += a.len();
@@ -756,8 +783,13 @@ pub fn indices(column: &Column, registry: &Registry) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(column.len());
     let mut row = 0;
     for a in &column.0 {
-        let missing =
-            |i: usize| Error::validation(format!("row {}: prosumer_id is missing", row + i));
+        let missing = |i: usize| {
+            Error::invalid(
+                "missing_value",
+                format!("row {}: prosumer_id is missing", row + i),
+            )
+            .at_row(row + i)
+        };
         if let DataType::Dictionary(key, _) = a.data_type() {
             match key.as_ref() {
                 DataType::Int8 => keyed::<Int8Type>(a, &map, &mut out, row)?,
@@ -781,10 +813,14 @@ pub fn indices(column: &Column, registry: &Registry) -> Result<Vec<u32>> {
                 out.push(map.get(s).ok_or_else(|| unknown(s))?);
             }
         } else {
-            return Err(Error::validation(format!(
-                "prosumer_id must be strings or a dictionary (categorical) of strings, got {}",
-                a.data_type()
-            )));
+            return Err(Error::invalid(
+                "invalid_type",
+                format!(
+                    "prosumer_id must be strings or a dictionary (categorical) of strings, got {}",
+                    a.data_type()
+                ),
+            )
+            .with("type", a.data_type().to_string()));
         }
         row += a.len();
     }
@@ -812,10 +848,11 @@ fn keyed<K: ArrowDictionaryKeyType>(
     let found: Vec<Option<u32>> = names.iter().map(|n| n.and_then(|n| map.get(n))).collect();
     let keys: &PrimitiveArray<K> = dict.keys();
     if let Some(i) = first_null(keys) {
-        return Err(Error::validation(format!(
-            "row {}: prosumer_id is missing",
-            row + i
-        )));
+        return Err(Error::invalid(
+            "missing_value",
+            format!("row {}: prosumer_id is missing", row + i),
+        )
+        .at_row(row + i));
     }
     for (i, code) in keys.values().iter().enumerate() {
         let k = code
@@ -832,7 +869,11 @@ fn keyed<K: ArrowDictionaryKeyType>(
             None => {
                 return Err(match names[k] {
                     Some(name) => unknown(name),
-                    None => Error::validation(format!("row {}: prosumer_id is missing", row + i)),
+                    None => Error::invalid(
+                        "missing_value",
+                        format!("row {}: prosumer_id is missing", row + i),
+                    )
+                    .at_row(row + i),
                 })
             }
         }
@@ -889,7 +930,7 @@ impl Wide {
                 frame = frame.call_method1(intern!(py, "set_index"), ("start",))?;
             }
             let start = Column::extract(&frame.getattr(intern!(py, "index"))?, Role::Start)
-                .map_err(|e| in_column("start (the index)", e))?;
+                .map_err(|e| e.in_argument(format!("{what} (start)")))?;
             let ids = frame
                 .getattr(intern!(py, "columns"))?
                 .call_method0(intern!(py, "tolist"))?
@@ -937,14 +978,10 @@ impl Wide {
                 by_time: false,
             })
         } else {
-            Err(Error::validation(format!(
-                "{what} must be a pandas DataFrame or an Arrow table, got {}",
-                frame
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            )))
+            Err(Error::wrong_type(
+                frame,
+                "a pandas DataFrame or an Arrow table",
+            ))
         }
     }
 }
@@ -960,12 +997,26 @@ fn pandas_matrix(frame: &Bound<'_, PyAny>, what: &str) -> Result<(Vec<i64>, bool
         .dtype()
         .getattr(intern!(py, "kind"))?
         .extract::<char>()?;
-    let refuse = |m: &str| Err(Error::validation(format!("{what}: {m}")));
+    let refuse = |m: &str| {
+        Err(Error::invalid("invalid_type", format!("{what}: {m}"))
+            .with("type", arr.dtype().to_string()))
+    };
     match kind {
         'i' | 'u' => {}
         'f' => return refuse("the values are floats (a missing reading makes a pandas column float); energies are whole watt-hours: use integer columns"),
         'b' => return refuse("the values are booleans; energies are whole watt-hours: use integer columns"),
         _ => return refuse("every column must be an integer column of watt-hours"),
+    }
+    if kind == 'u' && arr.len() > 0 {
+        // uint64 above i64::MAX would wrap to a negative number.
+        let largest: u64 = values.call_method0(intern!(py, "max"))?.extract()?;
+        if i64::try_from(largest).is_err() {
+            return Err(Error::invalid(
+                "out_of_range",
+                format!("{what}: {largest} Wh does not fit a 64-bit integer"),
+            )
+            .with("value", largest));
+        }
     }
     let values = if arr.dtype().is_equiv_to(&numpy::dtype::<i64>(py)) {
         values
@@ -994,9 +1045,13 @@ pub fn wide_columns(
     assume_utc: bool,
     registry: &Registry,
 ) -> Result<ReadingColumns> {
-    let starts = seconds(&produced.start, assume_utc)?;
-    if seconds(&consumed.start, assume_utc)? != starts {
-        return Err(Error::validation(
+    let starts =
+        seconds(&produced.start, assume_utc).map_err(|e| e.in_argument("produced_wh (start)"))?;
+    if seconds(&consumed.start, assume_utc).map_err(|e| e.in_argument("consumed_wh (start)"))?
+        != starts
+    {
+        return Err(Error::invalid(
+            "shape_mismatch",
             "produced and consumed have different starts; give both frames the same index",
         ));
     }
@@ -1013,7 +1068,8 @@ pub fn wide_columns(
             .iter()
             .any(|id| !position.contains_key(id.as_str()))
     {
-        return Err(Error::validation(
+        return Err(Error::invalid(
+            "shape_mismatch",
             "produced and consumed have different prosumer columns",
         ));
     }
@@ -1021,7 +1077,8 @@ pub fn wide_columns(
     let width = produced.ids.len();
     let total = n * width;
     if produced.values.len() != total || consumed.values.len() != total {
-        return Err(Error::validation(
+        return Err(Error::invalid(
+            "shape_mismatch",
             "a wide frame has another number of values than its shape says",
         ));
     }
@@ -1043,7 +1100,10 @@ pub fn wide_columns(
     );
     let mut push = |i: usize, &(j, index, k): &(usize, u32, usize)| -> Result<()> {
         let (Some(p), Some(c)) = (produced.at(i, j, n), consumed.at(i, k, n)) else {
-            return Err(Error::validation("a wide frame is shorter than its shape"));
+            return Err(Error::invalid(
+                "shape_mismatch",
+                "a wide frame is shorter than its shape",
+            ));
         };
         cols.0.push(starts[i]);
         cols.1.push(index);
@@ -1057,7 +1117,10 @@ pub fn wide_columns(
         // Both C-ordered matrices with the same columns: whole rows at once.
         for (i, &start) in starts.iter().enumerate() {
             let (Some(p), Some(c)) = (produced.row(i), consumed.row(i)) else {
-                return Err(Error::validation("a wide frame is shorter than its shape"));
+                return Err(Error::invalid(
+                    "shape_mismatch",
+                    "a wide frame is shorter than its shape",
+                ));
             };
             cols.0.extend(std::iter::repeat_n(start, width));
             cols.1.extend_from_slice(&indices);

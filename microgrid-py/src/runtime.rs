@@ -7,11 +7,11 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
-use crate::errors::{Error, Result, StorageError};
+use crate::errors::{Error, Result};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
-fn runtime() -> PyResult<&'static Runtime> {
+fn runtime() -> Result<&'static Runtime> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }
@@ -19,7 +19,12 @@ fn runtime() -> PyResult<&'static Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| StorageError::new_err(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| {
+            Error::Store(microgrid_store::StoreError::Database {
+                operation: "starting the async runtime",
+                message: e.to_string(),
+            })
+        })?;
     Ok(RUNTIME.get_or_init(|| rt))
 }
 

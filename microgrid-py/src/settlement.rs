@@ -8,7 +8,39 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rust_decimal::Decimal;
 
-use crate::errors::Result;
+use crate::conversions::{arg, integer, text};
+use crate::errors::{Error, Result};
+
+/// A fee rate in sat/vB from argument `sat_per_vb`.
+fn fee_rate(value: &Bound<'_, PyAny>) -> Result<FeeRate> {
+    arg("sat_per_vb", value, |v| {
+        Ok(FeeRate::new(integer::<u64>(v)?)?)
+    })
+}
+
+/// One UTXO: a `(txid:vout, value_sats, address)` sequence.
+fn utxo(value: &Bound<'_, PyAny>, network: microgrid_core::Network) -> Result<Utxo> {
+    let expected = "a (txid:vout, value_sats, address) tuple";
+    if value.is_instance_of::<pyo3::types::PyString>() {
+        return Err(Error::wrong_type(value, expected));
+    }
+    let items: Vec<Bound<'_, PyAny>> = value
+        .try_iter()
+        .map_err(|_| Error::wrong_type(value, expected))?
+        .collect::<PyResult<_>>()?;
+    let [outpoint, value_sats, address] = items.as_slice() else {
+        return Err(Error::invalid(
+            "shape_mismatch",
+            format!("expected {expected}, got {} items", items.len()),
+        ));
+    };
+    Ok(Utxo {
+        outpoint: arg("outpoint", outpoint, text)?,
+        value_sats: arg("value_sats", value_sats, integer::<u64>)?,
+        address: PayoutAddress::new(&arg("address", address, text)?, network)
+            .map_err(|e| Error::from(e).in_argument("address"))?,
+    })
+}
 
 /// A settlement in bitcoin of one billing period.
 #[pyclass(module = "microgrid", frozen)]
@@ -134,8 +166,12 @@ impl Settlement {
     }
 
     /// Fee estimate at `sat_per_vb`: dict with vbytes and fee_sats.
-    fn fee_estimate<'py>(&self, py: Python<'py>, sat_per_vb: u64) -> Result<Bound<'py, PyDict>> {
-        let fee = self.inner.estimate_fee(FeeRate::new(sat_per_vb)?);
+    fn fee_estimate<'py>(
+        &self,
+        py: Python<'py>,
+        sat_per_vb: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let fee = self.inner.estimate_fee(fee_rate(sat_per_vb)?);
         let d = PyDict::new(py);
         d.set_item("vbytes", fee.vbytes)?;
         d.set_item("fee_sats", fee.fee_sats)?;
@@ -148,25 +184,26 @@ impl Settlement {
     fn psbt<'py>(
         &self,
         py: Python<'py>,
-        utxos: Vec<(String, u64, String)>,
-        change_address: &str,
-        sat_per_vb: u64,
+        utxos: &Bound<'py, PyAny>,
+        change_address: &Bound<'py, PyAny>,
+        sat_per_vb: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyDict>> {
         let network = self.inner.network;
-        let utxos = utxos
-            .into_iter()
-            .map(|(outpoint, value_sats, address)| {
-                Ok(Utxo {
-                    outpoint,
-                    value_sats,
-                    address: PayoutAddress::new(&address, network)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let change = PayoutAddress::new(change_address, network)?;
-        let batch = self
-            .inner
-            .build_psbt(&utxos, &change, FeeRate::new(sat_per_vb)?)?;
+        let utxos = arg("utxos", utxos, |list| {
+            if list.is_instance_of::<pyo3::types::PyString>() {
+                return Err(Error::wrong_type(list, "a list of UTXO tuples"));
+            }
+            list.try_iter()
+                .map_err(|_| Error::wrong_type(list, "a list of UTXO tuples"))?
+                .enumerate()
+                .map(|(i, u)| utxo(&u?, network).map_err(|e| e.at_row(i)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let change = arg("change_address", change_address, |v| {
+            Ok(PayoutAddress::new(&text(v)?, network)?)
+        })?;
+        let fee = fee_rate(sat_per_vb)?;
+        let batch = self.inner.build_psbt(&utxos, &change, fee)?;
         let d = PyDict::new(py);
         d.set_item("psbt", batch.psbt_base64)?;
         d.set_item("fee_sats", batch.fee_sats)?;

@@ -6,22 +6,81 @@ use microgrid_core::simulate::Community;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::Result;
+use crate::conversions::{arg, date, integer, opt_arg};
+use crate::errors::{Error, Result};
+
+/// The most readings one call simulates (a Python object per value: about
+/// 2 GB of lists at this size).
+pub const MAX_READINGS: u64 = 10_000_000;
+/// The most households one call simulates.
+pub const MAX_HOUSEHOLDS: usize = 1_000_000;
+/// The most days one call simulates.
+pub const MAX_DAYS: u32 = 3_660;
 
 /// Readings of `households` simulated homes (70 % with solar) over `days`
 /// days from `start`, as columns: start, prosumer_id, produced_wh,
-/// consumed_wh. The same seed gives the same watt-hours everywhere.
+/// consumed_wh. The same seed gives the same watt-hours everywhere. At
+/// most 1,000,000 households, 3,660 days and 10,000,000 readings a call.
 #[pyfunction]
-#[pyo3(signature = (households, start, days, *, seed = 42, timeframe_minutes = 15))]
+#[pyo3(
+    signature = (households, start, days, *, seed = None, timeframe_minutes = None),
+    text_signature = "(households, start, days, *, seed=42, timeframe_minutes=15)"
+)]
 pub fn simulate<'py>(
     py: Python<'py>,
-    households: usize,
-    start: NaiveDate,
-    days: u32,
-    seed: u64,
-    timeframe_minutes: u32,
+    households: &Bound<'py, PyAny>,
+    start: &Bound<'py, PyAny>,
+    days: &Bound<'py, PyAny>,
+    seed: Option<&Bound<'py, PyAny>>,
+    timeframe_minutes: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyDict>> {
-    let length = microgrid_core::TimeframeLength::new(timeframe_minutes)?;
+    let households = arg("households", households, integer::<usize>)?;
+    let start: NaiveDate = arg("start", start, date)?;
+    let days = arg("days", days, integer::<u32>)?;
+    let seed = opt_arg("seed", seed, integer::<u64>)?.unwrap_or(42);
+    let minutes = opt_arg("timeframe_minutes", timeframe_minutes, integer::<u32>)?.unwrap_or(15);
+    let length = microgrid_core::TimeframeLength::new(minutes)
+        .map_err(|e| Error::from(e).in_argument("timeframe_minutes"))?;
+    let too_many =
+        |name: &'static str, what: String| Error::invalid("out_of_range", what).in_argument(name);
+    if households > MAX_HOUSEHOLDS {
+        return Err(too_many(
+            "households",
+            format!("{households} households: at most {MAX_HOUSEHOLDS} are simulated"),
+        )
+        .with("value", households));
+    }
+    if days > MAX_DAYS {
+        return Err(too_many(
+            "days",
+            format!("{days} days: at most {MAX_DAYS} are simulated"),
+        )
+        .with("value", days));
+    }
+    let readings = (households as u64)
+        .saturating_mul(u64::from(days))
+        .saturating_mul(u64::from(length.per_day()));
+    if readings > MAX_READINGS {
+        return Err(too_many(
+            "households",
+            format!(
+                "{households} households over {days} days are {readings} readings: at most {MAX_READINGS} are simulated"
+            ),
+        )
+        .with("value", households));
+    }
+    // Python's dates end with the year 9999.
+    let last = NaiveDate::from_ymd_opt(10_000, 1, 1);
+    if start
+        .checked_add_days(chrono::Days::new(u64::from(days)))
+        .is_none_or(|end| Some(end) > last)
+    {
+        return Err(too_many(
+            "days",
+            format!("{start} plus {days} days is past the year 9999"),
+        )
+        .with("value", days));
+    }
     let readings = Community::new(households, start, days, seed)
         .with_length(length)
         .readings()?;

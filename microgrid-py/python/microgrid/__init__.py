@@ -33,6 +33,59 @@ Columnar data goes in and out without a Python object per row:
 
 pandas, polars and pyarrow are optional; the helpers import them when
 called.
+
+Inputs are checked at the door, by exact type:
+
+* energies (``*_wh``) are ``int`` or integer columns; ``bool``, ``float``
+  (even a whole one: ``100.9`` is never recorded as ``100``), NaN and
+  ``Decimal`` are refused, in columns too (numpy, pandas, polars, Arrow);
+* money (prices, fees, margins, rates) is ``decimal.Decimal``, ``str`` or
+  ``int``; floats of any width (``float``, ``numpy.float16`` to
+  ``numpy.float64``), ``bool`` and non-finite decimals are refused;
+* times are timezone-aware ``datetime`` of whole seconds: naive ones and
+  fractions of a second are refused, not rounded;
+* names, ids, addresses and URLs are ``str``; counts are ``int``.
+
+Errors
+------
+
+Every exception the package raises for any argument value is a
+:class:`MicrogridError`::
+
+    MicrogridError
+    ├── ValidationError   bad input: types, ids, readings, prices, addresses, times
+    ├── ConflictError     a reading that differs from a cleared one, a duplicate id,
+    │                     a period settled or paid otherwise, a paid settlement voided
+    ├── NotFoundError     an unknown prosumer, settlement or period not cleared
+    ├── StorageError      the database failed
+    └── SettlementError   rates, networks, fees, inputs that do not cover a batch,
+                          a voided settlement paid
+
+(Calling with missing or unknown arguments is still Python's ``TypeError``.)
+Each carries two attributes, for code that branches without parsing
+messages:
+
+* ``kind``: a stable snake-case name. A refusal of the domain or of a
+  store has the Rust error's kind (``"late_reading"``,
+  ``"settlement_conflict"``, ``"duplicate_prosumer"``, ``"invalid_price"``,
+  ``"period_not_cleared"``, ``"database"``, ...); the binding's own
+  refusals are ``"invalid_type"``, ``"invalid_value"``, ``"out_of_range"``,
+  ``"naive_datetime"``, ``"subsecond_time"``, ``"missing_value"`` and
+  ``"shape_mismatch"``.
+* ``details``: a dict with ``"message"`` (``str(e)``) and the offending
+  values by name, as Python values (``{"id": "a", "start": datetime(...)}``
+  for a late reading); a refused argument adds ``"argument"`` (the
+  parameter or column), and where known ``"row"``, ``"value"`` (the value
+  passed) and ``"type"`` (its type's name). A Python error raised while
+  reading an input becomes a ``ValidationError`` whose ``__cause__`` is the
+  original and whose ``details["error"]`` is its type's name.
+
+    >>> from datetime import datetime
+    >>> try:
+    ...     grid.summaries(datetime(2026, 6, 1), datetime(2026, 6, 2))
+    ... except microgrid.MicrogridError as e:
+    ...     e.kind, e.details["argument"]
+    ('naive_datetime', 'start')
 """
 
 from __future__ import annotations

@@ -37,7 +37,25 @@ _Column = Any
 _Frame = Any
 
 class MicrogridError(Exception):
-    """Base class of every microgrid error."""
+    """Base class of every microgrid error; ``kind`` names what went wrong,
+    ``details`` holds the values.
+
+    Every instance the package raises has:
+
+    * ``kind``: a stable snake-case name: the Rust error's kind for refusals
+      of the domain or a store (``"late_reading"``, ``"settlement_conflict"``,
+      ``"duplicate_prosumer"``, ``"invalid_price"``, ``"database"``, ...), or
+      one of the binding's own: ``"invalid_type"``, ``"invalid_value"``,
+      ``"out_of_range"``, ``"naive_datetime"``, ``"subsecond_time"``,
+      ``"missing_value"``, ``"shape_mismatch"``.
+    * ``details``: a dict with ``"message"`` (``str(e)``) and the offending
+      values by name (``{"id": "a", "start": datetime(...)}``); for a refused
+      argument also ``"argument"`` and, where known, ``"row"``, ``"value"``
+      and ``"type"``.
+    """
+
+    kind: str
+    details: Dict[str, Any]
 
 class ValidationError(MicrogridError):
     """An input was rejected; nothing was stored."""

@@ -43,6 +43,16 @@ use crate::reading::{Reading, ReadingLimits};
 use crate::registry::{Prosumer, Registry};
 use crate::timeframe::{TimeRange, Timeframe, TimeframeLength};
 
+/// The most readings one batch may hold: 100 million (a month of 10,000
+/// prosumers is 28.8 million). Larger inputs are recorded in several
+/// batches.
+pub const MAX_BATCH_READINGS: usize = 100_000_000;
+
+/// The longest time one batch may span, first to last timeframe: 366 days.
+/// A batch is checked against the stored readings of its span, so the span
+/// bounds what one ingest reads.
+pub const MAX_BATCH_SPAN_DAYS: i64 = 366;
+
 /// A batch of readings as four columns of equal length: the start of each
 /// reading's timeframe in seconds since the Unix epoch (UTC), the
 /// prosumer's dense index in the registry
@@ -149,6 +159,13 @@ impl ReadingColumns {
         length: TimeframeLength,
         limits: ReadingLimits,
     ) -> Result<ValidReadings> {
+        if self.len() > MAX_BATCH_READINGS {
+            return Err(Error::TooLarge {
+                what: "readings in a batch",
+                found: self.len() as u64,
+                max: MAX_BATCH_READINGS as u64,
+            });
+        }
         let max = limits.max_wh(length);
         let secs = length.seconds();
         let active: Vec<(i64, i64)> = registry.by_index().iter().map(active_span).collect();
@@ -203,6 +220,14 @@ impl ReadingColumns {
         } else {
             let end = DateTime::from_timestamp(last.saturating_add(secs), 0)
                 .ok_or(Error::Overflow("end of the batch's last timeframe"))?;
+            let spanned = end - instant(first);
+            if spanned > chrono::Duration::days(MAX_BATCH_SPAN_DAYS) {
+                return Err(Error::TooLarge {
+                    what: "days a batch spans",
+                    found: (spanned.num_seconds().unsigned_abs()).div_ceil(86_400),
+                    max: MAX_BATCH_SPAN_DAYS.unsigned_abs(),
+                });
+            }
             Some(TimeRange::new(instant(first), end, length)?)
         };
         let rows: Vec<u32> = match &span {
@@ -624,7 +649,7 @@ mod tests {
 
     #[test]
     fn exact_repeats_count_once_and_sparse_batches_use_the_map() {
-        let far = at(0) + 400 * 86_400;
+        let far = at(0) + 300 * 86_400;
         let cols = ReadingColumns::new(
             vec![at(1), far, at(1)],
             vec![0, 0, 0],
@@ -635,22 +660,28 @@ mod tests {
         let valid = validate(cols).unwrap();
         assert_eq!(valid.len(), 2);
         assert_eq!(valid.distinct().collect::<Vec<_>>(), [0, 1]);
-        // Three centuries apart: too sparse for a bit per cell.
-        let very_far = at(0) + 300 * 365 * 86_400;
+        // 300 days of 1,000 prosumers (28.8 M cells) for three readings:
+        // too sparse for a bit per cell.
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let mut many = Registry::default();
+        for i in 0..1_000 {
+            let p = Prosumer::new(format!("p{i:04}"), "P", ProsumerKind::Household, day).unwrap();
+            many.register(p).unwrap();
+        }
         let sparse = |v: i64| {
             ReadingColumns::new(
-                vec![at(1), very_far, very_far],
-                vec![0, 0, 0],
+                vec![at(1), far, far],
+                vec![0, 999, 999],
                 vec![5, 6, v],
                 vec![0, 0, 0],
             )
             .unwrap()
+            .validate(&many, TimeframeLength::default(), ReadingLimits::default())
         };
-        assert_eq!(validate(sparse(6)).unwrap().len(), 2);
-        assert!(matches!(
-            validate(sparse(7)),
-            Err(Error::DuplicateReading { .. })
-        ));
+        let span = sparse(6).unwrap().try_span().unwrap();
+        assert!(span.len() * many.len() > 1 << 23, "the map path");
+        assert_eq!(sparse(6).unwrap().len(), 2);
+        assert!(matches!(sparse(7), Err(Error::DuplicateReading { .. })));
     }
 
     #[test]
@@ -672,5 +703,34 @@ mod tests {
         let counts = ingest_rows(&other, &reg, &mut rows, |_| false).unwrap();
         assert_eq!(counts.replaced, 1);
         assert_eq!(rows[0].get(0), Some((Wh::new(6), Wh::ZERO)));
+    }
+
+    #[test]
+    fn a_batch_spans_at_most_366_days_and_a_range_100_years() {
+        let reg = registry();
+        let year = 366 * 86_400;
+        let columns = |last: i64| ReadingColumns {
+            starts: vec![at(0), last],
+            prosumers: vec![0, 0],
+            produced: vec![1, 1],
+            consumed: vec![0, 0],
+        };
+        let length = TimeframeLength::default();
+        let limits = ReadingLimits::default();
+        // The last timeframe ends exactly 366 days after the first starts.
+        assert!(columns(at(0) + year - 900)
+            .validate(&reg, length, limits)
+            .is_ok());
+        assert!(matches!(
+            columns(at(0) + year).validate(&reg, length, limits),
+            Err(Error::TooLarge { what: "days a batch spans", found: 367, max: 366 })
+        ));
+        let start = instant(at(0));
+        let century = chrono::Duration::days(crate::timeframe::MAX_RANGE_DAYS);
+        assert!(TimeRange::new(start, start + century, length).is_ok());
+        assert!(matches!(
+            TimeRange::new(start, start + century + chrono::Duration::days(1), length),
+            Err(Error::TooLarge { what: "days in a range", .. })
+        ));
     }
 }

@@ -203,6 +203,19 @@ pub enum Error {
         /// Why it was voided.
         reason: String,
     },
+    /// A batch or range is larger than the documented bound
+    /// ([`crate::batch::MAX_BATCH_READINGS`],
+    /// [`crate::batch::MAX_BATCH_SPAN_DAYS`],
+    /// [`crate::timeframe::MAX_RANGE_DAYS`]).
+    #[error("too many {what}: {found}, at most {max}")]
+    TooLarge {
+        /// What was counted.
+        what: &'static str,
+        /// How many there are.
+        found: u64,
+        /// The bound.
+        max: u64,
+    },
     /// A timeframe cleared in one currency is billed in another.
     #[error(
         "the timeframe starting {start} was cleared in {cleared}, the tariff bills in {billed}"
@@ -362,6 +375,7 @@ impl Error {
             Error::CannotVoidPaid { .. } => "cannot_void_paid",
             Error::SettlementVoided { .. } => "settlement_voided",
             Error::ClearedInOtherCurrency { .. } => "cleared_in_other_currency",
+            Error::TooLarge { .. } => "too_large",
             Error::MixedTimeframeLength { .. } => "mixed_timeframe_length",
             Error::InvalidCurrency { .. } => "invalid_currency",
             Error::InvalidPrice { .. } => "invalid_price",

@@ -182,9 +182,14 @@ pub struct TimeRange {
     length: TimeframeLength,
 }
 
+/// The longest range: 100 years (36,525 days). Clearing and billing walk a
+/// range a chunk at a time, so this bounds the bookkeeping, not the memory.
+pub const MAX_RANGE_DAYS: i64 = 36_525;
+
 impl TimeRange {
     /// The timeframes from `start` (inclusive) to `end` (exclusive); both
-    /// must be on the grid and `start < end`.
+    /// must be on the grid, `start < end`, and the range at most
+    /// [`MAX_RANGE_DAYS`] long ([`Error::TooLarge`]).
     pub fn new(
         start: DateTime<Utc>,
         end: DateTime<Utc>,
@@ -199,6 +204,14 @@ impl TimeRange {
         }
         Timeframe::new(start, length)?;
         Timeframe::new(end, length)?;
+        let spanned = end - start;
+        if spanned > chrono::Duration::days(MAX_RANGE_DAYS) {
+            return Err(Error::TooLarge {
+                what: "days in a range",
+                found: spanned.num_seconds().unsigned_abs().div_ceil(86_400),
+                max: MAX_RANGE_DAYS.unsigned_abs(),
+            });
+        }
         Ok(TimeRange { start, end, length })
     }
 

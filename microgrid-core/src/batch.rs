@@ -723,14 +723,21 @@ mod tests {
             .is_ok());
         assert!(matches!(
             columns(at(0) + year).validate(&reg, length, limits),
-            Err(Error::TooLarge { what: "days a batch spans", found: 367, max: 366 })
+            Err(Error::TooLarge {
+                what: "days a batch spans",
+                found: 367,
+                max: 366
+            })
         ));
         let start = instant(at(0));
         let century = chrono::Duration::days(crate::timeframe::MAX_RANGE_DAYS);
         assert!(TimeRange::new(start, start + century, length).is_ok());
         assert!(matches!(
             TimeRange::new(start, start + century + chrono::Duration::days(1), length),
-            Err(Error::TooLarge { what: "days in a range", .. })
+            Err(Error::TooLarge {
+                what: "days in a range",
+                ..
+            })
         ));
     }
 }

@@ -312,6 +312,9 @@ pub fn bill_period(
     tariff.check()?;
     let ordered = in_period_order(period, clearings)?;
     let summaries: Vec<&TimeframeSummary> = ordered.iter().map(|c| &c.summary).collect();
+    for s in &summaries {
+        in_tariff_currency(s, tariff)?;
+    }
     let per_period = pricing_kind(&summaries)?;
     let (fee, margin) = (
         tariff.grid_fee().micros()?,
@@ -394,6 +397,7 @@ impl<'a> RowBilling<'a> {
             if tf.start() > want || tf.length() != self.period.length() {
                 return Err(Error::PeriodNotCleared { start: want });
             }
+            in_tariff_currency(&cleared.summary, self.tariff)?;
             self.summaries.push(cleared.summary.clone());
         }
         let rates = rows
@@ -724,6 +728,19 @@ fn empty_bill(prosumer: ProsumerId) -> Bill {
     }
 }
 
+/// A timeframe cleared in a known currency is billed in that currency
+/// only: the numbers are the same, the label is not.
+fn in_tariff_currency(summary: &TimeframeSummary, tariff: &Tariff) -> Result<()> {
+    match summary.currency {
+        Some(cleared) if cleared != tariff.currency() => Err(Error::ClearedInOtherCurrency {
+            start: summary.timeframe.start(),
+            cleared: cleared.to_string(),
+            billed: tariff.currency().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The clearings of every timeframe of the period, in time order.
 fn in_period_order<'a>(
     period: &TimeRange,
@@ -789,7 +806,7 @@ fn share_the_grid_bill(summaries: &[&TimeframeSummary], bills: &mut [Bill]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{clear_range, GridPrices, Mechanism, Reading, TimeframeLength};
+    use crate::{clear_range, GridPrices, GridTariff, Mechanism, Reading, TimeframeLength};
     use chrono::{TimeZone, Utc};
 
     fn setup(m: Mechanism) -> (TimeRange, Tariff, Vec<TimeframeClearing>) {
@@ -950,6 +967,30 @@ mod tests {
             bill_period(&period, &tariff, &cleared),
             Err(Error::DuplicateClearing { start })
         );
+    }
+
+    #[test]
+    fn a_period_cleared_in_one_currency_is_not_billed_in_another() {
+        let (period, tariff, cleared) = setup(Mechanism::MidMarketRate);
+        assert_eq!(cleared[0].summary.currency, Some(tariff.currency()));
+        let dollars = Tariff::new(
+            "USD".parse().unwrap(),
+            tariff.grid_prices(&cleared[0].summary.timeframe),
+        );
+        assert_eq!(
+            bill_period(&period, &dollars, &cleared),
+            Err(Error::ClearedInOtherCurrency {
+                start: period.start(),
+                cleared: "EUR".into(),
+                billed: "USD".into(),
+            })
+        );
+        // Cleared at bare prices (no currency), any tariff bills it.
+        let mut bare = cleared.clone();
+        for c in &mut bare {
+            c.summary.currency = None;
+        }
+        assert!(bill_period(&period, &dollars, &bare).is_ok());
     }
 
     #[test]

@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::energy::Wh;
 use crate::error::{Error, Result};
-use crate::money::Price;
+use crate::money::{Currency, Price};
 use crate::pricing::{CommunityPrice, GridPrices, MarketState, PricingMechanism};
 use crate::reading::Reading;
 use crate::registry::ProsumerId;
@@ -68,6 +68,13 @@ use crate::trades::{derive_trades, Trade};
 pub trait GridTariff {
     /// The grid's prices in `tf`.
     fn grid_prices(&self, tf: &Timeframe) -> GridPrices;
+    /// The currency of the prices, when the tariff knows it (a
+    /// [`crate::tariff::Tariff`] does; bare prices do not). It is kept with
+    /// each cleared timeframe, and billing refuses a tariff in another
+    /// currency ([`Error::ClearedInOtherCurrency`]).
+    fn price_currency(&self) -> Option<Currency> {
+        None
+    }
 }
 
 impl GridTariff for GridPrices {
@@ -109,6 +116,10 @@ pub struct TimeframeSummary {
     pub grid: GridPrices,
     /// The mechanism's community price.
     pub community_price: CommunityPrice,
+    /// The currency the timeframe was cleared in, if the tariff named one
+    /// ([`GridTariff::price_currency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Currency>,
 }
 
 impl TimeframeSummary {
@@ -475,7 +486,21 @@ fn share(
     }
 }
 
-/// The summary of a timeframe from its totals, priced by `mechanism`.
+/// The summary of a timeframe from its totals, priced by `mechanism` at
+/// `tariff`'s prices, in its currency.
+pub fn summarize_at<T: GridTariff + ?Sized>(
+    timeframe: Timeframe,
+    totals: &EnergyTotals,
+    tariff: &T,
+    mechanism: &dyn PricingMechanism,
+) -> TimeframeSummary {
+    let mut summary = summarize(timeframe, totals, tariff.grid_prices(&timeframe), mechanism);
+    summary.currency = tariff.price_currency();
+    summary
+}
+
+/// The summary of a timeframe from its totals, priced by `mechanism`; no
+/// currency.
 pub fn summarize(
     timeframe: Timeframe,
     totals: &EnergyTotals,
@@ -501,6 +526,7 @@ pub fn summarize(
         buyers: totals.buyers,
         grid,
         community_price: mechanism.community_price(&market),
+        currency: None,
     }
 }
 
@@ -585,7 +611,9 @@ pub fn clear_range(
         .timeframes()
         .map(|tf| {
             let rs = by_timeframe.remove(&tf).unwrap_or_default();
-            clear_timeframe(tf, &rs, tariff.grid_prices(&tf), mechanism)
+            let mut clearing = clear_timeframe(tf, &rs, tariff.grid_prices(&tf), mechanism)?;
+            clearing.summary.currency = tariff.price_currency();
+            Ok(clearing)
         })
         .collect()
 }

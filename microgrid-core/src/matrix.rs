@@ -8,7 +8,7 @@
 
 use crate::batch::ReadingRow;
 use crate::clearing::{
-    clear_columns, clear_columns_in_order, summarize, Allocation, GridTariff, TimeframeClearing,
+    clear_columns, clear_columns_in_order, summarize_at, Allocation, GridTariff, TimeframeClearing,
     TimeframeSummary,
 };
 use crate::energy::Wh;
@@ -277,7 +277,7 @@ fn clear_rows<T: GridTariff + ?Sized>(
         .map(|(i, tf)| {
             let (produced, consumed) = readings.row(first + i);
             let totals = clear_columns(produced, consumed, &mut out[i * n..(i + 1) * n])?;
-            Ok(summarize(*tf, &totals, tariff.grid_prices(tf), mechanism))
+            Ok(summarize_at(*tf, &totals, tariff, mechanism))
         })
         .collect()
 }
@@ -357,7 +357,7 @@ pub fn clear_reading_rows<T: GridTariff + Sync + ?Sized>(
                 let totals =
                     clear_columns_in_order(row.produced(), row.consumed(), order, &mut community)?;
                 Ok(ClearedRow {
-                    summary: summarize(*tf, &totals, tariff.grid_prices(tf), mechanism),
+                    summary: summarize_at(*tf, &totals, tariff, mechanism),
                     community,
                 })
             })

@@ -194,6 +194,9 @@ impl GridTariff for Tariff {
             .find(|w| w.from_minute <= minute && minute < w.to_minute)
             .map_or(self.grid, |w| w.grid)
     }
+    fn price_currency(&self) -> Option<Currency> {
+        Some(self.currency)
+    }
 }
 
 #[cfg(test)]

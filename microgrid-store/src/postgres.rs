@@ -391,10 +391,11 @@ async fn insert_summaries(
     };
     let starts: Vec<DateTime<Utc>> = sqlx::query_scalar(
         "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
-         shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) \
+         shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price, \
+         currency) \
          SELECT * FROM UNNEST($1::timestamptz[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], \
          $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::int[], $11::int[], $12::numeric[], \
-         $13::numeric[], $14::numeric[]) ON CONFLICT (start) DO NOTHING RETURNING start",
+         $13::numeric[], $14::numeric[], $15::text[]) ON CONFLICT (start) DO NOTHING RETURNING start",
     )
     .bind(summaries.iter().map(|s| s.timeframe.start()).collect::<Vec<_>>())
     .bind(
@@ -428,6 +429,12 @@ async fn insert_summaries(
         summaries
             .iter()
             .map(|s| s.community_price.known().map(|p| p.per_kwh()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        summaries
+            .iter()
+            .map(|s| s.currency.map(|c| c.to_string()))
             .collect::<Vec<_>>(),
     )
     .fetch_all(&mut *conn)

@@ -78,6 +78,8 @@ pub(crate) struct SummaryRow {
     pub grid_import: Price,
     pub grid_export: Price,
     pub community_price: Option<Price>,
+    /// The currency code it was cleared in, if known.
+    pub currency: Option<String>,
 }
 
 impl SummaryRow {
@@ -101,6 +103,10 @@ impl SummaryRow {
             community_price: self
                 .community_price
                 .map_or(CommunityPrice::PerPeriod, CommunityPrice::Known),
+            currency: self
+                .currency
+                .map(|c| c.parse().map_err(|_| corrupt("currency", c)))
+                .transpose()?,
         })
     }
 }

@@ -40,10 +40,11 @@ pub(crate) const READINGS: &str =
 
 pub(crate) const INSERT_SUMMARIES: &str =
     "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
-     shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price) ";
+     shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price, \
+     currency) ";
 pub(crate) const SUMMARIES: &str =
     "SELECT start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, shared_wh, import_wh, \
-     export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price \
+     export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price, currency \
      FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
 pub(crate) const CLEARED: &str =
     "SELECT start FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
@@ -160,6 +161,7 @@ pub(crate) struct SummaryRecord<T, N, P> {
     grid_import_price: P,
     grid_export_price: P,
     community_price: Option<P>,
+    currency: Option<String>,
 }
 
 impl<T: Load<DateTime<Utc>>, N: Into<i64>, P: Load<Price>> SummaryRecord<T, N, P> {
@@ -181,6 +183,7 @@ impl<T: Load<DateTime<Utc>>, N: Into<i64>, P: Load<Price>> SummaryRecord<T, N, P
             grid_import: self.grid_import_price.load()?,
             grid_export: self.grid_export_price.load()?,
             community_price: self.community_price.map(Load::load).transpose()?,
+            currency: self.currency,
         }
         .into_summary()
     }

@@ -32,7 +32,7 @@ use crate::traits::{
     LedgerStore, ReadingStore, RegistryStore,
 };
 
-/// Rows per multi-row statement: with at most 14 parameters a row, well
+/// Rows per multi-row statement: with at most 15 parameters a row, well
 /// under SQLite's limit of 32,766 parameters a statement.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -271,7 +271,8 @@ async fn insert_summaries(
                 .push_bind(i64::from(s.buyers))
                 .push_bind(s.grid.import().per_kwh().to_string())
                 .push_bind(s.grid.export().per_kwh().to_string())
-                .push_bind(s.community_price.known().map(|p| p.per_kwh().to_string()));
+                .push_bind(s.community_price.known().map(|p| p.per_kwh().to_string()))
+                .push_bind(s.currency.map(|c| c.to_string()));
         });
         let starts: Vec<i64> = q
             .push(" ON CONFLICT (start) DO NOTHING RETURNING start")

@@ -637,6 +637,46 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
     ));
 }
 
+/// A period cleared in EUR is not billed (or settled) in USD: the store
+/// keeps the currency of each clearing.
+pub async fn a_period_is_billed_in_the_currency_it_was_cleared_in<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 1).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    let period = days(1, 2);
+    grid.clear(&period, &tariff(), &Mechanism::MidMarketRate)
+        .await
+        .unwrap();
+    let summaries = grid.summaries(&period).await.unwrap();
+    assert!(summaries
+        .iter()
+        .all(|s| s.currency == Some(tariff().currency())));
+    let dollars = Tariff::new("USD".parse().unwrap(), grid_prices());
+    assert!(matches!(
+        grid.bill(&period, &dollars).await,
+        Err(StoreError::Domain(Error::ClearedInOtherCurrency { cleared, billed, .. }))
+            if cleared == "EUR" && billed == "USD"
+    ));
+    let rate = ExchangeRate::new(
+        Decimal::from(90_000),
+        dollars.currency(),
+        "test",
+        period.end(),
+    )
+    .unwrap();
+    let operator = regtest_address(77, OutputType::P2wpkh);
+    assert!(matches!(
+        grid.settle(&period, &dollars, &rate, Network::Regtest, &operator)
+            .await,
+        Err(StoreError::Domain(Error::ClearedInOtherCurrency { .. }))
+    ));
+    assert!(grid
+        .store()
+        .last_settlement(period.end())
+        .await
+        .unwrap()
+        .is_none());
+}
+
 /// Of two concurrent payments of one settlement with different
 /// transactions, one is recorded and the other refused.
 pub async fn one_of_two_concurrent_payments_stands<S: Store>(store: S) {
@@ -762,6 +802,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn one_settlement_stands_per_period() {
                 super::one_settlement_stands_per_period($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_period_is_billed_in_the_currency_it_was_cleared_in() {
+                super::a_period_is_billed_in_the_currency_it_was_cleared_in($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn one_of_two_concurrent_payments_stands() {

@@ -43,6 +43,9 @@ struct SummaryFields {
     grid_import_price: Decimal128,
     grid_export_price: Decimal128,
     community_price: Option<Decimal128>,
+    /// The currency it was cleared in; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    currency: Option<String>,
 }
 
 impl SummaryFields {
@@ -61,6 +64,7 @@ impl SummaryFields {
             grid_import_price: decimal(s.grid.import())?,
             grid_export_price: decimal(s.grid.export())?,
             community_price: s.community_price.known().map(decimal).transpose()?,
+            currency: s.currency.map(|c| c.to_string()),
         })
     }
 
@@ -82,6 +86,7 @@ impl SummaryFields {
             grid_import: price(&self.grid_import_price)?,
             grid_export: price(&self.grid_export_price)?,
             community_price: self.community_price.as_ref().map(price).transpose()?,
+            currency: self.currency.clone(),
         }
         .into_summary()
     }

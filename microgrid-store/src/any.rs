@@ -14,7 +14,9 @@ use microgrid_core::{
 use crate::error::{Result, StoreError};
 use crate::grid::Grid;
 use crate::memory::MemoryStore;
-use crate::traits::{ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore};
+use crate::traits::{
+    clear_in_steps, ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore,
+};
 
 /// Any of the stores compiled in, chosen by URL at run time.
 #[derive(Debug, Clone)]
@@ -199,6 +201,12 @@ impl LedgerStore for AnyStore {
 /// The registry, the readings and the ledger (clearing results and
 /// settlements) each in a store of its own, e.g. the registry and the
 /// ledger in PostgreSQL and the readings in MongoDB.
+///
+/// No one transaction spans two databases, so ingest and clearing take
+/// turns through a lock of this value (and its clones): within one
+/// process they do not interleave. Two processes writing the same routed
+/// databases can interleave an ingest with a clear; route readings and
+/// ledger to one database where that matters.
 #[derive(Debug, Clone)]
 pub struct RoutedStore<R = AnyStore, D = AnyStore, L = AnyStore> {
     /// Where prosumers live.
@@ -207,6 +215,19 @@ pub struct RoutedStore<R = AnyStore, D = AnyStore, L = AnyStore> {
     pub readings: D,
     /// Where clearing results and settlements live.
     pub ledger: L,
+    turns: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<R, D, L> RoutedStore<R, D, L> {
+    /// The three stores, routed.
+    pub fn new(registry: R, readings: D, ledger: L) -> RoutedStore<R, D, L> {
+        RoutedStore {
+            registry,
+            readings,
+            ledger,
+            turns: Arc::default(),
+        }
+    }
 }
 
 impl RoutedStore {
@@ -216,11 +237,11 @@ impl RoutedStore {
         readings_url: &str,
         ledger_url: &str,
     ) -> Result<RoutedStore> {
-        Ok(RoutedStore {
-            registry: AnyStore::open(registry_url).await?,
-            readings: AnyStore::open(readings_url).await?,
-            ledger: AnyStore::open(ledger_url).await?,
-        })
+        Ok(RoutedStore::new(
+            AnyStore::open(registry_url).await?,
+            AnyStore::open(readings_url).await?,
+            AnyStore::open(ledger_url).await?,
+        ))
     }
 }
 
@@ -236,7 +257,7 @@ impl<R: RegistryStore, D: Send + Sync, L: Send + Sync> RegistryStore for RoutedS
     }
 }
 
-impl<R: Send + Sync, D: ReadingStore, L: Send + Sync> ReadingStore for RoutedStore<R, D, L> {
+impl<R: Send + Sync, D: ReadingStore, L: LedgerStore> ReadingStore for RoutedStore<R, D, L> {
     async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
         self.readings.write_readings(plan).await
     }
@@ -249,7 +270,13 @@ impl<R: Send + Sync, D: ReadingStore, L: Send + Sync> ReadingStore for RoutedSto
         registry: &Registry,
         cleared: &BTreeSet<DateTime<Utc>>,
     ) -> Result<IngestCounts> {
-        self.readings.ingest(batch, registry, cleared).await
+        let _turn = self.turns.lock().await;
+        // What the ledger cleared before this turn began counts too.
+        let mut cleared = cleared.clone();
+        if let Some(span) = batch.try_span() {
+            cleared.extend(self.ledger.cleared(&span).await?);
+        }
+        self.readings.ingest(batch, registry, &cleared).await
     }
     async fn reading_rows(
         &self,
@@ -306,11 +333,19 @@ impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
         self.ledger.save_voiding(voided).await
     }
-    // `clear_with` is the trait's default here: readings and results live
-    // in two databases, so no one transaction covers both. Each timeframe
-    // is still stored once, but an ingest into the readings store can
-    // interleave with a clear; route readings and ledger to one database
-    // where that matters.
+    async fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> Result<ClearCounts>
+    where
+        Self: ReadingStore,
+    {
+        // Two databases: no one transaction; ingests wait for this turn.
+        let _turn = self.turns.lock().await;
+        clear_in_steps(self, range, registry, clear).await
+    }
 }
 
 impl Grid<AnyStore> {

@@ -170,26 +170,7 @@ pub trait LedgerStore: Send + Sync {
     where
         Self: ReadingStore,
     {
-        async move {
-            let done = self.cleared(range).await?;
-            let rows = self.reading_rows(range, registry).await?;
-            let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
-                .timeframes()
-                .zip(rows)
-                .filter(|(tf, _)| !done.contains(&tf.start()))
-                .collect();
-            let mut counts = ClearCounts {
-                cleared: 0,
-                already_cleared: range.len() - open.len(),
-            };
-            if open.is_empty() {
-                return Ok(counts);
-            }
-            let pairs = clear_open(open, clear)?;
-            counts.cleared = self.save_cleared(&pairs, registry).await?;
-            counts.already_cleared += pairs.len() - counts.cleared;
-            Ok(counts)
-        }
+        async move { clear_in_steps(self, range, registry, clear).await }
     }
     /// Stores cleared timeframes given as columns (each with the readings
     /// it was cleared from), skipping those cleared already; returns how
@@ -286,6 +267,34 @@ pub struct ClearCounts {
     pub cleared: usize,
     /// Cleared before (skipped).
     pub already_cleared: usize,
+}
+
+/// [`LedgerStore::clear_with`] in steps (read, clear, store), each atomic
+/// on its own but not together: what the trait's default does.
+pub(crate) async fn clear_in_steps<S: ReadingStore + LedgerStore + ?Sized>(
+    store: &S,
+    range: &TimeRange,
+    registry: &Registry,
+    clear: &ClearFn<'_>,
+) -> Result<ClearCounts> {
+    let done = store.cleared(range).await?;
+    let rows = store.reading_rows(range, registry).await?;
+    let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
+        .timeframes()
+        .zip(rows)
+        .filter(|(tf, _)| !done.contains(&tf.start()))
+        .collect();
+    let mut counts = ClearCounts {
+        cleared: 0,
+        already_cleared: range.len() - open.len(),
+    };
+    if open.is_empty() {
+        return Ok(counts);
+    }
+    let pairs = clear_open(open, clear)?;
+    counts.cleared = store.save_cleared(&pairs, registry).await?;
+    counts.already_cleared += pairs.len() - counts.cleared;
+    Ok(counts)
 }
 
 /// Runs `clear` on the open timeframes and pairs each result with the

@@ -7,9 +7,12 @@
 //! | collection | `_id` | fields |
 //! | --- | --- | --- |
 //! | `prosumers` | id | name, kind, dates, payout address |
-//! | `reading_frames` | start | `start`, `length_minutes`, `rev`, `ids`, `produced`, `consumed` |
+//! | `reading_frames` | start | `start`, `length_minutes`, `rev`, `ids`, `produced`, `consumed`, and while a large batch is written, `pending` |
 //! | `cleared_frames` | start | `start`, `summary` (energies, counts, `Decimal128` prices), `ids`, `produced`, `consumed`, `community_wh` |
-//! | `settlements` | id | period, hash, payment, the settlement as JSON |
+//! | `settlements` | id | period, hash, payment, `voided`, `claims`, the settlement as JSON |
+//! | `settlement_claims` | a timeframe's start | `settlement`: the id of the standing settlement covering it |
+//! | `ingest_batches` | batch id | `state` (`pending`, `committed`, `aborted`), `started`, `frames` |
+//! | `day_guards`, `settled_days` | a UTC day's start | `n`: writes so far (see below) |
 //!
 //! `ids` are sorted; the arrays are `Int64` and as long as `ids`. The
 //! `_id` (a timeframe's start) keeps one document per timeframe; `start`
@@ -19,33 +22,66 @@
 //! multikey index `{ids: 1, start: 1}` of `cleared_frames` and projected
 //! to that prosumer's elements on the server. That index holds a key per
 //! allocation, which makes it most of the cost of storing a clearing.
-//! `rev` counts the writes of a reading document: writes that do not
-//! happen in the transaction that read the document are conditional on
-//! it (see below).
+//! `rev` counts the versions of a reading document: every write of one is
+//! conditional on the `rev` (and staged batch) it was planned from.
 //!
 //! # Transactions
 //!
-//! A stage reads and writes in one multi-document transaction, retried
-//! with back-off when it loses to another writer (a transient error). A
-//! server refuses a transaction whose writes do not fit its cache
-//! (`TransactionTooLargeForCache`), so writes are cut into transactions of
-//! at most 16 MiB of documents (`TXN_BYTES`):
+//! Every stage runs in multi-document transactions (snapshot isolation),
+//! retried with back-off when one loses to another writer (a
+//! `TransientTransactionError`, or a conditional write that finds its
+//! document changed), at most [`ATTEMPTS`] times.
 //!
-//! - recording checks the whole batch against the documents of its span
-//!   (read in one transaction) before anything is written, so nothing of
-//!   a rejected batch is stored. A batch whose documents fit one
-//!   transaction is written in that same transaction. A larger one is
-//!   written in several, each document on condition that its `rev` is
-//!   still the one that was read; if one of them fails or loses, what the
-//!   earlier ones wrote is undone (documents put back as they were, again
-//!   on condition of `rev`) and the batch is recorded again from the
-//!   start. Only a process that dies between those transactions leaves
-//!   part of a large batch.
-//! - storing cleared timeframes writes each timeframe once (its `_id`); a
-//!   call writes its timeframes in as few transactions as fit.
+//! Snapshot isolation alone lets two transactions that read each other's
+//! documents but write different ones both commit (write skew: an ingest
+//! that found a timeframe not cleared, and a clearing that read its
+//! readings before the ingest wrote them). So every transaction that
+//! writes reading documents, commits a batch of them or stores cleared
+//! timeframes also increments a guard document per UTC day it touches
+//! (`day_guards`): two such transactions over a common day cannot both
+//! commit (the second writer of a guard gets a `WriteConflict` and tries
+//! again, reading what the first committed). Settlements do the same with
+//! `settled_days`.
+//!
+//! - **Recording** reads the documents of the batch's span and its
+//!   cleared timeframes in one transaction and checks the batch with the
+//!   core's rule. When the documents to write fit one transaction
+//!   ([`TXN_BYTES`], 64 MiB: the test server refuses a transaction of more
+//!   than 76 MiB of documents as `TransactionTooLargeForCache`; a day of
+//!   10,000 prosumers is 45.5 MiB, a month of 1,000 prosumers 128 MiB)
+//!   they are written in that transaction. A larger batch (or one the
+//!   server refuses as too large) is written in two phases under a batch
+//!   document in `ingest_batches`: each changed document gets the new
+//!   version as `pending: {batch, frame}` next to its current content (a
+//!   new timeframe gets a placeholder, `rev` 0 and empty arrays), in
+//!   transactions of at most [`CHUNK_BYTES`]; readers ignore a pending
+//!   version until its batch is committed. One last transaction checks
+//!   that every pending version is still in place and that none of the
+//!   timeframes was cleared meanwhile, and sets the batch `committed`: from
+//!   then on readers take the pending versions, and the writer moves them
+//!   into place (any later writer of the document does it too). A batch
+//!   that fails, or whose writer dies, is never committed: its pending
+//!   versions stay invisible (and are removed, or overwritten by the next
+//!   writer). Nothing is ever deleted but a placeholder holding only its
+//!   own batch's pending version.
+//! - **Clearing** reads the readings of the open timeframes (noting each
+//!   document's `rev`), clears them, and stores the results in
+//!   transactions of at most [`CHUNK_BYTES`], each of which stores a
+//!   timeframe only if its readings are still at the `rev` they were
+//!   cleared from (else that timeframe is cleared again) and it is not
+//!   cleared yet. Each timeframe's result is therefore the clearing of
+//!   exactly the readings stored for it, and an ingest that comes later
+//!   finds it cleared.
+//! - **Settling** claims every timeframe of the period in
+//!   `settlement_claims` (a unique `_id`) in the transaction that stores
+//!   the settlement, so two standing settlements never cover one
+//!   timeframe; voiding removes the claims in the transaction that marks
+//!   the settlement voided. Paying and voiding are conditional writes.
 //!
 //! One document holds a timeframe of every prosumer, so a timeframe must
-//! fit MongoDB's 16 MiB document limit: about 250,000 prosumers.
+//! fit MongoDB's 16 MiB document limit: about 250,000 prosumers (half as
+//! many for a batch written in two phases, whose documents hold two
+//! versions for a while).
 
 mod ledger;
 mod readings;
@@ -70,9 +106,16 @@ use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, date, db, registry, ProsumerRow};
 use crate::traits::RegistryStore;
 
-/// The most bytes of documents one transaction writes (the servers'
-/// limit is a share of their cache; 16 MiB stays well inside it).
-const TXN_BYTES: usize = 16 << 20;
+/// The most bytes of reading documents an ingest writes in one
+/// transaction; more go through a batch written in two phases (see the
+/// module documentation). A server's limit is a share of its cache: the
+/// test server's (1 GiB cache) is 76 MiB, and a server that refuses less
+/// (`TransactionTooLargeForCache`) gets the two-phase path too.
+const TXN_BYTES: usize = 64 << 20;
+
+/// The most bytes of documents one transaction of a stage written in
+/// several transactions writes (well inside any server's limit).
+const CHUNK_BYTES: usize = 16 << 20;
 
 /// How often a transaction that loses to another writer is tried.
 const ATTEMPTS: u32 = 50;
@@ -85,8 +128,10 @@ const IDS_INDEX: &str = "ids_1_start_1";
 pub struct MongoStore {
     client: Client,
     db: Database,
-    /// The most bytes of documents one transaction writes.
+    /// The most bytes of reading documents one ingest transaction writes.
     txn_bytes: usize,
+    /// The most bytes of documents one of several transactions writes.
+    chunk_bytes: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,6 +206,27 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Whether the server refused a transaction as too large
+/// (`TransactionTooLarge`, 334, or `TransactionTooLargeForCache`, 388).
+fn is_too_large(e: &mongodb::error::Error) -> bool {
+    const CODES: [i32; 2] = [334, 388];
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => CODES.contains(&c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => CODES.contains(&w.code),
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|ws| ws.iter().any(|w| CODES.contains(&w.code))),
+        _ => e.to_string().contains("TransactionTooLarge"),
+    }
+}
+
+/// The UTC day of a timeframe start, as the `_id` of its guard document.
+fn day_of(start: BsonTime) -> BsonTime {
+    const DAY_MS: i64 = 86_400_000;
+    BsonTime::from_millis(start.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)
+}
+
 /// Why one attempt at a transaction failed.
 #[derive(Debug)]
 enum Failed {
@@ -170,6 +236,9 @@ enum Failed {
     /// Another writer changed or inserted a document this attempt read as
     /// it was: tried again.
     Conflict,
+    /// A settlement claim (a unique `_id`) is held already: the caller
+    /// looks up by whom.
+    Claimed,
     /// Anything else (a refused input, a corrupt value): returned as it is.
     Store(StoreError),
 }
@@ -206,7 +275,7 @@ impl Failed {
     fn retryable(&self) -> bool {
         match self {
             Failed::Mongo(_, e) => e.contains_label(TRANSIENT_TRANSACTION_ERROR),
-            Failed::Conflict => true,
+            Failed::Conflict | Failed::Claimed => true,
             Failed::Store(_) => false,
         }
     }
@@ -214,7 +283,7 @@ impl Failed {
     fn into_store(self, operation: &'static str) -> StoreError {
         match self {
             Failed::Mongo(op, e) => db(op)(e),
-            Failed::Conflict => StoreError::Database {
+            Failed::Conflict | Failed::Claimed => StoreError::Database {
                 operation,
                 message: format!("other writers changed the same documents {ATTEMPTS} times"),
             },
@@ -319,6 +388,10 @@ impl MongoStore {
             "reading_frames",
             "cleared_frames",
             "settlements",
+            "settlement_claims",
+            "ingest_batches",
+            "day_guards",
+            "settled_days",
         ] {
             if !existing.iter().any(|e| e == c) {
                 match database.create_collection(c).await {
@@ -348,18 +421,32 @@ impl MongoStore {
             ])
             .await
             .map_err(db("creating the indexes of cleared timeframes"))?;
-        Ok(MongoStore {
+        database
+            .collection::<Document>("settlements")
+            .create_index(index(doc! { "period_end": 1 }, "period_end_1"))
+            .await
+            .map_err(db("creating the period index of settlements"))?;
+        database
+            .collection::<Document>("settlement_claims")
+            .create_index(index(doc! { "settlement": 1 }, "settlement_1"))
+            .await
+            .map_err(db("creating the index of settlement claims"))?;
+        let store = MongoStore {
             client,
             db: database,
             txn_bytes: TXN_BYTES,
-        })
+            chunk_bytes: CHUNK_BYTES,
+        };
+        store.claim_earlier_settlements().await?;
+        Ok(store)
     }
 
     /// The same store writing at most `bytes` of documents per
-    /// transaction (tests use it to reach the many-transaction path).
+    /// transaction (tests use it to reach the many-transaction paths).
     #[cfg(test)]
     fn with_txn_bytes(mut self, bytes: usize) -> MongoStore {
         self.txn_bytes = bytes;
+        self.chunk_bytes = bytes;
         self
     }
 
@@ -382,6 +469,59 @@ impl MongoStore {
             .await
             .map_err(mongo("starting a transaction"))?;
         Ok(session)
+    }
+
+    /// Increments the guard document of each of `days` in the collection
+    /// `guards`, inserting those that are missing, in `session`'s
+    /// transaction: two transactions guarding a common day cannot both
+    /// commit (see the module documentation).
+    async fn guard_days(
+        &self,
+        session: &mut ClientSession,
+        guards: &str,
+        days: &std::collections::BTreeSet<BsonTime>,
+    ) -> std::result::Result<(), Failed> {
+        if days.is_empty() {
+            return Ok(());
+        }
+        let guards = self.db.collection::<Document>(guards);
+        let ids: Vec<Bson> = days.iter().map(|d| Bson::DateTime(*d)).collect();
+        let touched = guards
+            .update_many(
+                doc! { "_id": { "$in": &ids } },
+                doc! { "$inc": { "n": 1_i64 } },
+            )
+            .session(&mut *session)
+            .await
+            .map_err(mongo("guarding days"))?;
+        if touched.matched_count as usize == ids.len() {
+            return Ok(());
+        }
+        // The first write of some of the days.
+        let present: Vec<StartOnly> = guards
+            .clone_with_type::<StartOnly>()
+            .find(doc! { "_id": { "$in": &ids } })
+            .projection(doc! { "_id": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(mongo("guarding days"))?
+            .stream(&mut *session)
+            .try_collect()
+            .await
+            .map_err(mongo("guarding days"))?;
+        let present: std::collections::HashSet<BsonTime> =
+            present.into_iter().map(|p| p.start).collect();
+        let missing: Vec<Document> = days
+            .iter()
+            .filter(|d| !present.contains(d))
+            .map(|d| doc! { "_id": *d, "n": 1_i64 })
+            .collect();
+        guards
+            .insert_many(missing)
+            .session(&mut *session)
+            .await
+            .map_err(inserting("guarding days"))?;
+        Ok(())
     }
 
     /// One attempt at inserting new prosumers.

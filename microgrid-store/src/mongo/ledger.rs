@@ -2,7 +2,7 @@
 //! holding its summary and the allocations as parallel arrays sorted by
 //! id, and one per settlement.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -10,22 +10,27 @@ use futures::TryStreamExt;
 use microgrid_core::batch::ReadingRow;
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
-    Allocation, ClearedRow, ProsumerId, Registry, TimeRange, TimeframeClearing, TimeframeSummary,
-    Wh,
+    Allocation, ClearedRow, ProsumerId, Registry, TimeRange, Timeframe, TimeframeClearing,
+    TimeframeSummary, Wh,
 };
-use mongodb::bson::{doc, to_raw_document_buf, DateTime as BsonTime, Decimal128, RawDocumentBuf};
+use mongodb::bson::{
+    doc, to_raw_document_buf, Bson, DateTime as BsonTime, Decimal128, Document, RawDocumentBuf,
+};
 use mongodb::options::Hint;
 use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
 
 use super::readings::{check_ascending, dense_row, Columns};
 use super::{
-    abort, bson_time, chrono_time, commit, decimal, inserting, is_duplicate_key, mongo, price,
-    retrying, starts_in, Failed, MongoStore, StartOnly, IDS_INDEX,
+    abort, back_off, bson_time, chrono_time, commit, day_of, decimal, inserting, is_duplicate_key,
+    mongo, price, retrying, starts_in, Failed, MongoStore, StartOnly, ATTEMPTS, IDS_INDEX,
 };
 use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, db, SummaryRow};
-use crate::traits::LedgerStore;
+use crate::traits::{
+    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts, ClearFn,
+    LedgerStore,
+};
 
 /// A timeframe's summary as stored (prices exact, as `Decimal128`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,31 +213,96 @@ impl MongoStore {
             .collect()
     }
 
+    /// The starts among `starts` that are cleared, read in `session`.
+    pub(super) async fn cleared_among(
+        &self,
+        session: &mut ClientSession,
+        starts: &[Bson],
+    ) -> std::result::Result<HashSet<BsonTime>, Failed> {
+        let stored: Vec<StartOnly> = self
+            .cleared_frames()
+            .clone_with_type::<StartOnly>()
+            .find(doc! { "_id": { "$in": starts } })
+            .projection(doc! { "_id": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(mongo("loading cleared timeframes"))?
+            .stream(&mut *session)
+            .try_collect()
+            .await
+            .map_err(mongo("loading cleared timeframes"))?;
+        Ok(stored.into_iter().map(|d| d.start).collect())
+    }
+
+    /// The `rev` of the readings of each of `starts` that has any, as
+    /// readers see them (a committed batch's pending version counts),
+    /// read in `session`.
+    async fn revs_in_session(
+        &self,
+        session: &mut ClientSession,
+        starts: &[Bson],
+    ) -> std::result::Result<HashMap<BsonTime, i64>, Failed> {
+        let docs: Vec<RevDoc> = self
+            .db
+            .collection::<RevDoc>("reading_frames")
+            .find(doc! { "_id": { "$in": starts } })
+            .projection(doc! { "rev": 1, "pending.batch": 1, "pending.frame.rev": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(mongo("loading reading versions"))?
+            .stream(&mut *session)
+            .try_collect()
+            .await
+            .map_err(mongo("loading reading versions"))?;
+        let batches: BTreeSet<&String> = docs
+            .iter()
+            .filter_map(|d| d.pending.as_ref().map(|p| &p.batch))
+            .collect();
+        let batches: Vec<String> = batches.into_iter().cloned().collect();
+        let committed = self.committed_among(Some(session), &batches).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| {
+                let rev = match &d.pending {
+                    Some(p) if committed.contains(&p.batch) && p.frame.rev == d.rev + 1 => {
+                        p.frame.rev
+                    }
+                    _ => d.rev,
+                };
+                (d.start, rev)
+            })
+            .collect())
+    }
+
     /// One transaction storing the cleared timeframes of `docs` that are
-    /// not stored yet; returns how many it stored.
-    async fn try_save_cleared(
+    /// not stored yet, with the guards of their days. With `revs` (one
+    /// per document: the `rev` of the readings it was cleared from, 0 for
+    /// none) a timeframe whose readings changed since is not stored but
+    /// returned, to be cleared again. Returns how many were stored, and
+    /// those.
+    async fn try_store_cleared(
         &self,
         docs: &[(BsonTime, RawDocumentBuf)],
-    ) -> std::result::Result<usize, Failed> {
+        revs: Option<&[i64]>,
+    ) -> std::result::Result<(usize, Vec<BsonTime>), Failed> {
         let mut session = self.transaction().await?;
         let result = async {
-            let starts: Vec<BsonTime> = docs.iter().map(|(s, _)| *s).collect();
-            let stored: Vec<StartOnly> = self
-                .cleared_frames()
-                .clone_with_type::<StartOnly>()
-                .find(doc! { "_id": { "$in": starts } })
-                .projection(doc! { "_id": 1 })
-                .session(&mut session)
-                .await
-                .map_err(mongo("loading cleared timeframes"))?
-                .stream(&mut session)
-                .try_collect()
-                .await
-                .map_err(mongo("loading cleared timeframes"))?;
-            let stored: HashSet<BsonTime> = stored.into_iter().map(|d| d.start).collect();
+            let days = docs.iter().map(|(s, _)| day_of(*s)).collect();
+            self.guard_days(&mut session, "day_guards", &days).await?;
+            let starts: Vec<Bson> = docs.iter().map(|(s, _)| Bson::DateTime(*s)).collect();
+            let stored = self.cleared_among(&mut session, &starts).await?;
+            let mut stale = Vec::new();
+            if let Some(revs) = revs {
+                let now = self.revs_in_session(&mut session, &starts).await?;
+                for ((s, _), rev) in docs.iter().zip(revs) {
+                    if !stored.contains(s) && now.get(s).copied().unwrap_or(0) != *rev {
+                        stale.push(*s);
+                    }
+                }
+            }
             let fresh: Vec<&RawDocumentBuf> = docs
                 .iter()
-                .filter(|(s, _)| !stored.contains(s))
+                .filter(|(s, _)| !stored.contains(s) && !stale.contains(s))
                 .map(|(_, d)| d)
                 .collect();
             let n = fresh.len();
@@ -244,23 +314,321 @@ impl MongoStore {
                     .map_err(inserting("storing cleared timeframes"))?;
             }
             commit(&mut session).await?;
-            Ok(n)
+            Ok((n, stale))
         }
         .await;
         abort(&mut session, result).await
     }
 
-    /// Stores a batch of encoded cleared timeframes, retrying on conflicts.
-    async fn save_cleared_chunk(&self, docs: &[(BsonTime, RawDocumentBuf)]) -> Result<usize> {
-        if docs.is_empty() {
-            return Ok(0);
+    /// Stores encoded cleared timeframes in transactions of at most
+    /// `chunk_bytes`, each retried on conflicts (see
+    /// [`MongoStore::try_store_cleared`]; `revs` as there). Returns how
+    /// many were stored, and the timeframes whose readings changed.
+    async fn store_cleared(
+        &self,
+        docs: &[(BsonTime, RawDocumentBuf)],
+        revs: Option<&[i64]>,
+    ) -> Result<(usize, Vec<BsonTime>)> {
+        let (mut stored, mut stale) = (0, Vec::new());
+        let (mut from, mut bytes) = (0, 0);
+        for i in 0..=docs.len() {
+            let size = docs.get(i).map_or(0, |(_, d)| d.as_bytes().len());
+            let end = i == docs.len();
+            if (end || bytes + size > self.chunk_bytes) && i > from {
+                let chunk = &docs[from..i];
+                let chunk_revs = revs.map(|r| &r[from..i]);
+                let (n, s) = retrying!(
+                    "storing cleared timeframes",
+                    self.try_store_cleared(chunk, chunk_revs)
+                )?;
+                stored += n;
+                stale.extend(s);
+                (from, bytes) = (i, 0);
+            }
+            bytes += size;
         }
-        retrying!("storing cleared timeframes", self.try_save_cleared(docs))
+        Ok((stored, stale))
+    }
+
+    fn claims(&self) -> Collection<Document> {
+        self.db.collection("settlement_claims")
+    }
+
+    /// One transaction storing settlement `s` (encoded as `d`) with its
+    /// claims, unless a standing settlement overlaps it (see
+    /// [`LedgerStore::save_settlement`]).
+    async fn try_save_settlement(
+        &self,
+        s: &Settlement,
+        d: &SettlementDoc,
+    ) -> std::result::Result<Settlement, Failed> {
+        let mut session = self.transaction().await?;
+        let result = async {
+            if let Some(stored) = self
+                .settlements()
+                .find_one(doc! { "_id": &s.id })
+                .session(&mut session)
+                .await
+                .map_err(mongo("loading a settlement"))?
+            {
+                session.abort_transaction().await.ok();
+                return Ok(settled_or_conflict(s, Some(parse(&stored)?), None)?);
+            }
+            self.claim(&mut session, s, d.period_start, d.period_end)
+                .await?;
+            self.settlements()
+                .insert_one(d)
+                .session(&mut session)
+                .await
+                .map_err(inserting("saving a settlement"))?;
+            commit(&mut session).await?;
+            Ok(s.clone())
+        }
+        .await;
+        match abort(&mut session, result).await {
+            Err(Failed::Claimed) => self.claimed_by(s).await,
+            other => other,
+        }
+    }
+
+    /// Claims the timeframes of `s`'s period in `session`'s transaction,
+    /// unless a standing settlement overlaps it. The claims' unique `_id`s
+    /// keep two standing settlements off one timeframe whatever else
+    /// happens; the guards of the period's days and the look-up of
+    /// overlapping standing settlements in the same transaction cover
+    /// periods whose timeframes are of other lengths.
+    async fn claim(
+        &self,
+        session: &mut ClientSession,
+        s: &Settlement,
+        start: BsonTime,
+        end: BsonTime,
+    ) -> std::result::Result<(), Failed> {
+        let days: BTreeSet<BsonTime> = s
+            .period
+            .timeframes()
+            .map(|tf| day_of(bson_time(tf.start())))
+            .collect();
+        self.guard_days(session, "settled_days", &days).await?;
+        let overlapping = self
+            .settlements()
+            .find_one(doc! {
+                "voided": { "$ne": true },
+                "period_start": { "$lt": end },
+                "period_end": { "$gt": start },
+                "_id": { "$ne": &s.id },
+            })
+            .session(&mut *session)
+            .await
+            .map_err(mongo("loading overlapping settlements"))?;
+        if let Some(standing) = overlapping {
+            return Err(s.conflict_with(&parse(&standing)?).into());
+        }
+        let claims: Vec<Document> = s
+            .period
+            .timeframes()
+            .map(|tf| doc! { "_id": bson_time(tf.start()), "settlement": &s.id })
+            .collect();
+        self.claims()
+            .insert_many(claims)
+            .session(&mut *session)
+            .await
+            .map_err(|e| {
+                if is_duplicate_key(&e) {
+                    Failed::Claimed
+                } else {
+                    Failed::Mongo("claiming a period", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// What saving `s` comes to when a timeframe of its period is claimed
+    /// already: the settlement holding the claim decides.
+    async fn claimed_by(&self, s: &Settlement) -> std::result::Result<Settlement, Failed> {
+        let starts: Vec<Bson> = s
+            .period
+            .timeframes()
+            .map(|tf| Bson::DateTime(bson_time(tf.start())))
+            .collect();
+        let claim = self
+            .claims()
+            .find_one(doc! { "_id": { "$in": starts } })
+            .await
+            .map_err(mongo("loading settlement claims"))?;
+        let holder = match claim.as_ref().map(|c| c.get_str("settlement")) {
+            Some(Ok(id)) => self.settlement(id).await?,
+            Some(Err(e)) => return Err(corrupt("settlement claim", e).into()),
+            None => None,
+        };
+        let (by_id, overlapping) = match holder {
+            Some(h) if h.id == s.id => (Some(h), None),
+            other => (
+                self.settlement(&s.id).await?,
+                other.filter(Settlement::stands),
+            ),
+        };
+        match settled_or_conflict(s, by_id, overlapping) {
+            // Neither stored nor refused: the claim was released
+            // meanwhile; try again.
+            Err(StoreError::Database { .. }) => Err(Failed::Conflict),
+            other => Ok(other?),
+        }
+    }
+
+    /// One transaction voiding a stored settlement (unpaid and standing)
+    /// and releasing its claims; whether it was written.
+    async fn try_void(
+        &self,
+        voided: &Settlement,
+        document: &str,
+    ) -> std::result::Result<bool, Failed> {
+        let mut session = self.transaction().await?;
+        let result = async {
+            let matched = self
+                .settlements()
+                .update_one(
+                    doc! { "_id": &voided.id, "paid_txid": null, "voided": { "$ne": true } },
+                    doc! { "$set": { "voided": true, "document": document } },
+                )
+                .session(&mut session)
+                .await
+                .map_err(mongo("voiding a settlement"))?
+                .matched_count;
+            if matched == 1 {
+                self.claims()
+                    .delete_many(doc! { "settlement": &voided.id })
+                    .session(&mut session)
+                    .await
+                    .map_err(mongo("releasing settlement claims"))?;
+            }
+            commit(&mut session).await?;
+            Ok(matched == 1)
+        }
+        .await;
+        abort(&mut session, result).await
+    }
+
+    /// Claims the periods of standing settlements stored before claims
+    /// existed (once: they are marked `claims: true`). Two of them that
+    /// overlap are refused, as the SQL stores' constraint refuses them.
+    pub(super) async fn claim_earlier_settlements(&self) -> Result<()> {
+        let earlier: Vec<SettlementDoc> = self
+            .settlements()
+            .find(doc! { "claims": { "$ne": true }, "voided": { "$ne": true } })
+            .await
+            .map_err(db("loading settlements"))?
+            .try_collect()
+            .await
+            .map_err(db("loading settlements"))?;
+        for d in earlier {
+            let s = parse(&d).map_err(|f| f.into_store("loading settlements"))?;
+            let claimed = retrying!("claiming a settlement's period", async {
+                let mut session = self.transaction().await?;
+                let result = async {
+                    self.claim(&mut session, &s, d.period_start, d.period_end)
+                        .await?;
+                    self.settlements()
+                        .update_one(doc! { "_id": &d.id }, doc! { "$set": { "claims": true } })
+                        .session(&mut session)
+                        .await
+                        .map_err(mongo("claiming a settlement's period"))?;
+                    commit(&mut session).await
+                }
+                .await;
+                match abort(&mut session, result).await {
+                    Err(Failed::Claimed) => self.claimed_by(&s).await.map(|_| ()),
+                    other => other,
+                }
+            });
+            if let Err(e) = claimed {
+                return Err(StoreError::Database {
+                    operation: "opening the database",
+                    message: format!(
+                        "settlement {} cannot stand with the settlements stored: {e}; \
+                         void one of them",
+                        s.id
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
+/// A settlement document's settlement.
+fn parse(d: &SettlementDoc) -> std::result::Result<Settlement, Failed> {
+    serde_json::from_str(&d.document).map_err(|e| corrupt("settlement", e).into())
+}
+
+/// A cleared timeframe encoded as its document: the prosumers with a
+/// reading, in id order (`order`: the registry's indices by id).
+fn encode_cleared(
+    registry: &Registry,
+    order: &[u32],
+    readings: &ReadingRow,
+    cleared: &ClearedRow,
+) -> Result<(BsonTime, RawDocumentBuf)> {
+    let present: Vec<usize> = order
+        .iter()
+        .map(|&i| i as usize)
+        .filter(|&i| readings.get(i).is_some())
+        .collect();
+    let ids = present
+        .iter()
+        .map(|&i| {
+            registry.at(i).map(|p| p.id().as_str()).ok_or_else(|| {
+                StoreError::from(microgrid_core::Error::UnknownProsumer(format!("#{i}")))
+            })
+        })
+        .collect::<Result<Vec<&str>>>()?;
+    let start = bson_time(cleared.summary.timeframe.start());
+    let doc = ClearedFrameOut {
+        id: start,
+        start,
+        summary: SummaryFields::of(&cleared.summary)?,
+        ids,
+        produced: present
+            .iter()
+            .map(|&i| readings.produced()[i].get())
+            .collect(),
+        consumed: present
+            .iter()
+            .map(|&i| readings.consumed()[i].get())
+            .collect(),
+        community_wh: present
+            .iter()
+            .map(|&i| cleared.community.get(i).map_or(0, |w| w.get()))
+            .collect(),
+    }
+    .encode()?;
+    Ok((start, doc))
+}
+
+/// A reading document's version (see [`MongoStore::revs_in_session`]).
+#[derive(Debug, Deserialize)]
+struct RevDoc {
+    #[serde(rename = "_id")]
+    start: BsonTime,
+    rev: i64,
+    #[serde(default)]
+    pending: Option<PendingRev>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PendingRev {
+    batch: String,
+    frame: RevOnly,
+}
+
+#[derive(Debug, Deserialize)]
+struct RevOnly {
+    rev: i64,
+}
+
 impl LedgerStore for MongoStore {
-    /// One document, so atomic by itself; its `_id` keeps the first result.
+    /// One document, its `_id` keeping the first result, stored with the
+    /// guard of its day (see the module documentation).
     async fn save_clearing(&self, c: &TimeframeClearing) -> Result<bool> {
         let start = c.summary.timeframe.start();
         let mut allocations: Vec<&Allocation> = c.allocations.iter().collect();
@@ -287,11 +655,8 @@ impl LedgerStore for MongoStore {
                 .collect(),
         }
         .encode()?;
-        match self.raw_cleared_frames().insert_one(doc).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(db("saving a clearing")(e)),
-        }
+        let (stored, _) = self.store_cleared(&[(bson_time(start), doc)], None).await?;
+        Ok(stored == 1)
     }
 
     /// In transactions of at most 16 MiB of documents (one, unless
@@ -303,52 +668,73 @@ impl LedgerStore for MongoStore {
         registry: &Registry,
     ) -> Result<usize> {
         let order = registry.id_order();
-        let mut stored = 0;
-        let (mut chunk, mut bytes) = (Vec::new(), 0);
-        for (readings, cleared) in rows {
-            let present: Vec<usize> = order
-                .iter()
-                .map(|&i| i as usize)
-                .filter(|&i| readings.get(i).is_some())
-                .collect();
-            let ids = present
-                .iter()
-                .map(|&i| {
-                    registry.at(i).map(|p| p.id().as_str()).ok_or_else(|| {
-                        StoreError::from(microgrid_core::Error::UnknownProsumer(format!("#{i}")))
-                    })
-                })
-                .collect::<Result<Vec<&str>>>()?;
-            let start = bson_time(cleared.summary.timeframe.start());
-            let doc = ClearedFrameOut {
-                id: start,
-                start,
-                summary: SummaryFields::of(&cleared.summary)?,
-                ids,
-                produced: present
-                    .iter()
-                    .map(|&i| readings.produced()[i].get())
-                    .collect(),
-                consumed: present
-                    .iter()
-                    .map(|&i| readings.consumed()[i].get())
-                    .collect(),
-                community_wh: present
-                    .iter()
-                    .map(|&i| cleared.community.get(i).map_or(0, |w| w.get()))
-                    .collect(),
+        let docs = rows
+            .iter()
+            .map(|(readings, cleared)| encode_cleared(registry, &order, readings, cleared))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.store_cleared(&docs, None).await?.0)
+    }
+
+    /// Reads the open timeframes' readings with their `rev`s, clears them,
+    /// and stores each result only if its readings are still at that
+    /// `rev` (checked in the transaction that stores it, which also
+    /// guards its day, so no ingest commits in between); a timeframe
+    /// whose readings changed is read and cleared again.
+    async fn clear_with(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+        clear: &ClearFn<'_>,
+    ) -> Result<ClearCounts> {
+        let order = registry.id_order();
+        let mut cleared = 0;
+        // The part of `range` still to clear, and which of its timeframes.
+        let mut todo: Option<(TimeRange, BTreeSet<BsonTime>)> = None;
+        for tries in 1.. {
+            let part = todo.as_ref().map_or(*range, |(r, _)| *r);
+            let done = self.cleared(&part).await?;
+            let (rows, revs) = self.frame_rows(&part, registry).await?;
+            let mut open: Vec<(Timeframe, Arc<ReadingRow>)> = Vec::new();
+            let mut open_revs = Vec::new();
+            for ((tf, row), rev) in part.timeframes().zip(rows).zip(revs) {
+                let wanted = todo
+                    .as_ref()
+                    .is_none_or(|(_, s)| s.contains(&bson_time(tf.start())));
+                if wanted && !done.contains(&tf.start()) {
+                    open.push((tf, row));
+                    open_revs.push(rev);
+                }
             }
-            .encode()?;
-            let size = doc.as_bytes().len();
-            if !chunk.is_empty() && bytes + size > self.txn_bytes {
-                stored += self.save_cleared_chunk(&chunk).await?;
-                (chunk, bytes) = (Vec::new(), 0);
+            if open.is_empty() {
+                break;
             }
-            chunk.push((start, doc));
-            bytes += size;
+            let docs = clear_open(open, clear)?
+                .iter()
+                .map(|(readings, result)| encode_cleared(registry, &order, readings, result))
+                .collect::<Result<Vec<_>>>()?;
+            let (stored, stale) = self.store_cleared(&docs, Some(&open_revs)).await?;
+            cleared += stored;
+            let (Some(&first), Some(&last)) = (stale.first(), stale.last()) else {
+                break;
+            };
+            if tries >= ATTEMPTS {
+                return Err(StoreError::Database {
+                    operation: "clearing",
+                    message: format!(
+                        "the readings of {} timeframes changed {ATTEMPTS} times while they were cleared",
+                        stale.len()
+                    ),
+                });
+            }
+            back_off(tries).await;
+            let end = chrono_time(last)? + range.length().duration();
+            let part = TimeRange::new(chrono_time(first)?, end, range.length())?;
+            todo = Some((part, stale.into_iter().collect()));
         }
-        stored += self.save_cleared_chunk(&chunk).await?;
-        Ok(stored)
+        Ok(ClearCounts {
+            cleared,
+            already_cleared: range.len() - cleared,
+        })
     }
 
     async fn cleared_rows(
@@ -457,26 +843,28 @@ impl LedgerStore for MongoStore {
         Ok(out)
     }
 
+    /// In one transaction: the settlement, and a claim of each timeframe
+    /// of its period (unique `_id`s), unless a standing settlement
+    /// overlaps it (see [`MongoStore::claim`]).
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
+        if let Some(v) = &s.voided {
+            return Err(microgrid_core::Error::SettlementVoided {
+                id: s.id.clone(),
+                reason: v.reason.clone(),
+            }
+            .into());
+        }
         let d = SettlementDoc {
             id: s.id.clone(),
             period_start: bson_time(s.period.start()),
             period_end: bson_time(s.period.end()),
             content_hash: s.content_hash(),
             paid_txid: s.paid_txid.clone(),
+            voided: false,
+            claims: true,
             document: serde_json::to_string(s).map_err(db("encoding a settlement"))?,
         };
-        match self.settlements().insert_one(&d).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(db("saving a settlement")(e)),
-        }
-        self.settlement(&s.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: s.id.clone(),
-            })
+        retrying!("saving a settlement", self.try_save_settlement(s, &d))
     }
 
     async fn settlement(&self, id: &str) -> Result<Option<Settlement>> {
@@ -492,7 +880,9 @@ impl LedgerStore for MongoStore {
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         let d = self
             .settlements()
-            .find_one(doc! { "period_end": { "$lte": bson_time(before) } })
+            .find_one(
+                doc! { "period_end": { "$lte": bson_time(before) }, "voided": { "$ne": true } },
+            )
             .sort(doc! { "period_end": -1, "_id": -1 })
             .await
             .map_err(db("loading the last settlement"))?;
@@ -521,51 +911,20 @@ impl LedgerStore for MongoStore {
         if matched == 1 {
             return Ok(());
         }
-        let mut stored = self.stored(&paid.id).await?;
-        stored.mark_paid(txid.unwrap_or_default())?;
-        Err(StoreError::Database {
-            operation: "marking a settlement paid",
-            message: format!("settlement {} changed meanwhile; try again", paid.id),
-        })
+        unwritten_payment(self.settlement(&paid.id).await?, paid)
     }
 
+    /// In one transaction: marked voided (only while unpaid and
+    /// standing), and its claims released.
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
-        let document = serde_json::to_string(voided).map_err(db("encoding a settlement"))?;
-        // Written only while unpaid and standing.
-        let filter = doc! { "_id": &voided.id, "paid_txid": null, "voided": { "$ne": true } };
-        let matched = self
-            .settlements()
-            .update_one(
-                filter,
-                doc! { "$set": { "voided": true, "document": document } },
-            )
-            .await
-            .map_err(db("voiding a settlement"))?
-            .matched_count;
-        if matched == 1 {
+        if voided.voided.is_none() {
             return Ok(());
         }
-        let stored = self.stored(&voided.id).await?;
-        if let Some(txid) = stored.paid_txid {
-            return Err(microgrid_core::Error::CannotVoidPaid {
-                id: stored.id,
-                txid,
-            }
-            .into());
+        let document = serde_json::to_string(voided).map_err(db("encoding a settlement"))?;
+        if retrying!("voiding a settlement", self.try_void(voided, &document))? {
+            return Ok(());
         }
-        Ok(())
-    }
-}
-
-impl MongoStore {
-    /// The stored settlement `id`, or [`StoreError::NotFound`].
-    async fn stored(&self, id: &str) -> Result<Settlement> {
-        self.settlement(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "settlement",
-                key: id.to_owned(),
-            })
+        unwritten_voiding(self.settlement(&voided.id).await?, voided)
     }
 }
 
@@ -597,6 +956,14 @@ struct SettlementDoc {
     period_end: BsonTime,
     content_hash: String,
     paid_txid: Option<String>,
+    /// Whether it is voided (then it holds no claims).
+    #[serde(default)]
+    voided: bool,
+    /// Whether its period's claims were written (false only for a
+    /// settlement stored before claims existed; see
+    /// [`MongoStore::claim_earlier_settlements`]).
+    #[serde(default)]
+    claims: bool,
     /// The settlement as JSON text (exact: decimals are strings in it).
     document: String,
 }

@@ -1,7 +1,10 @@
 //! Readings: one document per timeframe (`reading_frames`), the
-//! prosumers' values as parallel arrays sorted by id.
+//! prosumers' values as parallel arrays sorted by id. Batches larger than
+//! one transaction are staged as pending versions under a batch document
+//! (`ingest_batches`) and take effect when it is committed (see the
+//! parent module).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -10,14 +13,17 @@ use microgrid_core::batch::{check_ingest, IngestCounts, ReadingRow, ValidReading
 use microgrid_core::{
     IngestPlan, ProsumerId, Reading, Registry, TimeRange, Timeframe, TimeframeLength, Wh,
 };
-use mongodb::bson::{doc, to_raw_document_buf, DateTime as BsonTime, Document, RawDocumentBuf};
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{
+    doc, to_raw_document_buf, Bson, DateTime as BsonTime, Document, RawDocumentBuf,
+};
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    abort, back_off, bson_starts, bson_time, chrono_time, commit, inserting, mongo, retrying,
-    starts_in, Failed, MongoStore, ATTEMPTS,
+    abort, back_off, bson_starts, bson_time, chrono_time, commit, day_of, inserting, is_too_large,
+    mongo, retrying, starts_in, Failed, IdOnly, MongoStore, StartOnly, ATTEMPTS,
 };
 use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, db, length};
@@ -31,11 +37,25 @@ pub(super) struct ReadingFrame {
     /// The same as `_id`, for range queries (see the module documentation).
     start: BsonTime,
     length_minutes: i32,
-    /// Writes of this document so far.
+    /// The version: 1 for the first content, one more for each change; 0
+    /// for a placeholder (a document holding only a pending version).
     pub(super) rev: i64,
     pub(super) ids: Vec<String>,
     pub(super) produced: Vec<i64>,
     pub(super) consumed: Vec<i64>,
+    /// The next version, staged by a batch written in several
+    /// transactions: the content once that batch is committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pending: Option<Pending>,
+}
+
+/// A version staged by a batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Pending {
+    /// The `_id` of its document in `ingest_batches`.
+    pub(super) batch: String,
+    /// The version (its `rev` one more than the document's).
+    pub(super) frame: Box<ReadingFrame>,
 }
 
 /// A [`ReadingFrame`] to write, borrowing its arrays.
@@ -51,20 +71,46 @@ struct ReadingFrameOut<'a> {
     consumed: &'a [i64],
 }
 
+/// A document with a version staged next to its content.
+#[derive(Serialize)]
+struct StagedOut<'a> {
+    #[serde(rename = "_id")]
+    id: BsonTime,
+    start: BsonTime,
+    length_minutes: i32,
+    rev: i64,
+    ids: &'a [String],
+    produced: &'a [i64],
+    consumed: &'a [i64],
+    pending: PendingOut<'a>,
+}
+
+#[derive(Serialize)]
+struct PendingOut<'a> {
+    batch: &'a str,
+    frame: &'a RawDocumentBuf,
+}
+
 impl ReadingFrame {
     /// Checks what the code below relies on: arrays of one length, ids
-    /// strictly ascending.
+    /// strictly ascending (in the pending version too).
     fn checked(self) -> Result<ReadingFrame> {
         let n = self.ids.len();
         if self.produced.len() != n || self.consumed.len() != n || self.id != self.start {
             return Err(corrupt("reading document", self.start));
         }
         check_ascending(&self.ids, self.start)?;
+        if let Some(p) = &self.pending {
+            let f = &p.frame;
+            let n = f.ids.len();
+            if f.produced.len() != n || f.consumed.len() != n || f.id != self.id {
+                return Err(corrupt("pending reading document", self.start));
+            }
+            check_ascending(&f.ids, self.start)?;
+        }
         Ok(self)
     }
-}
 
-impl ReadingFrame {
     /// An error unless the document is of timeframes of `expected` length
     /// (`id`: a prosumer to name in the error).
     fn check_length(&self, expected: TimeframeLength, id: &str) -> Result<()> {
@@ -88,14 +134,97 @@ pub(super) fn check_ascending(ids: &[String], start: BsonTime) -> Result<()> {
     }
 }
 
-/// A reading document to write: the new version, and the version it
-/// replaces (`None`: it is new). Writes outside the transaction that read
-/// `old` are conditional on `old.rev`.
+/// What a reading document holds, as a write's condition: its `rev` and
+/// the batch of its pending version.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    pub(super) rev: i64,
+    pub(super) batch: Option<String>,
+    /// Whether that batch is committed (then the pending version is the
+    /// content).
+    pub(super) committed: bool,
+}
+
+impl Held {
+    /// The filter that matches the document only while it holds this.
+    fn filter(&self, start: BsonTime) -> Document {
+        doc! { "_id": start, "rev": self.rev, "pending.batch": self.batch.as_deref() }
+    }
+}
+
+/// A reading document as loaded.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    /// Its content: the pending version of a committed batch, else its
+    /// own (empty arrays for a placeholder). Without `pending`.
+    pub(super) frame: ReadingFrame,
+    pub(super) held: Held,
+}
+
+impl Loaded {
+    /// Resolves a checked document given the committed batches.
+    fn of(mut d: ReadingFrame, committed: &HashSet<String>) -> Loaded {
+        let mut held = Held {
+            rev: d.rev,
+            batch: None,
+            committed: false,
+        };
+        if let Some(p) = d.pending.take() {
+            held.committed = committed.contains(&p.batch) && p.frame.rev == d.rev + 1;
+            held.batch = Some(p.batch);
+            if held.committed {
+                let mut f = *p.frame;
+                f.pending = None;
+                d = f;
+            }
+        }
+        Loaded { frame: d, held }
+    }
+
+    /// Whether it holds no readings (a placeholder).
+    fn is_empty(&self) -> bool {
+        self.frame.ids.is_empty()
+    }
+}
+
+/// A reading document to write: the new version, and the document it was
+/// planned from (`None`: there was none). Every write is conditional on
+/// the document still holding what it was planned from.
 pub(super) struct FrameWrite {
     pub(super) start: BsonTime,
-    pub(super) rev: i64,
+    pub(super) length_minutes: i32,
     pub(super) doc: RawDocumentBuf,
-    pub(super) old: Option<ReadingFrame>,
+    pub(super) old: Option<Loaded>,
+}
+
+impl FrameWrite {
+    /// The document with the new version staged by `batch` next to the
+    /// content it was planned from.
+    fn staged(&self, batch: &str) -> Result<RawDocumentBuf> {
+        let (rev, ids, produced, consumed): (i64, &[String], &[i64], &[i64]) = match &self.old {
+            Some(l) => (
+                l.frame.rev,
+                &l.frame.ids,
+                &l.frame.produced,
+                &l.frame.consumed,
+            ),
+            None => (0, &[], &[], &[]),
+        };
+        to_raw_document_buf(&StagedOut {
+            id: self.start,
+            start: self.start,
+            length_minutes: self.length_minutes,
+            rev,
+            ids,
+            produced,
+            consumed,
+            pending: PendingOut {
+                batch,
+                frame: &self.doc,
+            },
+        })
+        .map_err(db("encoding readings"))
+    }
 }
 
 fn encode(
@@ -116,6 +245,44 @@ fn encode(
         consumed,
     })
     .map_err(db("encoding readings"))
+}
+
+/// The UTC days of `writes`' timeframes.
+fn days_of<'a>(writes: impl IntoIterator<Item = &'a FrameWrite>) -> BTreeSet<BsonTime> {
+    writes.into_iter().map(|w| day_of(w.start)).collect()
+}
+
+/// `writes` cut into runs of at most `bytes` of documents (at least one
+/// document each).
+fn chunks(writes: &[FrameWrite], bytes: usize) -> Vec<&[FrameWrite]> {
+    let mut out: Vec<&[FrameWrite]> = Vec::new();
+    let (mut from, mut size) = (0, 0);
+    for (i, w) in writes.iter().enumerate() {
+        let n = w.doc.as_bytes().len();
+        if i > from && size + n > bytes {
+            out.push(&writes[from..i]);
+            (from, size) = (i, 0);
+        }
+        size += n;
+    }
+    if from < writes.len() {
+        out.push(&writes[from..]);
+    }
+    out
+}
+
+/// The update that moves a committed pending version into place.
+fn roll_forward() -> Vec<Document> {
+    vec![
+        doc! { "$set": {
+            "ids": "$pending.frame.ids",
+            "produced": "$pending.frame.produced",
+            "consumed": "$pending.frame.consumed",
+            "length_minutes": "$pending.frame.length_minutes",
+            "rev": "$pending.frame.rev",
+        } },
+        doc! { "$unset": "pending" },
+    ]
 }
 
 /// Maps the `ids` arrays of stored documents to a registry's dense
@@ -247,7 +414,7 @@ fn start_of(span: &TimeRange, k: usize) -> Result<DateTime<Utc>> {
 pub(super) fn merge_frame(
     start: BsonTime,
     length_minutes: i32,
-    old: Option<ReadingFrame>,
+    old: Option<Loaded>,
     entries: &[(u32, i64, i64)],
     registry: &Registry,
 ) -> Result<Option<FrameWrite>> {
@@ -260,7 +427,7 @@ pub(super) fn merge_frame(
     let mut changed = old.is_none();
     let merged = {
         let (oids, op, oc): (&[String], &[i64], &[i64]) = match &old {
-            Some(f) => (&f.ids, &f.produced, &f.consumed),
+            Some(l) => (&l.frame.ids, &l.frame.produced, &l.frame.consumed),
             None => (&[], &[], &[]),
         };
         let n = oids.len() + entries.len();
@@ -311,12 +478,12 @@ pub(super) fn merge_frame(
         return Ok(None);
     }
     let (ids, produced, consumed) = merged;
-    let rev = old.as_ref().map_or(1, |f| f.rev + 1);
+    let rev = old.as_ref().map_or(1, |l| l.frame.rev + 1);
     let doc = encode(start, length_minutes, rev, &ids, &produced, &consumed)?;
     drop(ids);
     Ok(Some(FrameWrite {
         start,
-        rev,
+        length_minutes,
         doc,
         old,
     }))
@@ -331,14 +498,75 @@ impl MongoStore {
         self.db.collection("reading_frames")
     }
 
-    /// The reading documents of `starts` (ascending), read in `session`.
+    pub(super) fn batches(&self) -> Collection<Document> {
+        self.db.collection("ingest_batches")
+    }
+
+    /// Which of `batches` are committed, read in `session` if one is given.
+    pub(super) async fn committed_among(
+        &self,
+        session: Option<&mut ClientSession>,
+        batches: &[String],
+    ) -> std::result::Result<HashSet<String>, Failed> {
+        if batches.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let batch_docs = self.batches().clone_with_type::<IdOnly>();
+        let find = batch_docs
+            .find(doc! { "_id": { "$in": batches }, "state": "committed" })
+            .projection(doc! { "_id": 1 });
+        let found: Vec<IdOnly> = match session {
+            Some(s) => find
+                .session(&mut *s)
+                .await
+                .map_err(mongo("loading batch states"))?
+                .stream(&mut *s)
+                .try_collect()
+                .await
+                .map_err(mongo("loading batch states"))?,
+            None => find
+                .await
+                .map_err(mongo("loading batch states"))?
+                .try_collect()
+                .await
+                .map_err(mongo("loading batch states"))?,
+        };
+        Ok(found.into_iter().map(|b| b.id).collect())
+    }
+
+    /// Resolves documents (checked) against the states of the batches
+    /// whose versions they hold, read after the documents (in `session`
+    /// if one is given).
+    async fn resolve(
+        &self,
+        session: Option<&mut ClientSession>,
+        docs: Vec<ReadingFrame>,
+    ) -> std::result::Result<Vec<Loaded>, Failed> {
+        let docs = docs
+            .into_iter()
+            .map(ReadingFrame::checked)
+            .collect::<Result<Vec<_>>>()?;
+        let batches: BTreeSet<&String> = docs
+            .iter()
+            .filter_map(|d| d.pending.as_ref().map(|p| &p.batch))
+            .collect();
+        let batches: Vec<String> = batches.into_iter().cloned().collect();
+        let committed = self.committed_among(session, &batches).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| Loaded::of(d, &committed))
+            .collect())
+    }
+
+    /// The reading documents of `starts` (ascending), read and resolved
+    /// in `session`.
     pub(super) async fn load_frames(
         &self,
         session: &mut ClientSession,
         starts: &[DateTime<Utc>],
         step_secs: i64,
-    ) -> std::result::Result<Vec<Option<ReadingFrame>>, Failed> {
-        let mut out: Vec<Option<ReadingFrame>> = starts.iter().map(|_| None).collect();
+    ) -> std::result::Result<Vec<Option<Loaded>>, Failed> {
+        let mut out: Vec<Option<Loaded>> = starts.iter().map(|_| None).collect();
         let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
             return Ok(out);
         };
@@ -352,6 +580,7 @@ impl MongoStore {
                 .map(|c| doc! { "_id": { "$in": bson_starts(c) } })
                 .collect()
         };
+        let mut docs = Vec::new();
         for filter in filters {
             let mut cursor = self
                 .frames()
@@ -362,20 +591,27 @@ impl MongoStore {
             let mut stream = cursor.stream(&mut *session);
             while let Some(f) = stream.try_next().await.map_err(mongo("loading readings"))? {
                 if let Ok(j) = starts.binary_search(&chrono_time(f.start)?) {
-                    out[j] = Some(f.checked()?);
+                    docs.push((j, f));
                 }
             }
+        }
+        let (at, docs): (Vec<usize>, Vec<ReadingFrame>) = docs.into_iter().unzip();
+        for (j, l) in at.into_iter().zip(self.resolve(Some(session), docs).await?) {
+            out[j] = Some(l);
         }
         Ok(out)
     }
 
-    /// Writes reading documents in `session`: new ones with `insert_many`,
-    /// changed ones replaced on condition of the `rev` they were read at.
+    /// Writes reading documents in `session`'s transaction, with the
+    /// guards of their days: new ones inserted, the others replaced on
+    /// condition that they still hold what they were planned from.
     async fn write_frames(
         &self,
         session: &mut ClientSession,
         writes: &[FrameWrite],
     ) -> std::result::Result<(), Failed> {
+        self.guard_days(session, "day_guards", &days_of(writes))
+            .await?;
         let new: Vec<&RawDocumentBuf> = writes
             .iter()
             .filter(|w| w.old.is_none())
@@ -388,10 +624,11 @@ impl MongoStore {
                 .await
                 .map_err(inserting("writing readings"))?;
         }
-        for w in writes.iter().filter(|w| w.old.is_some()) {
+        for w in writes {
+            let Some(old) = &w.old else { continue };
             let replaced = self
                 .raw_frames()
-                .replace_one(doc! { "_id": w.start, "rev": w.rev - 1 }, &w.doc)
+                .replace_one(old.held.filter(w.start), &w.doc)
                 .session(&mut *session)
                 .await
                 .map_err(mongo("correcting readings"))?;
@@ -402,84 +639,215 @@ impl MongoStore {
         Ok(())
     }
 
-    /// One transaction writing `writes`.
-    async fn try_write_chunk(&self, writes: &[FrameWrite]) -> std::result::Result<(), Failed> {
+    /// Writes `writes` as one batch in two phases (see the module
+    /// documentation): staged in transactions of at most `chunk_bytes`,
+    /// then committed in one that checks that every staged version is in
+    /// place and (if `check_cleared`) that none of the timeframes was
+    /// cleared meanwhile. A conflict (another writer changed a document,
+    /// or cleared a timeframe) abandons the batch and is returned, so
+    /// that the caller plans again.
+    pub(super) async fn write_batch(
+        &self,
+        writes: &[FrameWrite],
+        check_cleared: bool,
+    ) -> std::result::Result<(), Failed> {
+        let batch = ObjectId::new().to_hex();
+        self.batches()
+            .insert_one(doc! {
+                "_id": &batch,
+                "state": "pending",
+                "started": BsonTime::now(),
+                "frames": writes.len() as i64,
+            })
+            .await
+            .map_err(mongo("starting a batch of readings"))?;
+        let done = async {
+            for chunk in chunks(writes, self.chunk_bytes) {
+                transient(|| self.try_stage(&batch, chunk)).await?;
+            }
+            transient(|| self.try_commit_batch(&batch, writes, check_cleared)).await
+        }
+        .await;
+        match done {
+            Ok(()) => {}
+            // A commit whose answer was lost may have happened.
+            Err(f) => {
+                if !self.abandon(&batch).await {
+                    return Err(f);
+                }
+            }
+        }
+        // Committed: move the versions into place. Until they are,
+        // readers take them through the batch's state.
+        self.frames()
+            .update_many(
+                doc! {
+                    "pending.batch": &batch,
+                    "$expr": { "$eq": [{ "$add": ["$rev", 1] }, "$pending.frame.rev"] },
+                },
+                roll_forward(),
+            )
+            .await
+            .ok();
+        Ok(())
+    }
+
+    /// One transaction staging `chunk` of a batch.
+    pub(super) async fn try_stage(
+        &self,
+        batch: &str,
+        chunk: &[FrameWrite],
+    ) -> std::result::Result<(), Failed> {
         let mut session = self.transaction().await?;
         let result = async {
-            self.write_frames(&mut session, writes).await?;
+            self.guard_days(&mut session, "day_guards", &days_of(chunk))
+                .await?;
+            let mut placeholders = Vec::new();
+            let mut overwritten = BTreeSet::new();
+            for w in chunk {
+                let staged = w.staged(batch)?;
+                let Some(old) = &w.old else {
+                    placeholders.push(staged);
+                    continue;
+                };
+                if let (Some(b), false) = (&old.held.batch, old.held.committed) {
+                    overwritten.insert(b.clone());
+                }
+                let replaced = self
+                    .raw_frames()
+                    .replace_one(old.held.filter(w.start), staged)
+                    .session(&mut session)
+                    .await
+                    .map_err(mongo("staging readings"))?;
+                if replaced.matched_count == 0 {
+                    return Err(Failed::Conflict);
+                }
+            }
+            if !placeholders.is_empty() {
+                self.raw_frames()
+                    .insert_many(placeholders)
+                    .session(&mut session)
+                    .await
+                    .map_err(inserting("staging readings"))?;
+            }
+            // The pending versions replaced were of batches not committed
+            // when this one was planned; still so, or plan again.
+            let overwritten: Vec<String> = overwritten.into_iter().collect();
+            if !self
+                .committed_among(Some(&mut session), &overwritten)
+                .await?
+                .is_empty()
+            {
+                return Err(Failed::Conflict);
+            }
             commit(&mut session).await
         }
         .await;
         abort(&mut session, result).await
     }
 
-    /// Writes more than one transaction holds, in transactions of at most
-    /// `txn_bytes` (16 MiB unless a test says otherwise); if one fails, what the earlier ones wrote is undone.
-    pub(super) async fn write_frames_chunked(
+    /// One transaction committing a staged batch.
+    pub(super) async fn try_commit_batch(
         &self,
+        batch: &str,
         writes: &[FrameWrite],
+        check_cleared: bool,
     ) -> std::result::Result<(), Failed> {
-        let mut chunks: Vec<&[FrameWrite]> = Vec::new();
-        let (mut from, mut bytes) = (0, 0);
-        for (i, w) in writes.iter().enumerate() {
-            let size = w.doc.as_bytes().len();
-            if i > from && bytes + size > self.txn_bytes {
-                chunks.push(&writes[from..i]);
-                (from, bytes) = (i, 0);
+        let mut session = self.transaction().await?;
+        let result = async {
+            self.guard_days(&mut session, "day_guards", &days_of(writes))
+                .await?;
+            let starts: Vec<Bson> = writes.iter().map(|w| Bson::DateTime(w.start)).collect();
+            let mut in_place = 0;
+            for part in starts.chunks(10_000) {
+                let staged: Vec<StartOnly> = self
+                    .frames()
+                    .clone_with_type::<StartOnly>()
+                    .find(doc! { "_id": { "$in": part }, "pending.batch": batch })
+                    .projection(doc! { "_id": 1 })
+                    .session(&mut session)
+                    .await
+                    .map_err(mongo("checking a batch of readings"))?
+                    .stream(&mut session)
+                    .try_collect()
+                    .await
+                    .map_err(mongo("checking a batch of readings"))?;
+                in_place += staged.len();
             }
-            bytes += size;
-        }
-        chunks.push(&writes[from..]);
-        for (i, chunk) in chunks.iter().enumerate() {
-            let mut tries = 0;
-            let result = loop {
-                match self.try_write_chunk(chunk).await {
-                    Err(Failed::Mongo(_, e))
-                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-                            && tries + 1 < ATTEMPTS =>
-                    {
-                        tries += 1;
-                        back_off(tries).await;
+            if in_place != writes.len() {
+                return Err(Failed::Conflict);
+            }
+            if check_cleared {
+                for part in starts.chunks(10_000) {
+                    let cleared = self.cleared_among(&mut session, part).await?;
+                    if !cleared.is_empty() {
+                        return Err(Failed::Conflict);
                     }
-                    other => break other,
                 }
-            };
-            if let Err(f) = result {
-                self.undo(chunks[..i].iter().flat_map(|c| c.iter())).await;
-                return Err(f);
             }
+            let committed = self
+                .batches()
+                .update_one(
+                    doc! { "_id": batch, "state": "pending" },
+                    doc! { "$set": { "state": "committed", "committed": BsonTime::now() } },
+                )
+                .session(&mut session)
+                .await
+                .map_err(mongo("committing a batch of readings"))?;
+            if committed.matched_count == 0 {
+                return Err(Failed::Conflict);
+            }
+            commit(&mut session).await
         }
-        Ok(())
+        .await;
+        abort(&mut session, result).await
     }
 
-    /// Puts documents back as they were before `writes` (best effort,
-    /// after a failure that is being reported): new ones are deleted,
-    /// replaced ones restored, each only if no one wrote it since.
-    async fn undo(&self, writes: impl Iterator<Item = &FrameWrite>) {
-        let mut inserted = Vec::new();
-        for w in writes {
-            match &w.old {
-                None => inserted.push(w.start),
-                Some(old) => {
-                    let _ = self
-                        .frames()
-                        .replace_one(doc! { "_id": w.start, "rev": w.rev }, old)
-                        .await;
+    /// Abandons a batch that failed: marks it aborted (if it is still
+    /// pending) and removes its pending versions and placeholders (best
+    /// effort: they are invisible either way). Returns whether the batch
+    /// turned out committed after all (a commit whose answer was lost).
+    async fn abandon(&self, batch: &str) -> bool {
+        let aborted = self
+            .batches()
+            .update_one(
+                doc! { "_id": batch, "state": "pending" },
+                doc! { "$set": { "state": "aborted" } },
+            )
+            .await;
+        match aborted {
+            Ok(r) if r.matched_count == 1 => {}
+            Ok(_) => {
+                let batches = [batch.to_owned()];
+                match self.committed_among(None, &batches).await {
+                    Ok(c) if c.is_empty() => {}
+                    Ok(_) => return true,
+                    // Unknown: leave its versions (invisible unless committed).
+                    Err(_) => return false,
                 }
             }
+            Err(_) => return false,
         }
-        for chunk in inserted.chunks(10_000) {
-            let _ = self
-                .frames()
-                .delete_many(doc! { "_id": { "$in": chunk.to_vec() }, "rev": 1 })
-                .await;
-        }
+        // Only what this batch wrote: placeholders holding nothing but its
+        // version, and its versions.
+        self.frames()
+            .delete_many(doc! { "pending.batch": batch, "rev": 0 })
+            .await
+            .ok();
+        self.frames()
+            .update_many(
+                doc! { "pending.batch": batch },
+                doc! { "$unset": { "pending": "" } },
+            )
+            .await
+            .ok();
+        false
     }
 
     /// One attempt at changing the reading documents of `starts`: reads
     /// them (and the cleared timeframes of `span`) in a transaction,
     /// `build`s the writes, and writes them in that transaction if they
-    /// fit, else in several (see the module documentation).
+    /// fit, else as a batch in two phases (see the module documentation).
     async fn try_update_frames<T, F>(
         &self,
         starts: &[DateTime<Utc>],
@@ -488,8 +856,7 @@ impl MongoStore {
         build: &F,
     ) -> std::result::Result<T, Failed>
     where
-        F: Fn(Vec<Option<ReadingFrame>>, &BTreeSet<DateTime<Utc>>) -> Result<(Vec<FrameWrite>, T)>
-            + Sync,
+        F: Fn(Vec<Option<Loaded>>, &BTreeSet<DateTime<Utc>>) -> Result<(Vec<FrameWrite>, T)> + Sync,
         T: Send,
     {
         let mut session = self.transaction().await?;
@@ -503,24 +870,102 @@ impl MongoStore {
         }
         .await;
         let (writes, value) = abort(&mut session, read).await?;
+        if writes.is_empty() {
+            session.abort_transaction().await.ok();
+            return Ok(value);
+        }
         let bytes: usize = writes.iter().map(|w| w.doc.as_bytes().len()).sum();
-        if !writes.is_empty() && bytes <= self.txn_bytes {
+        if bytes <= self.txn_bytes {
             let written = async {
                 self.write_frames(&mut session, &writes).await?;
                 commit(&mut session).await
             }
             .await;
-            abort(&mut session, written).await?;
-            return Ok(value);
+            match abort(&mut session, written).await {
+                Ok(()) => return Ok(value),
+                // More than this server takes in one transaction.
+                Err(Failed::Mongo(_, e)) if is_too_large(&e) => {}
+                Err(f) => return Err(f),
+            }
+        } else {
+            session.abort_transaction().await.ok();
         }
-        // Nothing to write, or more than one transaction holds: the
-        // reading transaction ends here.
-        session.abort_transaction().await.ok();
         drop(session);
-        if !writes.is_empty() {
-            self.write_frames_chunked(&writes).await?;
-        }
+        self.write_batch(&writes, span.is_some()).await?;
         Ok(value)
+    }
+
+    /// The readings of `range` as dense rows by `registry`'s indices,
+    /// with the `rev` of each row's content (0: none).
+    pub(super) async fn frame_rows(
+        &self,
+        range: &TimeRange,
+        registry: &Registry,
+    ) -> Result<(Vec<Arc<ReadingRow>>, Vec<i64>)> {
+        let width = registry.len();
+        let mut columns = Columns::new(registry);
+        let empty = Arc::new(ReadingRow::default());
+        let mut rows = vec![empty; range.len()];
+        let mut revs = vec![0; range.len()];
+        let (first, secs) = (range.start().timestamp(), range.length().seconds());
+        let mut place = |f: ReadingFrame| -> Result<()> {
+            let offset = chrono_time(f.start)?.timestamp() - first;
+            let k = usize::try_from(offset / secs).unwrap_or(usize::MAX);
+            if offset % secs != 0 || k >= rows.len() {
+                return Err(corrupt("timeframe start", f.start));
+            }
+            revs[k] = f.rev;
+            if f.ids.is_empty() {
+                return Ok(());
+            }
+            f.check_length(range.length(), f.ids[0].as_str())?;
+            let indices = columns.known(&f.ids)?;
+            rows[k] = Arc::new(dense_row(indices, &f.produced, &f.consumed, width));
+            Ok(())
+        };
+        let mut cursor = self
+            .frames()
+            .find(starts_in(range.start(), range.end()))
+            .await
+            .map_err(db("loading readings"))?;
+        // Documents holding a pending version are resolved at the end.
+        let mut pending = Vec::new();
+        while let Some(f) = cursor.try_next().await.map_err(db("loading readings"))? {
+            if f.pending.is_some() {
+                pending.push(f);
+            } else {
+                place(f.checked()?)?;
+            }
+        }
+        for l in self
+            .resolve(None, pending)
+            .await
+            .map_err(|f| f.into_store("loading readings"))?
+        {
+            place(l.frame)?;
+        }
+        Ok((rows, revs))
+    }
+}
+
+/// Runs `attempt` again while it fails with a transient transaction error
+/// (at most [`ATTEMPTS`] times).
+async fn transient<T, F, Fut>(attempt: F) -> std::result::Result<T, Failed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, Failed>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(Failed::Mongo(_, e))
+                if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && tries + 1 < ATTEMPTS =>
+            {
+                tries += 1;
+                back_off(tries).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -547,15 +992,17 @@ impl ReadingStore for MongoStore {
             );
         }
         let starts: Vec<DateTime<Utc>> = by_start.keys().copied().collect();
-        let build = |frames: Vec<Option<ReadingFrame>>, _: &BTreeSet<DateTime<Utc>>| {
+        let build = |frames: Vec<Option<Loaded>>, _: &BTreeSet<DateTime<Utc>>| {
             let mut writes = Vec::new();
             for ((start, (len, new)), old) in by_start.iter().zip(frames) {
-                let minutes = len.minutes();
-                if let Some(f) = &old {
-                    f.check_length(*len, new.keys().next().copied().unwrap_or_default())?;
+                let minutes = len.minutes() as i32;
+                if let Some(l) = old.as_ref().filter(|l| !l.is_empty()) {
+                    l.frame
+                        .check_length(*len, new.keys().next().copied().unwrap_or_default())?;
                 }
                 let mut merged: Entries = BTreeMap::new();
-                if let Some(f) = &old {
+                if let Some(l) = &old {
+                    let f = &l.frame;
                     for ((id, &p), &c) in f.ids.iter().zip(&f.produced).zip(&f.consumed) {
                         merged.insert(id.as_str(), (p, c));
                     }
@@ -569,12 +1016,12 @@ impl ReadingStore for MongoStore {
                 let produced: Vec<i64> = merged.values().map(|v| v.0).collect();
                 let consumed: Vec<i64> = merged.values().map(|v| v.1).collect();
                 let start = bson_time(*start);
-                let rev = old.as_ref().map_or(1, |f| f.rev + 1);
-                let doc = encode(start, minutes as i32, rev, &ids, &produced, &consumed)?;
+                let rev = old.as_ref().map_or(1, |l| l.frame.rev + 1);
+                let doc = encode(start, minutes, rev, &ids, &produced, &consumed)?;
                 drop((ids, merged));
                 writes.push(FrameWrite {
                     start,
-                    rev,
+                    length_minutes: minutes,
                     doc,
                     old,
                 });
@@ -589,15 +1036,21 @@ impl ReadingStore for MongoStore {
     }
 
     async fn readings(&self, range: &TimeRange) -> Result<Vec<Reading>> {
-        let mut cursor = self
+        let docs: Vec<ReadingFrame> = self
             .frames()
             .find(starts_in(range.start(), range.end()))
             .sort(doc! { "start": 1 })
             .await
+            .map_err(db("loading readings"))?
+            .try_collect()
+            .await
             .map_err(db("loading readings"))?;
+        let frames = self
+            .resolve(None, docs)
+            .await
+            .map_err(|f| f.into_store("loading readings"))?;
         let mut out = Vec::new();
-        while let Some(f) = cursor.try_next().await.map_err(db("loading readings"))? {
-            let f = f.checked()?;
+        for Loaded { frame: f, .. } in frames {
             let tf = Timeframe::new(chrono_time(f.start)?, length(i64::from(f.length_minutes))?)?;
             for ((id, &p), &c) in f.ids.into_iter().zip(&f.produced).zip(&f.consumed) {
                 out.push(Reading::new(
@@ -611,9 +1064,11 @@ impl ReadingStore for MongoStore {
         Ok(out)
     }
 
-    /// Reads the span's documents and checks the batch with the core's
-    /// rule in one transaction, then writes the changed documents (in
-    /// that transaction when they fit; see the module documentation).
+    /// Reads the span's documents and cleared timeframes and checks the
+    /// batch with the core's rule in one transaction, then writes the
+    /// changed documents: in that transaction when they fit, else as a
+    /// batch in two phases that lands whole or not at all (see the module
+    /// documentation).
     async fn ingest(
         &self,
         batch: &ValidReadings,
@@ -629,15 +1084,15 @@ impl ReadingStore for MongoStore {
             .iter()
             .map(|&k| start_of(&span, k))
             .collect::<Result<Vec<_>>>()?;
-        let minutes = span.length().minutes();
-        let build = |frames: Vec<Option<ReadingFrame>>, stored: &BTreeSet<DateTime<Utc>>| {
+        let minutes = span.length().minutes() as i32;
+        let build = |frames: Vec<Option<Loaded>>, stored: &BTreeSet<DateTime<Utc>>| {
             let width = registry.len();
             let mut columns = Columns::new(registry);
             let mut rows = Vec::with_capacity(frames.len());
-            for (j, f) in frames.iter().enumerate() {
-                rows.push(match f {
-                    None => None,
-                    Some(f) => {
+            for (j, l) in frames.iter().enumerate() {
+                rows.push(match l {
+                    Some(l) if !l.is_empty() => {
+                        let f = &l.frame;
                         let first = grouped.group(j).first().map_or(0, |e| e.0);
                         let id = registry.at(first as usize).map_or("", |p| p.id().as_str());
                         f.check_length(span.length(), id)?;
@@ -648,6 +1103,7 @@ impl ReadingStore for MongoStore {
                             width,
                         ))
                     }
+                    _ => None,
                 });
             }
             let mut view: Vec<Option<&ReadingRow>> = vec![None; span.len()];
@@ -664,7 +1120,7 @@ impl ReadingStore for MongoStore {
             for (j, old) in frames.into_iter().enumerate() {
                 let start = bson_time(starts[j]);
                 let entries = grouped.group(j);
-                if let Some(w) = merge_frame(start, minutes as i32, old, entries, registry)? {
+                if let Some(w) = merge_frame(start, minutes, old, entries, registry)? {
                     writes.push(w);
                 }
             }
@@ -681,28 +1137,7 @@ impl ReadingStore for MongoStore {
         range: &TimeRange,
         registry: &Registry,
     ) -> Result<Vec<Arc<ReadingRow>>> {
-        let width = registry.len();
-        let mut columns = Columns::new(registry);
-        let empty = Arc::new(ReadingRow::default());
-        let mut rows = vec![empty; range.len()];
-        let (first, secs) = (range.start().timestamp(), range.length().seconds());
-        let mut cursor = self
-            .frames()
-            .find(starts_in(range.start(), range.end()))
-            .await
-            .map_err(db("loading readings"))?;
-        while let Some(f) = cursor.try_next().await.map_err(db("loading readings"))? {
-            let f = f.checked()?;
-            f.check_length(range.length(), f.ids.first().map_or("", |id| id.as_str()))?;
-            let offset = chrono_time(f.start)?.timestamp() - first;
-            let k = usize::try_from(offset / secs).unwrap_or(usize::MAX);
-            if offset % secs != 0 || k >= rows.len() {
-                return Err(corrupt("timeframe start", f.start));
-            }
-            let indices = columns.known(&f.ids)?;
-            rows[k] = Arc::new(dense_row(indices, &f.produced, &f.consumed, width));
-        }
-        Ok(rows)
+        Ok(self.frame_rows(range, registry).await?.0)
     }
 }
 

@@ -12,7 +12,7 @@ use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
     Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
-    Timeframe, TimeframeClearing, TimeframeSummary, Wh,
+    TimeframeClearing, TimeframeSummary, Wh,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -26,8 +26,8 @@ use crate::sql::{
     ReadingValue, SummaryRecord, ValueRecord,
 };
 use crate::traits::{
-    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts, ClearFn,
-    LedgerStore, ReadingStore, RegistryStore,
+    clear_not_done, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts,
+    ClearFn, LedgerStore, ReadingStore, RegistryStore,
 };
 
 /// `url` without its `schema` query parameter, and that parameter's value.
@@ -702,23 +702,9 @@ impl LedgerStore for PostgresStore {
             .begin()
             .await
             .map_err(db("starting a clearing transaction"))?;
-        let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
-        let new = insert_summaries(&mut tx, &summaries).await?;
-        // Only this transaction writes allocations of the timeframes it
-        // inserted: they go straight into the table.
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
-            .collect();
-        copy_in(
-            &mut tx,
-            COPY_ALLOCATIONS,
-            sql::allocation_values(&rows, registry),
-            "saving allocations",
-        )
-        .await?;
+        let stored = store_new_clearings(&mut tx, rows, registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
-        Ok(rows.len())
+        Ok(stored)
     }
 
     async fn cleared_rows(
@@ -894,38 +880,40 @@ impl LedgerStore for PostgresStore {
         let rows = dense_rows(&mut tx, range, registry, true)
             .await?
             .into_rows();
-        let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
-            .timeframes()
-            .zip(rows)
-            .filter(|(tf, _)| !done.contains(&tf.start()))
-            .collect();
-        let mut counts = ClearCounts {
-            cleared: 0,
-            already_cleared: range.len() - open.len(),
-        };
-        if open.is_empty() {
-            return Ok(counts);
-        }
-        let pairs = clear_open(open, clear)?;
-        let summaries: Vec<&TimeframeSummary> = pairs.iter().map(|(_, c)| &c.summary).collect();
+        let (pairs, already_cleared) = clear_not_done(range, rows, &done, clear)?;
         // A concurrent clear of the same range may have stored some first.
-        let new = insert_summaries(&mut tx, &summaries).await?;
-        let rows: Vec<_> = pairs
-            .iter()
-            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
-            .collect();
-        copy_in(
-            &mut tx,
-            COPY_ALLOCATIONS,
-            sql::allocation_values(&rows, registry),
-            "saving allocations",
-        )
-        .await?;
+        let cleared = store_new_clearings(&mut tx, pairs.iter().collect(), registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
-        counts.cleared = rows.len();
-        counts.already_cleared += pairs.len() - rows.len();
-        Ok(counts)
+        Ok(ClearCounts {
+            cleared,
+            already_cleared: already_cleared + pairs.len() - cleared,
+        })
     }
+}
+
+/// Stores the clearings of `rows` whose timeframes are not stored yet
+/// (summaries, then their allocations); returns how many. Only this
+/// transaction writes allocations of the timeframes it inserted: they go
+/// straight into the table.
+async fn store_new_clearings(
+    tx: &mut PgConnection,
+    rows: Vec<&(Arc<ReadingRow>, Arc<ClearedRow>)>,
+    registry: &Registry,
+) -> Result<usize> {
+    let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
+    let new = insert_summaries(tx, &summaries).await?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
+        .collect();
+    copy_in(
+        tx,
+        COPY_ALLOCATIONS,
+        sql::allocation_values(&rows, registry),
+        "saving allocations",
+    )
+    .await?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
 use microgrid_core::{
     Allocation, ClearedRow, IngestPlan, Prosumer, ProsumerId, Reading, Registry, TimeRange,
-    Timeframe, TimeframeClearing, TimeframeSummary,
+    TimeframeClearing, TimeframeSummary,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -28,8 +28,8 @@ use crate::sql::{
     ReadingValue, SummaryRecord, ValueRecord,
 };
 use crate::traits::{
-    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts, ClearFn,
-    LedgerStore, ReadingStore, RegistryStore,
+    clear_not_done, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts,
+    ClearFn, LedgerStore, ReadingStore, RegistryStore,
 };
 
 /// Rows per multi-row statement: with at most 15 parameters a row, well
@@ -442,15 +442,9 @@ impl LedgerStore for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_write("starting a clearing transaction").await?;
-        let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
-        let new = insert_summaries(&mut tx, &summaries).await?;
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
-            .collect();
-        insert_allocations(&mut tx, sql::allocation_values(&rows, registry)).await?;
+        let stored = store_new_clearings(&mut tx, rows, registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
-        Ok(rows.len())
+        Ok(stored)
     }
 
     async fn cleared_rows(
@@ -625,29 +619,31 @@ impl LedgerStore for SqliteStore {
         let rows = dense_rows(&mut *tx, range, registry, true)
             .await?
             .into_rows();
-        let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
-            .timeframes()
-            .zip(rows)
-            .filter(|(tf, _)| !done.contains(&tf.start()))
-            .collect();
-        let already_cleared = range.len() - open.len();
-        if open.is_empty() {
-            return Ok(ClearCounts {
-                cleared: 0,
-                already_cleared,
-            });
-        }
-        let pairs = clear_open(open, clear)?;
-        let rows: Vec<_> = pairs.iter().collect();
-        let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
-        insert_summaries(&mut tx, &summaries).await?;
-        insert_allocations(&mut tx, sql::allocation_values(&rows, registry)).await?;
+        let (pairs, already_cleared) = clear_not_done(range, rows, &done, clear)?;
+        let cleared = store_new_clearings(&mut tx, pairs.iter().collect(), registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
         Ok(ClearCounts {
-            cleared: pairs.len(),
+            cleared,
             already_cleared,
         })
     }
+}
+
+/// Stores the clearings of `rows` whose timeframes are not stored yet
+/// (summaries, then their allocations); returns how many.
+async fn store_new_clearings(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: Vec<&(Arc<ReadingRow>, Arc<ClearedRow>)>,
+    registry: &Registry,
+) -> Result<usize> {
+    let summaries: Vec<&TimeframeSummary> = rows.iter().map(|(_, c)| &c.summary).collect();
+    let new = insert_summaries(tx, &summaries).await?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, c)| new.contains(&c.summary.timeframe.start()))
+        .collect();
+    insert_allocations(tx, sql::allocation_values(&rows, registry)).await?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]

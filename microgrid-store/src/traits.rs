@@ -279,22 +279,34 @@ pub(crate) async fn clear_in_steps<S: ReadingStore + LedgerStore + ?Sized>(
 ) -> Result<ClearCounts> {
     let done = store.cleared(range).await?;
     let rows = store.reading_rows(range, registry).await?;
+    let (pairs, already_cleared) = clear_not_done(range, rows, &done, clear)?;
+    let cleared = store.save_cleared(&pairs, registry).await?;
+    Ok(ClearCounts {
+        cleared,
+        already_cleared: already_cleared + pairs.len() - cleared,
+    })
+}
+
+/// Runs `clear` on the timeframes of `range` not in `done` (`rows` are
+/// the readings of every timeframe of `range`, in order) and pairs each
+/// result with the readings it was cleared from; also returns how many
+/// timeframes were done already.
+pub(crate) fn clear_not_done(
+    range: &TimeRange,
+    rows: Vec<Arc<ReadingRow>>,
+    done: &BTreeSet<DateTime<Utc>>,
+    clear: &ClearFn<'_>,
+) -> Result<(Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>, usize)> {
     let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
         .timeframes()
         .zip(rows)
         .filter(|(tf, _)| !done.contains(&tf.start()))
         .collect();
-    let mut counts = ClearCounts {
-        cleared: 0,
-        already_cleared: range.len() - open.len(),
-    };
+    let already_cleared = range.len() - open.len();
     if open.is_empty() {
-        return Ok(counts);
+        return Ok((Vec::new(), already_cleared));
     }
-    let pairs = clear_open(open, clear)?;
-    counts.cleared = store.save_cleared(&pairs, registry).await?;
-    counts.already_cleared += pairs.len() - counts.cleared;
-    Ok(counts)
+    Ok((clear_open(open, clear)?, already_cleared))
 }
 
 /// Runs `clear` on the open timeframes and pairs each result with the

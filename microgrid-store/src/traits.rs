@@ -287,6 +287,9 @@ pub(crate) async fn clear_in_steps<S: ReadingStore + LedgerStore + ?Sized>(
     })
 }
 
+/// A cleared timeframe: the readings it was cleared from and its result.
+pub(crate) type ClearedPair = (Arc<ReadingRow>, Arc<ClearedRow>);
+
 /// Runs `clear` on the timeframes of `range` not in `done` (`rows` are
 /// the readings of every timeframe of `range`, in order) and pairs each
 /// result with the readings it was cleared from; also returns how many
@@ -296,7 +299,7 @@ pub(crate) fn clear_not_done(
     rows: Vec<Arc<ReadingRow>>,
     done: &BTreeSet<DateTime<Utc>>,
     clear: &ClearFn<'_>,
-) -> Result<(Vec<(Arc<ReadingRow>, Arc<ClearedRow>)>, usize)> {
+) -> Result<(Vec<ClearedPair>, usize)> {
     let open: Vec<(Timeframe, Arc<ReadingRow>)> = range
         .timeframes()
         .zip(rows)

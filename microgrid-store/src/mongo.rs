@@ -30,7 +30,7 @@
 //! Every stage runs in multi-document transactions (snapshot isolation),
 //! retried with back-off when one loses to another writer (a
 //! `TransientTransactionError`, or a conditional write that finds its
-//! document changed), at most [`ATTEMPTS`] times.
+//! document changed), at most `ATTEMPTS` (50) times.
 //!
 //! Snapshot isolation alone lets two transactions that read each other's
 //! documents but write different ones both commit (write skew: an ingest
@@ -46,7 +46,7 @@
 //! - **Recording** reads the documents of the batch's span and its
 //!   cleared timeframes in one transaction and checks the batch with the
 //!   core's rule. When the documents to write fit one transaction
-//!   ([`TXN_BYTES`], 64 MiB: the test server refuses a transaction of more
+//!   (`TXN_BYTES`, 64 MiB: the test server refuses a transaction of more
 //!   than 76 MiB of documents as `TransactionTooLargeForCache`; a day of
 //!   10,000 prosumers is 45.5 MiB, a month of 1,000 prosumers 128 MiB)
 //!   they are written in that transaction. A larger batch (or one the
@@ -54,7 +54,7 @@
 //!   document in `ingest_batches`: each changed document gets the new
 //!   version as `pending: {batch, frame}` next to its current content (a
 //!   new timeframe gets a placeholder, `rev` 0 and empty arrays), in
-//!   transactions of at most [`CHUNK_BYTES`]; readers ignore a pending
+//!   transactions of at most `CHUNK_BYTES` (16 MiB); readers ignore a pending
 //!   version until its batch is committed. One last transaction checks
 //!   that every pending version is still in place and that none of the
 //!   timeframes was cleared meanwhile, and sets the batch `committed`: from
@@ -62,11 +62,14 @@
 //!   into place (any later writer of the document does it too). A batch
 //!   that fails, or whose writer dies, is never committed: its pending
 //!   versions stay invisible (and are removed, or overwritten by the next
-//!   writer). Nothing is ever deleted but a placeholder holding only its
-//!   own batch's pending version.
+//!   writer). No reading document is removed but a placeholder holding
+//!   nothing but its own failed batch's pending version. (A document is
+//!   replaced by deleting and inserting it in one transaction, on
+//!   condition of what it holds: on the test server that costs a fifth
+//!   of an in-place replacement of a large document.)
 //! - **Clearing** reads the readings of the open timeframes (noting each
 //!   document's `rev`), clears them, and stores the results in
-//!   transactions of at most [`CHUNK_BYTES`], each of which stores a
+//!   transactions of at most `CHUNK_BYTES` (16 MiB), each of which stores a
 //!   timeframe only if its readings are still at the `rev` they were
 //!   cleared from (else that timeframe is cleared again) and it is not
 //!   cleared yet. Each timeframe's result is therefore the clearing of
@@ -293,7 +296,7 @@ impl Failed {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or loses to other
-/// writers [`ATTEMPTS`] times; waits a little longer after every loss.
+/// writers `ATTEMPTS` (50) times; waits a little longer after every loss.
 macro_rules! retrying {
     ($operation:expr, $attempt:expr) => {{
         let mut tries = 0u32;

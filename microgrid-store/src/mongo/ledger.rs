@@ -845,7 +845,7 @@ impl LedgerStore for MongoStore {
 
     /// In one transaction: the settlement, and a claim of each timeframe
     /// of its period (unique `_id`s), unless a standing settlement
-    /// overlaps it (see [`MongoStore::claim`]).
+    /// overlaps it (found in that transaction, or holding a claim).
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         if let Some(v) = &s.voided {
             return Err(microgrid_core::Error::SettlementVoided {

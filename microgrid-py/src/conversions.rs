@@ -76,8 +76,12 @@ fn as_int<'py>(value: &Bound<'py, PyAny>) -> Result<Option<Bound<'py, PyInt>>> {
     if !value.hasattr("__index__").unwrap_or(false) {
         return Ok(None);
     }
-    let i = value.call_method0("__index__")?;
-    Ok(i.cast_into::<PyInt>().ok())
+    match value.call_method0("__index__") {
+        Ok(i) => Ok(i.cast_into::<PyInt>().ok()),
+        // A numpy array of several values, say: not an integer.
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(value.py()) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// An integer of `T` (`u32`, `u64`, `usize`, `i64`): `bool`s, floats and

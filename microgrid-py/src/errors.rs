@@ -34,7 +34,8 @@
 //!
 //! A Python exception raised while reading an input (a `TypeError` of a
 //! pandas call, an iterator that fails) becomes a `ValidationError` with the
-//! original as its `__cause__`; exceptions that are not `Exception`s
+//! original as its `__cause__` (so does a `PanicException` of another PyO3
+//! library, polars say); other exceptions that are not `Exception`s
 //! (`KeyboardInterrupt`) and `MemoryError` pass as they are.
 
 use std::borrow::Cow;
@@ -480,7 +481,13 @@ fn python_error(py: Python<'_>, e: PyErr, argument: Option<&str>, row: Option<us
         }
         return e;
     }
-    if !e.is_instance_of::<PyException>(py) || e.is_instance_of::<PyMemoryError>(py) {
+    // A panic of another PyO3 library (polars converting the caller's
+    // values, say) is a BaseException; it is about the input all the same.
+    let panic = value
+        .get_type()
+        .name()
+        .is_ok_and(|n| n.to_string_lossy() == "PanicException");
+    if !panic && (!e.is_instance_of::<PyException>(py) || e.is_instance_of::<PyMemoryError>(py)) {
         return e;
     }
     let kind = if e.is_instance_of::<PyTypeError>(py) {
@@ -651,6 +658,9 @@ fn core_details(e: &CoreError) -> Details {
             ("value", d(*value)),
             ("reason", d(*reason)),
         ],
+        E::TooLarge { what, found, max } => {
+            vec![("what", d(*what)), ("found", d(*found)), ("max", d(*max))]
+        }
         E::Overflow(what) => vec![("what", d(*what))],
         E::ShapeMismatch(reason) | E::Psbt(reason) => vec![("reason", d(reason.as_str()))],
         E::PeriodNotCleared { start }
@@ -710,6 +720,15 @@ fn store_error<'py>(py: Python<'py>, e: &StoreError) -> (Bound<'py, PyType>, Det
     }
 }
 
+/// `_refused(argument, error)`: the `MicrogridError` that `error`, raised
+/// while reading `argument`, becomes (for the package's Python helpers,
+/// so that their errors are built here too).
+#[pyfunction]
+fn _refused(py: Python<'_>, argument: String, error: Bound<'_, PyAny>) -> Py<PyAny> {
+    let e = Error::Py(PyErr::from_value(error)).in_argument(argument);
+    PyErr::from(e).into_value(py).into_any()
+}
+
 /// Adds the exception classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -719,5 +738,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("SettlementError", py.get_type::<SettlementError>())?;
+    m.add_function(wrap_pyfunction!(_refused, m)?)?;
     Ok(())
 }

@@ -458,7 +458,7 @@ impl Readings {
     /// exporting an Arrow table or record batch (pyarrow, polars, ...).
     pub fn from_frame(frame: &Bound<'_, PyAny>, assume_utc: bool) -> Result<Readings> {
         let py = frame.py();
-        let columns: Vec<Column> = if is_pandas(frame) {
+        let columns: Vec<Column> = if is_pandas(frame) && has(frame, "columns") {
             let names: Vec<String> = frame
                 .getattr(intern!(py, "columns"))?
                 .call_method0(intern!(py, "tolist"))?
@@ -493,10 +493,15 @@ impl Readings {
             }
             columns
         } else {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid(
+                "invalid_type",
+                format!(
                 "expected a DataFrame, an Arrow table or record batch, got {}; or pass four columns: record(start, prosumer_id, produced_wh, consumed_wh)",
                 frame.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-            )));
+            ),
+            )
+            .with("value", frame)
+            .with("type", crate::errors::type_name(frame)));
         };
         let mut columns = columns.into_iter();
         let mut next = || columns.next().unwrap_or_default();
@@ -920,7 +925,7 @@ impl Wide {
     /// Arrow table with a `start` column and one column per prosumer id.
     pub fn from_frame(frame: &Bound<'_, PyAny>, what: &str) -> Result<Wide> {
         let py = frame.py();
-        if is_pandas(frame) {
+        if is_pandas(frame) && has(frame, "columns") {
             let mut frame = frame.clone();
             let names: Vec<Bound<'_, PyAny>> = frame
                 .getattr(intern!(py, "columns"))?

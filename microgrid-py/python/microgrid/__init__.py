@@ -91,7 +91,7 @@ messages:
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from ._microgrid import (
     ConflictError,
@@ -104,6 +104,7 @@ from ._microgrid import (
     Tariff,
     ValidationError,
     __version__,
+    _refused,
     simulate,
 )
 
@@ -152,16 +153,39 @@ class ProsumerKind(str, enum.Enum):
         return self.value
 
 
+_T = TypeVar("_T")
+
+
+def _reading(argument: str, read: Callable[[], _T]) -> _T:
+    """``read()``; an error of the libraries it calls on the caller's value
+    becomes the ``ValidationError`` naming ``argument`` (the package's
+    own errors and a missing optional library pass as they are)."""
+    try:
+        return read()
+    except (MicrogridError, ImportError, KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - PanicException of polars or pyarrow too
+        raise _refused(argument, e) from e
+
+
 def record_frame(grid: Grid, frame: Any, *, assume_utc: bool = False) -> Dict[str, int]:
     """Record readings from a pandas DataFrame: a long frame goes to
     ``grid.record(frame)``; a wide frame with a two-level header
     ``(prosumer_id, "produced_wh" | "consumed_wh")``, indexed by ``start``,
     goes to ``grid.record_wide`` as its two halves."""
-    columns = getattr(frame, "columns", None)
-    if getattr(columns, "nlevels", 1) == 2:
-        produced = frame.xs("produced_wh", axis=1, level=1)
-        consumed = frame.xs("consumed_wh", axis=1, level=1)
-        return grid.record_wide(produced, consumed, assume_utc=assume_utc)
+
+    if not isinstance(grid, Grid):
+        raise _refused("grid", TypeError(f"expected a microgrid.Grid, got {type(grid).__name__}"))
+
+    def halves() -> Any:
+        columns = getattr(frame, "columns", None)
+        if getattr(columns, "nlevels", 1) == 2:
+            return frame.xs("produced_wh", axis=1, level=1), frame.xs("consumed_wh", axis=1, level=1)
+        return None
+
+    wide = _reading("frame", halves)
+    if wide is not None:
+        return grid.record_wide(wide[0], wide[1], assume_utc=assume_utc)
     return grid.record(frame, assume_utc=assume_utc)
 
 
@@ -177,7 +201,7 @@ def to_arrow(view: View) -> Any:
     and the like) as it is, a dict view column by column."""
     import pyarrow as pa  # type: ignore[import-untyped]
 
-    return pa.table(view)
+    return _reading("view", lambda: pa.table(view))
 
 
 def to_polars(view: View) -> Any:
@@ -185,7 +209,7 @@ def to_polars(view: View) -> Any:
     prices and amounts as exact decimals)."""
     import polars as pl  # type: ignore[import-not-found]
 
-    return pl.DataFrame(view)
+    return _reading("view", lambda: pl.DataFrame(view))
 
 
 def to_frame(view: View, index: Optional[str] = None) -> Any:
@@ -198,12 +222,17 @@ def to_frame(view: View, index: Optional[str] = None) -> Any:
     import pandas as pd  # type: ignore[import-untyped]
 
     if _is_arrow(view):
-        frame = to_arrow(view).to_pandas()
+        frame = _reading("view", lambda: to_arrow(view).to_pandas())
     else:
-        frame = pd.DataFrame(view)
-        if "start" in frame:
-            frame["start"] = pd.to_datetime(frame["start"], utc=True)
-        for name in frame.columns:
-            if name.endswith("_wh"):
-                frame[name] = frame[name].astype("int64")
-    return frame.set_index(index) if index else frame
+
+        def build() -> Any:
+            frame = pd.DataFrame(view)
+            if "start" in frame:
+                frame["start"] = pd.to_datetime(frame["start"], utc=True)
+            for name in frame.columns:
+                if isinstance(name, str) and name.endswith("_wh"):
+                    frame[name] = frame[name].astype("int64")
+            return frame
+
+        frame = _reading("view", build)
+    return _reading("index", lambda: frame.set_index(index)) if index else frame

@@ -18,6 +18,7 @@ __all__ = [
     "Tariff",
     "ValidationError",
     "__version__",
+    "_refused",
     "simulate",
 ]
 
@@ -168,6 +169,9 @@ class Grid:
     def settlement(self, id: str) -> Optional[Settlement]: ...
     def mark_paid(self, id: str, txid: str) -> Settlement: ...
 
+def _refused(argument: str, error: BaseException) -> MicrogridError:
+    """The MicrogridError that ``error``, raised reading ``argument``, becomes
+    (for the package's Python helpers)."""
 def simulate(
     households: int, start: date, days: int, *, seed: int = 42, timeframe_minutes: int = 15
 ) -> Dict[str, List[Any]]: ...

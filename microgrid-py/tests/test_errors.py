@@ -325,3 +325,24 @@ def test_python_errors_while_reading_become_validation_errors():
     g = _grid()
     e = _refused(lambda: g.record([JUNE], ["a"], Broken(), [0]), "invalid_value", "produced_wh")
     assert isinstance(e.__cause__, RuntimeError) and e.details["error"] == "RuntimeError"
+
+
+def test_too_large_ranges_name_the_bound():
+    g = _grid()
+    with pytest.raises(microgrid.ValidationError) as e:
+        g.summaries(dt.datetime(1900, 1, 1, tzinfo=UTC), JUNE)
+    _check(e.value, "too_large")
+    assert e.value.details["max"] == 36525 and e.value.details["found"] > 36525 and "what" in e.value.details
+
+
+def test_the_python_helpers_raise_only_microgrid_errors():
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("polars")
+    for helper in (microgrid.to_frame, microgrid.to_arrow, microgrid.to_polars):
+        # The library's TypeError or ValueError, as the cause.
+        with pytest.raises(microgrid.ValidationError) as e:
+            helper(5)
+        assert e.value.kind in ("invalid_type", "invalid_value") and e.value.details["message"] == str(e.value)
+        assert e.value.details["argument"] == "view" and e.value.details["error"] == type(e.value.__cause__).__name__
+    _refused(lambda: microgrid.record_frame("not a grid", {}), "invalid_type", "grid")

@@ -275,6 +275,11 @@ pub fn shown(value: &Bound<'_, PyAny>) -> String {
 /// A timezone-aware `datetime` of whole seconds, as UTC; naive datetimes
 /// and fractions of a second are refused.
 pub fn utc(value: &Bound<'_, PyAny>) -> Result<DateTime<Utc>> {
+    if is_missing(value)? {
+        return Err(
+            Error::invalid("missing_value", "a time is missing (None, NaT)").with("value", value),
+        );
+    }
     if !value.is_instance_of::<PyDateTime>() {
         return Err(Error::wrong_type(value, "a timezone-aware datetime"));
     }
@@ -380,10 +385,22 @@ pub fn tariff(value: &Bound<'_, PyAny>) -> Result<CoreTariff> {
         .map_err(|_| Error::wrong_type(value, "a microgrid.Tariff"))
 }
 
-/// Whether `value` is a missing value: `None`, NaN or NaT (anything that
-/// is not equal to itself).
+/// Whether `value` is a missing value: `None`, pandas' `NA` and `NaT`, or
+/// NaN (anything that is not equal to itself; a value whose comparison
+/// raises, a signaling NaN decimal, is not missing but refused later).
 pub fn is_missing(value: &Bound<'_, PyAny>) -> Result<bool> {
-    Ok(value.is_none() || !value.eq(value)?)
+    if value.is_none() {
+        return Ok(true);
+    }
+    let name = value
+        .get_type()
+        .name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name == "NAType" || name == "NaTType" {
+        return Ok(true);
+    }
+    Ok(value.ne(value).unwrap_or(false))
 }
 
 /// A prosumer from a mapping (`dict`, a pandas or polars row) with keys
@@ -404,7 +421,7 @@ pub fn prosumer(row: &Bound<'_, PyAny>) -> Result<Prosumer> {
             return Err(Error::wrong_type(row, "a dict (a prosumer's row)"));
         };
         match v {
-            Some(v) if !is_missing(&v).map_err(|e| e.in_argument(key))? => Ok(Some(v)),
+            Some(v) if !is_missing(&v)? => Ok(Some(v)),
             _ => Ok(None),
         }
     };
@@ -442,7 +459,7 @@ pub fn prosumer(row: &Bound<'_, PyAny>) -> Result<Prosumer> {
 /// decimals are refused (energies are whole watt-hours; `True` is not a
 /// watt-hour, and `100.9` is not `100`).
 pub fn whole(value: &Bound<'_, PyAny>) -> Result<i64> {
-    if is_missing(value).unwrap_or(false) {
+    if is_missing(value)? {
         return Err(Error::invalid("missing_value", "a value is missing").with("value", value));
     }
     let Some(i) = as_int(value)? else {

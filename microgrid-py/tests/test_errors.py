@@ -346,3 +346,14 @@ def test_the_python_helpers_raise_only_microgrid_errors():
         assert e.value.kind in ("invalid_type", "invalid_value") and e.value.details["message"] == str(e.value)
         assert e.value.details["argument"] == "view" and e.value.details["error"] == type(e.value.__cause__).__name__
     _refused(lambda: microgrid.record_frame("not a grid", {}), "invalid_type", "grid")
+
+
+def test_missing_values_are_missing_value():
+    pd = pytest.importorskip("pandas")
+    g = _grid()
+    for missing in (None, pd.NaT, pd.NA, float("nan")):
+        e = _refused(lambda: g.record([JUNE], ["a"], [missing], [0]), "missing_value", "produced_wh")
+        assert e.details["row"] == 0
+        if not isinstance(missing, float):
+            _refused(lambda: g.record([missing], ["a"], [1], [0]), "missing_value", "start")
+    _nothing_stored(g)

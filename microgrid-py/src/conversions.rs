@@ -241,7 +241,7 @@ fn exact(value: &Bound<'_, PyAny>) -> Result<Decimal> {
         digits = rest;
         exponent += 1;
     }
-    let places = u32::try_from(-exponent.min(0)).map_err(|_| out_of_range())?;
+    let places = u32::try_from(exponent.min(0).unsigned_abs()).map_err(|_| out_of_range())?;
     let zeros = usize::try_from(exponent.max(0)).map_err(|_| out_of_range())?;
     if places > 28 || digits.len().saturating_add(zeros) > 29 {
         return Err(out_of_range());

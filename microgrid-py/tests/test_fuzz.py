@@ -215,8 +215,13 @@ class BadRepr:
         raise RuntimeError("__repr__")
 
 
-# Objects that raise from their dunder methods, or whose datetimes raise
-# from hashing and comparing (which hypothesis does with its examples):
+class LyingDecimal(Decimal):
+    def as_tuple(self):
+        return (0, (1,), -(2**63))
+
+
+# Objects that raise from their dunder methods or lie in them, or whose
+# datetimes raise from hashing and comparing (which hypothesis does with its examples):
 # passed by test_hostile_objects into every argument, not drawn.
 HOSTILE = [
     BadIndex(),
@@ -224,6 +229,7 @@ HOSTILE = [
     BadIter(),
     BadStr(),
     BadRepr(),
+    LyingDecimal(1),
     dt.datetime(2026, 6, 1, tzinfo=NoOffset()),
     dt.datetime(2026, 6, 1, tzinfo=BadOffset()),
     dt.datetime(2026, 6, 1, tzinfo=LongOffset()),

@@ -274,10 +274,24 @@ fn inserting(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> F
     }
 }
 
+/// Whether trying a transaction again can help: it lost to another
+/// writer or a connection broke (labelled transient), and the server can
+/// still be reached. A server that cannot be selected (down, or
+/// unreachable) has already been waited for (`serverSelectionTimeoutMS`,
+/// 30 s by default): the store fails instead of waiting that long again
+/// for each of its tries.
+fn worth_retrying(e: &mongodb::error::Error) -> bool {
+    e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        && !matches!(
+            e.kind.as_ref(),
+            mongodb::error::ErrorKind::ServerSelection { .. }
+        )
+}
+
 impl Failed {
     fn retryable(&self) -> bool {
         match self {
-            Failed::Mongo(_, e) => e.contains_label(TRANSIENT_TRANSACTION_ERROR),
+            Failed::Mongo(_, e) => worth_retrying(e),
             Failed::Conflict | Failed::Claimed => true,
             Failed::Store(_) => false,
         }

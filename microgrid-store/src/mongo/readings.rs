@@ -17,13 +17,12 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{
     doc, to_raw_document_buf, Bson, DateTime as BsonTime, Document, RawDocumentBuf,
 };
-use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
 
 use super::{
     abort, back_off, bson_starts, bson_time, chrono_time, commit, day_of, inserting, is_too_large,
-    mongo, retrying, starts_in, Failed, IdOnly, MongoStore, StartOnly, ATTEMPTS,
+    mongo, retrying, starts_in, worth_retrying, Failed, IdOnly, MongoStore, StartOnly, ATTEMPTS,
 };
 use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, db, length};
@@ -1005,9 +1004,7 @@ where
     let mut tries = 0;
     loop {
         match attempt().await {
-            Err(Failed::Mongo(_, e))
-                if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && tries + 1 < ATTEMPTS =>
-            {
+            Err(Failed::Mongo(_, e)) if worth_retrying(&e) && tries + 1 < ATTEMPTS => {
                 tries += 1;
                 back_off(tries).await;
             }

@@ -33,6 +33,13 @@ from hypothesis.extra import numpy as npst
 
 from conftest import JUNE, UTC
 
+# What pandas and polars say about the odd values the test builds its
+# frames from.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Casting complex values:Warning"),
+    pytest.mark.filterwarnings("ignore:Operation with tuple is deprecated:Warning"),
+]
+
 OPERATOR = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 DAY = dt.timedelta(days=1)
 TARIFF = microgrid.Tariff("0.3", "0.1")

@@ -26,6 +26,16 @@ pub enum Error {
         /// What is wrong with the name.
         reason: &'static str,
     },
+    /// A text shown to people (an exchange rate's source, a reason for
+    /// voiding) is empty, longer than 200 characters, or holds a control or
+    /// bidirectional-override character.
+    #[error("invalid {what}: {reason}")]
+    InvalidText {
+        /// Which text.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A prosumer kind name is not one of the known kinds.
     #[error("unknown prosumer kind {0:?} (expected household, company, public or other)")]
     UnknownProsumerKind(String),
@@ -353,6 +363,7 @@ impl Error {
         match self {
             Error::InvalidProsumerId { .. } => "invalid_prosumer_id",
             Error::InvalidName { .. } => "invalid_name",
+            Error::InvalidText { .. } => "invalid_text",
             Error::UnknownProsumerKind { .. } => "unknown_prosumer_kind",
             Error::LeftBeforeJoined { .. } => "left_before_joined",
             Error::DuplicateProsumer { .. } => "duplicate_prosumer",

@@ -164,16 +164,7 @@ impl Prosumer {
     ) -> Result<Prosumer> {
         let id = ProsumerId::new(id)?;
         let name = name.into();
-        let bad_name = if name.trim().is_empty() {
-            Some("it is empty")
-        } else if name.chars().count() > 200 {
-            Some("it is longer than 200 characters")
-        } else if name.chars().any(is_control_or_bidi) {
-            Some("it holds a control or bidirectional-override character")
-        } else {
-            None
-        };
-        if let Some(reason) = bad_name {
+        if let Some(reason) = text_problem(&name) {
             return Err(Error::InvalidName { id: id.0, reason });
         }
         Ok(Prosumer {
@@ -235,6 +226,21 @@ impl Prosumer {
         let from = midnight(self.joined);
         let until = self.left.map(midnight);
         from <= tf.start() && until.is_none_or(|u| tf.end() <= u)
+    }
+}
+
+/// What is wrong with a text shown to people (a display name, a rate's
+/// source, a reason for voiding), if anything: empty, longer than 200
+/// characters, or holding a control or bidirectional-override character.
+pub(crate) fn text_problem(text: &str) -> Option<&'static str> {
+    if text.trim().is_empty() {
+        Some("it is empty")
+    } else if text.chars().count() > 200 {
+        Some("it is longer than 200 characters")
+    } else if text.chars().any(is_control_or_bidi) {
+        Some("it holds a control or bidirectional-override character")
+    } else {
+        None
     }
 }
 

@@ -464,3 +464,81 @@ fn amounts_beyond_all_bitcoin_are_refused() {
         Err(Error::Overflow("grid leg in satoshis"))
     );
 }
+
+#[test]
+fn rate_sources_and_reasons_for_voiding_are_short_printable_texts() {
+    let at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
+    let eur = "EUR".parse().unwrap();
+    for source in ["", "  ", "kraken\u{202E}", "line\nbreak", &"x".repeat(201)] {
+        assert!(
+            matches!(
+                ExchangeRate::new(Decimal::from(90_000), eur, source, at),
+                Err(Error::InvalidText {
+                    what: "exchange-rate source",
+                    ..
+                })
+            ),
+            "{source:?}"
+        );
+    }
+    assert!(ExchangeRate::new(Decimal::from(90_000), eur, "Kraken EUR/BTC close", at).is_ok());
+    // The bounds of the rate itself.
+    for per_btc in [
+        Decimal::ZERO,
+        Decimal::from(-1),
+        MAX_RATE_PER_BTC + Decimal::ONE,
+    ] {
+        assert!(matches!(
+            ExchangeRate::new(per_btc, eur, "test", at),
+            Err(Error::RateOutOfRange { .. })
+        ));
+    }
+    assert_eq!(MAX_RATE_PER_BTC, Decimal::from(1_000_000_000_000_000i64));
+    assert!(ExchangeRate::new(MAX_RATE_PER_BTC, eur, "test", at).is_ok());
+}
+
+#[test]
+fn a_settlement_is_voided_once_with_a_reason_and_never_when_paid() {
+    let reg = registry(3);
+    let b = bills(
+        &[Decimal::from(10), Decimal::from(-4), Decimal::ZERO],
+        Decimal::from(6),
+    );
+    let s = settle_plain(&b, &reg, &rate(Decimal::from(90_000)), &BTreeMap::new());
+    let at = Utc.with_ymd_and_hms(2026, 7, 2, 0, 0, 0).unwrap();
+    let mut voided = s.clone();
+    assert!(matches!(
+        voided.void("oops\u{0}", at),
+        Err(Error::InvalidText {
+            what: "reason for voiding",
+            ..
+        })
+    ));
+    voided.void("wrong rate", at).unwrap();
+    assert!(!voided.stands());
+    voided.void("again", at).unwrap();
+    assert_eq!(voided.voided.as_ref().unwrap().reason, "wrong rate");
+    assert_eq!(
+        voided.content_hash(),
+        s.content_hash(),
+        "voiding is not content"
+    );
+    assert!(matches!(
+        voided.mark_paid(&"ab".repeat(32)),
+        Err(Error::SettlementVoided { .. })
+    ));
+    let mut paid = s.clone();
+    paid.mark_paid(&"ab".repeat(32)).unwrap();
+    assert!(matches!(
+        paid.void("late", at),
+        Err(Error::CannotVoidPaid { .. })
+    ));
+    let mut other = settle_plain(&b, &reg, &rate(Decimal::from(95_000)), &BTreeMap::new());
+    assert_eq!(s.differences(&s), Vec::<String>::new());
+    assert!(s.differences(&other).contains(&"rate".to_owned()));
+    other.id.clear();
+    assert!(matches!(
+        other.conflict_with(&s),
+        Error::SettlementConflict { existing, .. } if existing == s.id
+    ));
+}

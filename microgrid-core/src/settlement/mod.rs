@@ -73,7 +73,7 @@ use crate::address::{Network, PayoutAddress};
 use crate::billing::PeriodBills;
 use crate::error::{Error, Result};
 use crate::money::Currency;
-use crate::registry::{ProsumerId, Registry};
+use crate::registry::{text_problem, ProsumerId, Registry};
 use crate::timeframe::TimeRange;
 
 use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, Utxo};
@@ -98,13 +98,21 @@ pub struct ExchangeRate {
 
 impl ExchangeRate {
     /// A snapshot; the rate must be positive and at most
-    /// [`MAX_RATE_PER_BTC`].
+    /// [`MAX_RATE_PER_BTC`], the source a short printable text
+    /// ([`Error::InvalidText`]).
     pub fn new(
         per_btc: Decimal,
         currency: Currency,
         source: impl Into<String>,
         at: DateTime<Utc>,
     ) -> Result<ExchangeRate> {
+        let source = source.into();
+        if let Some(reason) = text_problem(&source) {
+            return Err(Error::InvalidText {
+                what: "exchange-rate source",
+                reason,
+            });
+        }
         if per_btc <= Decimal::ZERO || per_btc > MAX_RATE_PER_BTC {
             return Err(Error::RateOutOfRange {
                 rate: per_btc,
@@ -114,7 +122,7 @@ impl ExchangeRate {
         Ok(ExchangeRate {
             per_btc,
             currency,
-            source: source.into(),
+            source,
             at,
         })
     }
@@ -539,6 +547,12 @@ impl Settlement {
     /// can be settled again. A paid settlement cannot be voided
     /// ([`Error::CannotVoidPaid`]); voiding a voided one changes nothing.
     pub fn void(&mut self, reason: &str, at: DateTime<Utc>) -> Result<()> {
+        if let Some(problem) = text_problem(reason) {
+            return Err(Error::InvalidText {
+                what: "reason for voiding",
+                reason: problem,
+            });
+        }
         if let Some(txid) = &self.paid_txid {
             return Err(Error::CannotVoidPaid {
                 id: self.id.clone(),

@@ -545,6 +545,7 @@ fn core_details(e: &CoreError) -> Details {
     match e {
         E::InvalidProsumerId { id, reason } => vec![("id", d(id.as_str())), ("reason", d(*reason))],
         E::InvalidName { id, reason } => vec![("id", d(id.as_str())), ("reason", d(*reason))],
+        E::InvalidText { what, reason } => vec![("what", d(*what)), ("reason", d(*reason))],
         E::UnknownProsumerKind(v) | E::UnknownNetwork(v) | E::InvalidCurrency(v) => {
             vec![("value", d(v.as_str()))]
         }

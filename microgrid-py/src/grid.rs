@@ -615,4 +615,22 @@ impl Grid {
         let inner = block_on(py, async move { Ok(grid.mark_paid(&id, &txid).await?) })?;
         Ok(Settlement { inner })
     }
+
+    /// Voids settlement `id`, which must not be paid, so that its period
+    /// can be settled again (at a corrected rate, say); `reason` is kept
+    /// with it. Voiding twice changes nothing.
+    fn void_settlement(
+        &self,
+        py: Python<'_>,
+        id: &Any<'_>,
+        reason: &Any<'_>,
+    ) -> Result<Settlement> {
+        let grid = self.inner.clone();
+        let (id, reason) = (arg("id", id, text)?, arg("reason", reason, text)?);
+        let inner = block_on(
+            py,
+            async move { Ok(grid.void_settlement(&id, &reason).await?) },
+        )?;
+        Ok(Settlement { inner })
+    }
 }

@@ -72,6 +72,12 @@ impl Settlement {
         self.inner.paid_txid.clone()
     }
 
+    /// Why it was voided (`None` while it stands).
+    #[getter]
+    fn void_reason(&self) -> Option<String> {
+        self.inner.voided.as_ref().map(|v| v.reason.clone())
+    }
+
     /// The network it pays on.
     #[getter]
     fn network(&self) -> String {

@@ -122,3 +122,30 @@ def test_frames_in_and_out():
     naive["start"] = naive["start"].dt.tz_localize(None)
     with pytest.raises(microgrid.ValidationError, match="naive"):
         microgrid.record_frame(grid, naive)
+
+
+def test_a_period_is_settled_once_voided_and_settled_again_on_every_store(store_url):
+    grid, _ = populated(store_url, households=3, days=1)
+    end = JUNE + dt.timedelta(days=1)
+    grid.clear(JUNE, end, "sdr", tariff())
+    first = grid.settle(JUNE, end, tariff(), rate=Decimal("90000"), operator_address=OPERATOR)
+    with pytest.raises(microgrid.ConflictError) as conflict:
+        grid.settle(JUNE, end, tariff(), rate=Decimal("95000"), operator_address=OPERATOR)
+    assert conflict.value.kind == "settlement_conflict"
+    assert conflict.value.details["existing"] == first.id
+    assert "rate" in conflict.value.details["differs"]
+    with pytest.raises(microgrid.ValidationError):
+        grid.void_settlement(first.id, "")
+    voided = grid.void_settlement(first.id, "wrong rate")
+    assert voided.void_reason == "wrong rate" and grid.settlement(first.id).void_reason == "wrong rate"
+    with pytest.raises(microgrid.SettlementError) as refused:
+        grid.mark_paid(first.id, "ab" * 32)
+    assert refused.value.kind == "settlement_voided"
+    second = grid.settle(JUNE, end, tariff(), rate=Decimal("95000"), operator_address=OPERATOR)
+    assert second.id != first.id and second.void_reason is None
+    grid.mark_paid(second.id, "cd" * 32)
+    with pytest.raises(microgrid.ConflictError) as paid:
+        grid.void_settlement(second.id, "too late")
+    assert paid.value.kind == "cannot_void_paid"
+    with pytest.raises(microgrid.NotFoundError):
+        grid.void_settlement("nope", "x")

@@ -170,6 +170,19 @@ const MONEY: &str = "a decimal.Decimal, str or int (money must be exact)";
 pub fn decimal(value: &Bound<'_, PyAny>) -> Result<Decimal> {
     if value.is_instance_of::<PyString>() {
         let s = text(value)?;
+        // Digits with an optional sign and decimal point only: no digit
+        // separators ("1_000"), exponents or white space inside.
+        let digits = s.trim().trim_start_matches(['+', '-']);
+        let plain = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && digits.bytes().filter(|&b| b == b'.').count() <= 1
+            && digits.bytes().any(|b| b.is_ascii_digit());
+        if !plain {
+            return Err(
+                Error::validation(format!("not a decimal number: {}", shown(value)))
+                    .with("value", value),
+            );
+        }
         return Decimal::from_str_exact(s.trim()).map_err(|_| {
             Error::validation(format!("not a decimal number: {}", shown(value)))
                 .with("value", value)
@@ -314,10 +327,28 @@ pub fn utc(value: &Bound<'_, PyAny>) -> Result<DateTime<Utc>> {
     Ok(dt.with_timezone(&Utc))
 }
 
-/// A date, from a `date` (or a `datetime`, pandas `Timestamp`: its date).
+/// A date, from a `date` (or a `datetime`, pandas `Timestamp` at
+/// midnight: its date; a time of day would be dropped, so it is refused).
 pub fn date(value: &Bound<'_, PyAny>) -> Result<NaiveDate> {
     if !value.is_instance_of::<PyDate>() {
         return Err(Error::wrong_type(value, "a date"));
+    }
+    if value.is_instance_of::<PyDateTime>() {
+        let midnight = ["hour", "minute", "second", "microsecond"]
+            .iter()
+            .all(|part| {
+                value
+                    .getattr(*part)
+                    .and_then(|v| v.extract::<i64>())
+                    .is_ok_and(|v| v == 0)
+            });
+        if !midnight {
+            return Err(Error::invalid(
+                "invalid_value",
+                format!("{} is a time of day, not a date", shown(value)),
+            )
+            .with("value", value));
+        }
     }
     value
         .extract::<NaiveDate>()

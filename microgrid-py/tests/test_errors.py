@@ -357,3 +357,16 @@ def test_missing_values_are_missing_value():
         if not isinstance(missing, float):
             _refused(lambda: g.record([missing], ["a"], [1], [0]), "missing_value", "start")
     _nothing_stored(g)
+
+
+def test_money_strings_are_plain_decimals_and_dates_have_no_time_of_day():
+    for text in ["1_000", "1e3", "0x10", "1.2.3", "", "-", "1 000"]:
+        with pytest.raises(microgrid.ValidationError, match="not a decimal number"):
+            microgrid.Tariff(text, "0.1")
+    assert microgrid.Tariff(" 0.30 ", "-0") is not None
+    g = microgrid.Grid()
+    with pytest.raises(microgrid.ValidationError, match="time of day") as e:
+        g.register("x", "X", "household", dt.datetime(2026, 1, 1, 10, 30))
+    assert e.value.kind == "invalid_value"
+    g.register("x", "X", "household", dt.datetime(2026, 1, 1))
+    assert g.prosumers()[0]["joined"] == dt.date(2026, 1, 1)

@@ -960,9 +960,7 @@ mod tests {
         sql::tests::sql_store_rules(store).await;
     }
 
-    /// The rules of migration 0004 hold for any writer, not only this
-    /// crate's code: one standing settlement per period, paid once, voided
-    /// once and only unpaid, never deleted.
+    /// The rules of migration 0004 hold for raw SQL too.
     #[tokio::test]
     async fn the_database_itself_keeps_one_settlement_per_period() {
         let url = std::env::var("MICROGRID_TEST_POSTGRES_URL").expect(
@@ -978,56 +976,22 @@ mod tests {
             .await
             .unwrap();
         let pool = &store.pool;
-        let insert = |id: &'static str, from: i64, to: i64| {
-            sqlx::query(
-                "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
-                 VALUES ($1, to_timestamp($2), to_timestamp($3), 'h', NULL, '{}')",
-            )
-            .bind(id)
-            .bind(from)
-            .bind(to)
-            .execute(pool)
-        };
-        let update = |statement: &'static str| sqlx::query(statement).execute(pool);
-        insert("a", 0, 100).await.unwrap();
-        assert!(insert("b", 50, 150).await.is_err(), "overlap");
-        assert!(insert("b", -50, 150).await.is_err(), "around");
-        insert("c", 100, 200).await.unwrap();
-        update("UPDATE settlements SET voided_at = now() WHERE id = 'a'")
-            .await
-            .unwrap();
-        insert("b", 50, 100).await.unwrap();
-        update("UPDATE settlements SET paid_txid = 'x' WHERE id = 'c'")
-            .await
-            .unwrap();
-        assert!(
-            update("UPDATE settlements SET paid_txid = 'y' WHERE id = 'c'")
-                .await
-                .is_err()
-        );
-        assert!(
-            update("UPDATE settlements SET voided_at = now() WHERE id = 'c'")
-                .await
-                .is_err()
-        );
-        assert!(
-            update("UPDATE settlements SET voided_at = NULL WHERE id = 'a'")
-                .await
-                .is_err()
-        );
-        assert!(
-            update("UPDATE settlements SET period_end = to_timestamp(90) WHERE id = 'b'")
-                .await
-                .is_err()
-        );
-        assert!(update("DELETE FROM settlements WHERE id = 'a'")
-            .await
-            .is_err());
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM settlements")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(count, 3);
+        sql::tests::settlement_rules_hold_for_any_writer(
+            |statement| async move {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(pool)
+                    .await
+                    .is_ok()
+            },
+            |t| format!("to_timestamp({t})"),
+            || async {
+                sqlx::query_scalar("SELECT COUNT(*) FROM settlements")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+            },
+        )
+        .await;
     }
 
     #[test]

@@ -708,4 +708,55 @@ pub(crate) mod tests {
         assert_eq!(stored[0].0.get(a), Some((Wh::new(100), Wh::new(40))));
         assert_eq!(store.allocations(&range, None).await.unwrap().len(), 2);
     }
+
+    /// The rules of migration 0004 hold for any writer, not only this
+    /// crate's code: one standing settlement per period, paid once, voided
+    /// once and only unpaid, never deleted. `run` executes one statement
+    /// and says whether the database took it; `time` writes Unix seconds
+    /// as the dialect's time; `count` counts the settlements.
+    pub(crate) async fn settlement_rules_hold_for_any_writer<R, RF, C, CF>(
+        run: R,
+        time: fn(i64) -> String,
+        count: C,
+    ) where
+        R: Fn(String) -> RF,
+        RF: std::future::Future<Output = bool>,
+        C: Fn() -> CF,
+        CF: std::future::Future<Output = i64>,
+    {
+        let insert = |id: &str, from: i64, to: i64| {
+            run(format!(
+                "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+                 VALUES ('{id}', {}, {}, 'h', NULL, '{{}}')",
+                time(from),
+                time(to)
+            ))
+        };
+        let now = time(1_000);
+        assert!(insert("a", 0, 100).await);
+        assert!(!insert("b", 50, 150).await, "overlap");
+        assert!(!insert("b", -50, 150).await, "around");
+        assert!(insert("c", 100, 200).await, "adjacent");
+        assert!(
+            run(format!(
+                "UPDATE settlements SET voided_at = {now} WHERE id = 'a'"
+            ))
+            .await
+        );
+        assert!(insert("b", 50, 100).await, "over a voided one");
+        assert!(run("UPDATE settlements SET paid_txid = 'x' WHERE id = 'c'".into()).await);
+        for refused in [
+            "UPDATE settlements SET paid_txid = 'y' WHERE id = 'c'".to_owned(),
+            format!("UPDATE settlements SET voided_at = {now} WHERE id = 'c'"),
+            "UPDATE settlements SET voided_at = NULL WHERE id = 'a'".to_owned(),
+            format!(
+                "UPDATE settlements SET period_end = {} WHERE id = 'b'",
+                time(90)
+            ),
+            "DELETE FROM settlements WHERE id = 'a'".to_owned(),
+        ] {
+            assert!(!run(refused.clone()).await, "{refused}");
+        }
+        assert_eq!(count().await, 3);
+    }
 }

@@ -57,10 +57,15 @@ impl SqliteStore {
             // all over the file.
             .pragma("cache_size", "-65536")
             .foreign_keys(true);
-        // One connection: SQLite has one writer anyway, and it keeps
-        // `sqlite::memory:` one database.
+        // One connection, kept for the life of the store: SQLite has one
+        // writer anyway, and `sqlite::memory:` lives only as long as its
+        // connection (a pool that recycled an idle or old connection would
+        // open an empty database).
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(db("opening the SQLite database"))?;
@@ -680,5 +685,27 @@ mod tests {
             },
         )
         .await;
+    }
+
+    /// `sqlite::memory:` is one database for the life of the store: its
+    /// only connection is never closed for being idle or old.
+    #[tokio::test]
+    async fn an_in_memory_database_keeps_its_one_connection() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let options = store.pool.options();
+        assert_eq!(options.get_max_connections(), 1);
+        assert_eq!(options.get_idle_timeout(), None);
+        assert_eq!(options.get_max_lifetime(), None);
+        store
+            .insert_prosumers(&[Prosumer::new(
+                "a",
+                "A",
+                microgrid_core::ProsumerKind::Other,
+                chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            )
+            .unwrap()])
+            .await
+            .unwrap();
+        assert_eq!(store.registry().await.unwrap().len(), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! Billing and settling one month of 15-minute timeframes for 1,000
 //! prosumers (2.88 M allocations).
 //!
-//! Run: `cargo bench --bench billing`.
+//! Run: `cargo bench -p microgrid-benches --bench billing`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

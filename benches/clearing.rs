@@ -3,8 +3,8 @@
 //! readings once in memory, into fresh memory (as clearing writes its
 //! result into fresh memory) and into buffers already touched.
 //!
-//! Run: `cargo bench --bench clearing`. Set `MICROGRID_BENCH_PROSUMERS` to
-//! bench a smaller community.
+//! Run: `cargo bench -p microgrid-benches --bench clearing`. Set
+//! `MICROGRID_BENCH_PROSUMERS` to bench a smaller community.
 
 use std::hint::black_box;
 

@@ -5,7 +5,7 @@
 //! MICROGRID_TEST_MONGODB_URL):
 //!
 //! ```sh
-//! ./scripts/databases run -- cargo bench --bench ingest --features postgres,mongodb
+//! ./scripts/databases run -- cargo bench -p microgrid-benches --bench ingest --features postgres,mongodb
 //! ```
 //!
 //! Each store gets a fresh database; the time covers the whole `Grid::record`

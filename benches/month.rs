@@ -2,8 +2,8 @@
 //! stage: recording the readings as columns, clearing (SDR) and billing
 //! from the stored rows, next to copying the month's readings once.
 //!
-//! Run: `cargo bench --bench month`. Set `MICROGRID_BENCH_PROSUMERS`
-//! (default 1,000) for another size; `benches/month_compare.py` runs the
+//! Run: `cargo bench -p microgrid-benches --bench month`. Set
+//! `MICROGRID_BENCH_PROSUMERS` (default 1,000) for another size; `benches/month_compare.py` runs the
 //! 10,000-prosumer month end to end next to a numpy script.
 
 use std::hint::black_box;

@@ -196,6 +196,14 @@ pub enum Error {
         /// `"network"`, `"operator address"`, `"amounts"`).
         differs: Vec<String>,
     },
+    /// A settlement does not check out ([`crate::settlement::Settlement::verify`]).
+    #[error("settlement {id} is not valid: {reason}")]
+    InvalidSettlement {
+        /// Its id.
+        id: String,
+        /// What does not hold.
+        reason: String,
+    },
     /// A paid settlement cannot be voided: its payout batch is on chain.
     #[error("settlement {id} is paid by {txid} and cannot be voided")]
     CannotVoidPaid {
@@ -384,6 +392,7 @@ impl Error {
             Error::AlreadyPaid { .. } => "already_paid",
             Error::SettlementConflict { .. } => "settlement_conflict",
             Error::CannotVoidPaid { .. } => "cannot_void_paid",
+            Error::InvalidSettlement { .. } => "invalid_settlement",
             Error::SettlementVoided { .. } => "settlement_voided",
             Error::ClearedInOtherCurrency { .. } => "cleared_in_other_currency",
             Error::TooLarge { .. } => "too_large",

@@ -542,3 +542,33 @@ fn a_settlement_is_voided_once_with_a_reason_and_never_when_paid() {
         Error::SettlementConflict { existing, .. } if existing == s.id
     ));
 }
+
+#[test]
+fn verify_finds_an_edited_settlement() {
+    let reg = registry(3);
+    let b = bills(
+        &[Decimal::from(10), Decimal::from(-4), Decimal::ZERO],
+        Decimal::from(6),
+    );
+    let s = settle_plain(&b, &reg, &rate(Decimal::from(90_000)), &BTreeMap::new());
+    s.verify().unwrap();
+    let mut paid = s.clone();
+    paid.mark_paid(&"ab".repeat(32)).unwrap();
+    paid.verify().unwrap();
+    type Edit = Box<dyn Fn(&mut Settlement)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        ("id", Box::new(|s| s.id = "0".repeat(32))),
+        ("operator", Box::new(|s| s.operator_sats += 1)),
+        ("due", Box::new(|s| s.entries[0].due += 1)),
+        ("order", Box::new(|s| s.entries.swap(0, 1))),
+        ("rate", Box::new(|s| s.rate = rate(Decimal::from(1)))),
+    ];
+    for (what, edit) in edits {
+        let mut t = s.clone();
+        edit(&mut t);
+        assert!(
+            matches!(t.verify(), Err(Error::InvalidSettlement { .. })),
+            "{what}"
+        );
+    }
+}

@@ -634,6 +634,46 @@ impl Settlement {
         hex_sha256(self.canonical_json().as_bytes())
     }
 
+    /// Checks a settlement read back from storage or elsewhere: its id is
+    /// the hash of its inputs, every entry's `due` is `carried_in −
+    /// bill_sats`, members are listed once in id order, and the satoshis
+    /// are conserved ([`Settlement::is_conserved`]). An error
+    /// ([`Error::InvalidSettlement`]) names the first thing that does not
+    /// hold: the fields are public, so nothing else stops an edit.
+    pub fn verify(&self) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidSettlement {
+            id: self.id.clone(),
+            reason,
+        };
+        if self.id.len() != 32 || self.input_hash()[..32] != self.id {
+            return Err(invalid("its id is not the hash of its inputs".into()));
+        }
+        if let Some(w) = self
+            .entries
+            .windows(2)
+            .find(|w| w[0].prosumer >= w[1].prosumer)
+        {
+            return Err(invalid(format!(
+                "members out of order or repeated at {}",
+                w[1].prosumer
+            )));
+        }
+        if let Some(e) = self
+            .entries
+            .iter()
+            .find(|e| e.carried_in.checked_sub(e.bill_sats) != Some(e.due))
+        {
+            return Err(invalid(format!(
+                "{}'s due is not carried_in - bill_sats",
+                e.prosumer
+            )));
+        }
+        if !self.is_conserved() {
+            return Err(invalid("its satoshis are not conserved".into()));
+        }
+        Ok(())
+    }
+
     /// SHA-256 of the inputs that decide the settlement, hex.
     fn input_hash(&self) -> String {
         let inputs = serde_json::json!({

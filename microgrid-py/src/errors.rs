@@ -530,6 +530,7 @@ fn core_error<'py>(py: Python<'py>, e: &CoreError) -> (Bound<'py, PyType>, Detai
         | E::InvalidFeeRate(_)
         | E::InvalidTxid(_)
         | E::SettlementVoided { .. }
+        | E::InvalidSettlement { .. }
         | E::Psbt(_) => py.get_type::<SettlementError>(),
         _ => py.get_type::<ValidationError>(),
     };
@@ -546,6 +547,9 @@ fn core_details(e: &CoreError) -> Details {
         E::InvalidProsumerId { id, reason } => vec![("id", d(id.as_str())), ("reason", d(*reason))],
         E::InvalidName { id, reason } => vec![("id", d(id.as_str())), ("reason", d(*reason))],
         E::InvalidText { what, reason } => vec![("what", d(*what)), ("reason", d(*reason))],
+        E::InvalidSettlement { id, reason } => {
+            vec![("id", d(id.as_str())), ("reason", d(reason.as_str()))]
+        }
         E::UnknownProsumerKind(v) | E::UnknownNetwork(v) | E::InvalidCurrency(v) => {
             vec![("value", d(v.as_str()))]
         }

@@ -107,6 +107,13 @@ impl Settlement {
         self.inner.is_conserved()
     }
 
+    /// Checks it: its id is the hash of its inputs, every due and the
+    /// members' order hold, and the satoshis are conserved; a
+    /// `SettlementError` (kind `invalid_settlement`) names what does not.
+    fn verify(&self) -> Result<()> {
+        Ok(self.inner.verify()?)
+    }
+
     /// The outputs object of Bitcoin Core's `sendmany` /
     /// `walletcreatefundedpsbt`: address → BTC as `decimal.Decimal`.
     fn sendmany<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -58,6 +58,7 @@ def test_a_period_runs_end_to_end_on_every_store(store_url):
 
     s = grid.settle(JUNE, end, tariff(), rate=Decimal("90000"), operator_address=OPERATOR)
     assert s.is_conserved()
+    s.verify()
     again = grid.settle(JUNE, end, tariff(), rate=Decimal("90000"), operator_address=OPERATOR)
     assert (again.id, again.content_hash) == (s.id, s.content_hash)
     outputs = s.sendmany()
@@ -67,6 +68,7 @@ def test_a_period_runs_end_to_end_on_every_store(store_url):
         assert inv["uri"].startswith(f"bitcoin:{OPERATOR}?amount=")
     paid = grid.mark_paid(s.id, "ab" * 32)
     assert grid.settlement(s.id).paid_txid == paid.paid_txid == "ab" * 32
+    grid.settlement(s.id).verify()
 
 
 def test_the_settlement_gives_a_psbt_and_a_fee():

@@ -174,22 +174,10 @@ impl MongoStore {
         session: &mut ClientSession,
         range: &TimeRange,
     ) -> std::result::Result<BTreeSet<DateTime<Utc>>, Failed> {
-        let docs: Vec<StartOnly> = self
-            .cleared_frames()
-            .clone_with_type::<StartOnly>()
-            .find(starts_in(range.start(), range.end()))
-            .projection(doc! { "_id": 1 })
-            .session(&mut *session)
-            .await
-            .map_err(mongo("loading cleared timeframes"))?
-            .stream(&mut *session)
-            .try_collect()
-            .await
-            .map_err(mongo("loading cleared timeframes"))?;
-        Ok(docs
-            .into_iter()
-            .map(|d| chrono_time(d.start))
-            .collect::<Result<_>>()?)
+        let starts = self
+            .cleared_matching(session, starts_in(range.start(), range.end()))
+            .await?;
+        Ok(starts.into_iter().map(chrono_time).collect::<Result<_>>()?)
     }
 
     /// Summaries of the cleared timeframes of `range` by start.
@@ -219,10 +207,23 @@ impl MongoStore {
         session: &mut ClientSession,
         starts: &[Bson],
     ) -> std::result::Result<HashSet<BsonTime>, Failed> {
-        let stored: Vec<StartOnly> = self
+        let stored = self
+            .cleared_matching(session, doc! { "_id": { "$in": starts } })
+            .await?;
+        Ok(stored.into_iter().collect())
+    }
+
+    /// The starts of the cleared timeframes that match `filter`, read in
+    /// `session`.
+    async fn cleared_matching(
+        &self,
+        session: &mut ClientSession,
+        filter: mongodb::bson::Document,
+    ) -> std::result::Result<Vec<BsonTime>, Failed> {
+        let docs: Vec<StartOnly> = self
             .cleared_frames()
             .clone_with_type::<StartOnly>()
-            .find(doc! { "_id": { "$in": starts } })
+            .find(filter)
             .projection(doc! { "_id": 1 })
             .session(&mut *session)
             .await
@@ -231,7 +232,7 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(mongo("loading cleared timeframes"))?;
-        Ok(stored.into_iter().map(|d| d.start).collect())
+        Ok(docs.into_iter().map(|d| d.start).collect())
     }
 
     /// The `rev` of the readings of each of `starts` that has any, as

@@ -43,6 +43,24 @@ pub enum StoreError {
         /// Its key.
         key: String,
     },
+    /// A month of a partitioned store cannot be detached for archiving
+    /// (PostgreSQL: it is not wholly covered by paid settlements, or it was
+    /// detached already).
+    #[error("month {month} cannot be detached: {reason}")]
+    MonthNotDetachable {
+        /// The month, as `YYYY-MM` (UTC).
+        month: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A write falls in a month that was detached for archiving: its
+    /// readings and clearing results are no longer in the store, and none
+    /// are written there again.
+    #[error("month {month} is archived: no readings or clearings are written in it")]
+    MonthArchived {
+        /// The month, as `YYYY-MM` (UTC).
+        month: String,
+    },
 }
 
 impl StoreError {
@@ -68,7 +86,8 @@ impl StoreError {
 
     /// A stable, machine-readable name of the error in snake case: the
     /// domain's [`microgrid_core::Error::kind`] for a refused input, else
-    /// `"database"`, `"corrupt"`, `"url"` or `"not_found"`.
+    /// `"database"`, `"corrupt"`, `"url"`, `"not_found"`,
+    /// `"month_not_detachable"` or `"month_archived"`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Domain(e) => e.kind(),
@@ -76,6 +95,8 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Url { .. } => "url",
             StoreError::NotFound { .. } => "not_found",
+            StoreError::MonthNotDetachable { .. } => "month_not_detachable",
+            StoreError::MonthArchived { .. } => "month_archived",
         }
     }
 }

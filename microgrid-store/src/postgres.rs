@@ -1,12 +1,36 @@
 //! PostgreSQL through `sqlx`: TIMESTAMPTZ for time, NUMERIC for money and
 //! prices. Readings and allocations are written with `COPY ... FROM STDIN`
 //! in the binary format, a few MB per message, in one transaction.
+//!
+//! # Partitions by month
+//!
+//! `readings`, `timeframes` (the summaries) and `allocations` are
+//! partitioned by range of `start`, one partition per calendar month in
+//! UTC (migration 0006), named `<table>_y<year>m<month>`. Every range
+//! query of the store bounds `start` by constants or parameters, so the
+//! planner reads only the partitions of the range's months (a year's
+//! bills touch twelve months of allocations, whatever else is stored).
+//!
+//! A writer creates the partitions of the months it writes in inside its
+//! own transaction, after the locks it takes anyway: an ingest those of
+//! its batch's span, a clearing those of its range. A missing partition is
+//! made as a table `LIKE` its parent and attached under a SHARE UPDATE
+//! EXCLUSIVE lock of the parent, which admits one creator at a time (the
+//! next looks again and finds it) and lets reads and writes of other
+//! months go on. The store never makes a default partition: a row of a
+//! month without its partition is an error, not a row in the wrong place.
+//!
+//! [`PostgresStore::month_partitions`] lists the partitions, and
+//! [`PostgresStore::detach_month`] detaches a month that paid settlements
+//! cover for archiving. Each lock of a parent also locks its partitions,
+//! so detaching old months keeps the count (and the server's lock table)
+//! small.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, Utc};
 use futures::TryStreamExt;
 use microgrid_core::batch::{IngestCounts, ReadingRow, ValidReadings};
 use microgrid_core::settlement::Settlement;
@@ -112,6 +136,149 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// The monthly partitions of readings, timeframe summaries and
+    /// allocations, by month and then table (`readings`, `timeframes`,
+    /// `allocations`). The store creates a month's partitions when it
+    /// first writes in that month; detached months are not listed (see
+    /// [`PostgresStore::archived_months`]).
+    pub async fn month_partitions(&self) -> Result<Vec<MonthPartition>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db("listing partitions"))?;
+        let mut out = Vec::new();
+        for table in PARTITIONED {
+            for (month, partition) in partitions_of(&mut conn, table).await? {
+                out.push(MonthPartition {
+                    table,
+                    month: month.date_naive(),
+                    partition,
+                });
+            }
+        }
+        // Stable: the tables stay in PARTITIONED order within a month.
+        out.sort_by_key(|p| p.month);
+        Ok(out)
+    }
+
+    /// The months detached by [`PostgresStore::detach_month`], in time
+    /// order.
+    pub async fn archived_months(&self) -> Result<Vec<ArchivedMonth>> {
+        let rows: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<String>)> =
+            sqlx::query_as("SELECT month, detached_at, tables FROM archived_months ORDER BY month")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("loading archived months"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(month, detached_at, tables)| ArchivedMonth {
+                month: month.date_naive(),
+                detached_at,
+                tables,
+            })
+            .collect())
+    }
+
+    /// Detaches the month of `month` (any day of it; months are UTC) from
+    /// readings, summaries and allocations for archiving
+    /// (`ALTER TABLE ... DETACH PARTITION`), and returns the partitions
+    /// detached: they stay in the schema as standalone tables, to be
+    /// dumped and dropped by the operator. The month's rows are then gone
+    /// from every view and from billing, and the store writes no reading
+    /// or clearing in that month again ([`StoreError::MonthArchived`]);
+    /// [`PostgresStore::archived_months`] lists it.
+    ///
+    /// Only a month that is done with is detached: every instant of it
+    /// must lie in a standing settlement of this database that is paid.
+    /// Else [`StoreError::MonthNotDetachable`] names the month and the
+    /// first part of it that is not settled, or the unpaid settlement
+    /// over it (a period billed in local time may need the next or
+    /// previous period paid too). A month detached already is not
+    /// detachable either; a month without partitions (nothing was ever
+    /// written in it) is [`StoreError::NotFound`].
+    ///
+    /// It locks the three tables (ACCESS EXCLUSIVE) for the moment it
+    /// takes: reads and writes wait, and it waits for those under way.
+    pub async fn detach_month(&self, month: NaiveDate) -> Result<Vec<MonthPartition>> {
+        let start = month_of(month.and_time(NaiveTime::MIN).and_utc());
+        let label = month_label(start);
+        let refused = |reason: String| StoreError::MonthNotDetachable {
+            month: label.clone(),
+            reason,
+        };
+        let end = start
+            .checked_add_months(Months::new(1))
+            .ok_or_else(|| refused("it ends past the last representable time".into()))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting to detach a month"))?;
+        sqlx::raw_sql(
+            "LOCK TABLE ONLY readings, ONLY timeframes, ONLY allocations IN ACCESS EXCLUSIVE MODE",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db("locking the partitioned tables"))?;
+        let detached: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT detached_at FROM archived_months WHERE month = $1")
+                .bind(start)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("loading archived months"))?;
+        if let Some(at) = detached {
+            return Err(refused(format!("it was detached at {at}")));
+        }
+        let mut out = Vec::new();
+        for table in PARTITIONED {
+            if let Some(partition) = partitions_of(&mut tx, table).await?.remove(&start) {
+                out.push(MonthPartition {
+                    table,
+                    month: start.date_naive(),
+                    partition,
+                });
+            }
+        }
+        if out.is_empty() {
+            return Err(StoreError::NotFound {
+                what: "partitions of month",
+                key: label.clone(),
+            });
+        }
+        let standing: Vec<Standing> = sqlx::query_as(
+            "SELECT id, period_start, period_end, paid_txid FROM settlements \
+                 WHERE voided_at IS NULL AND period_start < $2 AND period_end > $1 \
+                 ORDER BY period_start",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("loading settlements"))?;
+        if let Some(reason) = unpaid_part(start, end, &standing) {
+            return Err(refused(reason));
+        }
+        for p in &out {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {} DETACH PARTITION {}",
+                p.table,
+                quoted(&p.partition)
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("detaching a partition"))?;
+        }
+        sqlx::query("INSERT INTO archived_months (month, tables) VALUES ($1, $2)")
+            .bind(start)
+            .bind(out.iter().map(|p| p.partition.clone()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording an archived month"))?;
+        tx.commit().await.map_err(db("detaching a month"))?;
+        Ok(out)
+    }
+
     /// The first stored id of `batch`, as the error of an insert that hit
     /// a unique key.
     async fn duplicate(&self, batch: &[Prosumer], error: StoreError) -> StoreError {
@@ -123,6 +290,186 @@ impl PostgresStore {
             Err(_) => error,
         }
     }
+}
+
+/// The tables partitioned by month (migration 0006), in the order they are
+/// locked: readings, then clearing results.
+const PARTITIONED: [&str; 3] = ["readings", "timeframes", "allocations"];
+/// The tables of clearing results, partitioned by month.
+const CLEARING_TABLES: [&str; 2] = ["timeframes", "allocations"];
+
+/// A monthly partition of one of the tables PostgreSQL keeps partitioned
+/// by time (`readings`, `timeframes`, `allocations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthPartition {
+    /// The partitioned table: `"readings"`, `"timeframes"` (summaries) or
+    /// `"allocations"`.
+    pub table: &'static str,
+    /// The first day of the month (UTC).
+    pub month: NaiveDate,
+    /// The partition's own table, in the store's schema.
+    pub partition: String,
+}
+
+/// A month detached for archiving by [`PostgresStore::detach_month`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedMonth {
+    /// The first day of the month (UTC).
+    pub month: NaiveDate,
+    /// When it was detached.
+    pub detached_at: DateTime<Utc>,
+    /// The tables it was detached as (standalone tables of the store's
+    /// schema, until the operator archives and drops them).
+    pub tables: Vec<String>,
+}
+
+/// The first instant (UTC) of the month of `t`.
+fn month_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let day = t.date_naive();
+    day.with_day(1)
+        .unwrap_or(day)
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
+/// The first instants of the months that `[start, end)` touches.
+fn months_between(start: DateTime<Utc>, end: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
+    let mut months = BTreeSet::new();
+    let mut month = month_of(start);
+    while month < end {
+        months.insert(month);
+        match month.checked_add_months(Months::new(1)) {
+            Some(next) => month = next,
+            None => break,
+        }
+    }
+    months
+}
+
+/// A standing settlement: its id, period and payment.
+type Standing = (String, DateTime<Utc>, DateTime<Utc>, Option<String>);
+
+/// What of `[start, end)` is not covered by paid settlements, as the
+/// reason a month is not detachable; `None` if all of it is. `standing`
+/// holds the standing settlements overlapping it (id, period, payment) in
+/// time order; standing settlements never overlap.
+fn unpaid_part(start: DateTime<Utc>, end: DateTime<Utc>, standing: &[Standing]) -> Option<String> {
+    let mut covered = start;
+    for (id, from, to, paid) in standing {
+        if *from > covered {
+            return Some(format!("it is not settled from {covered} to {from}"));
+        }
+        if paid.is_none() {
+            return Some(format!("settlement {id} over it is not paid"));
+        }
+        covered = covered.max(*to);
+    }
+    (covered < end).then(|| format!("it is not settled from {covered} to {end}"))
+}
+
+/// `name` as a quoted SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A month as `YYYY-MM`, for errors.
+fn month_label(month: DateTime<Utc>) -> String {
+    month.format("%Y-%m").to_string()
+}
+
+/// The partitions of `table` (one of [`PARTITIONED`]) by the first
+/// instant of their month. A partition is known by its bounds, not its
+/// name: the lower bound is read back from the catalog.
+async fn partitions_of(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<BTreeMap<DateTime<Utc>, String>> {
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT c.relname::text, \
+         substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([^'']+)''\\)')::timestamptz \
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = $1::text::regclass",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("listing partitions"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, month)| Some((month?, name)))
+        .collect())
+}
+
+/// Makes sure that each of `tables` (in [`PARTITIONED`] order) has a
+/// partition for each of `months` (first instants, UTC), creating the
+/// missing ones; [`StoreError::MonthArchived`] if one of the months was
+/// detached for archiving.
+///
+/// Runs in the writer's transaction, after it locked what it writes (a
+/// detach waits for it, or it for the detach). A missing partition is
+/// created as a standalone table and attached, under a SHARE UPDATE
+/// EXCLUSIVE lock of the parent: that lock lets reads and writes of the
+/// other months go on (CREATE TABLE ... PARTITION OF would lock them out
+/// with ACCESS EXCLUSIVE until the writer commits) and admits one creator
+/// at a time, which looks again under the lock.
+async fn ensure_partitions(
+    conn: &mut PgConnection,
+    tables: &[&str],
+    months: &BTreeSet<DateTime<Utc>>,
+) -> Result<()> {
+    if months.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<DateTime<Utc>> = months.iter().copied().collect();
+    let archived: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT month FROM archived_months WHERE month = ANY($1) ORDER BY month LIMIT 1",
+    )
+    .bind(&wanted)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("loading archived months"))?;
+    if let Some(month) = archived {
+        return Err(StoreError::MonthArchived {
+            month: month_label(month),
+        });
+    }
+    for table in tables {
+        let existing = partitions_of(conn, table).await?;
+        if months.iter().all(|m| existing.contains_key(m)) {
+            continue;
+        }
+        // The table names are the constants of PARTITIONED.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE ONLY {table} IN SHARE UPDATE EXCLUSIVE MODE"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("locking a table to add partitions"))?;
+        let existing = partitions_of(conn, table).await?;
+        for &month in months.iter().filter(|m| !existing.contains_key(m)) {
+            let end = month
+                .checked_add_months(Months::new(1))
+                .ok_or_else(|| corrupt("month", month))?;
+            let name = quoted(&format!(
+                "{table}_y{:04}m{:02}",
+                month.year(),
+                month.month()
+            ));
+            // The name is made of the table's name and numbers; the bounds
+            // go in as Unix seconds, whatever the session's time zone.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS); \
+                 ALTER TABLE {table} ATTACH PARTITION {name} \
+                 FOR VALUES FROM (to_timestamp({})) TO (to_timestamp({}))",
+                month.timestamp(),
+                end.timestamp()
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("adding a partition"))?;
+        }
+    }
+    Ok(())
 }
 
 async fn summaries_in<'c>(
@@ -151,6 +498,16 @@ async fn cleared_in<'c>(
     Ok(starts.into_iter().collect())
 }
 
+/// `SELECT columns FROM table` in `range`, the range as constants (Unix
+/// seconds) so that the planner keeps only the range's partitions.
+fn range_select(columns: &str, table: &str, range: &TimeRange) -> String {
+    format!(
+        "SELECT {columns} FROM {table} WHERE start >= to_timestamp({}) AND start < to_timestamp({})",
+        range.start().timestamp(),
+        range.end().timestamp()
+    )
+}
+
 /// The rows of `table` in `range` with `COPY (SELECT columns ...) TO
 /// STDOUT` in the binary format, each row's fields handed to `row`: much
 /// less work per row than a query's rows through sqlx. COPY takes no
@@ -164,10 +521,8 @@ async fn copy_out<const N: usize>(
     mut row: impl FnMut([&[u8]; N]) -> Result<()> + Send,
 ) -> Result<()> {
     let statement = format!(
-        "COPY (SELECT {columns} FROM {table} WHERE start >= to_timestamp({}) AND start < to_timestamp({})) \
-         TO STDOUT (FORMAT binary)",
-        range.start().timestamp(),
-        range.end().timestamp()
+        "COPY ({}) TO STDOUT (FORMAT binary)",
+        range_select(columns, table, range)
     );
     let mut stream = conn.copy_out_raw(&statement).await.map_err(db(operation))?;
     let mut pending: Vec<u8> = Vec::new();
@@ -593,6 +948,18 @@ impl ReadingStore for PostgresStore {
             .begin()
             .await
             .map_err(db("starting an ingest transaction"))?;
+        let months = plan
+            .insert
+            .iter()
+            .chain(&plan.replace)
+            .map(|r| month_of(r.timeframe().start()))
+            .collect();
+        // A detach waits for this, or this for it (then the month is archived).
+        sqlx::raw_sql("LOCK TABLE ONLY readings IN ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("locking readings for an ingest"))?;
+        ensure_partitions(&mut tx, &["readings"], &months).await?;
         let all: Vec<ReadingValue> = plan
             .insert
             .iter()
@@ -636,6 +1003,12 @@ impl ReadingStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db("locking readings for an ingest"))?;
+        ensure_partitions(
+            &mut tx,
+            &["readings"],
+            &months_between(span.start(), span.end()),
+        )
+        .await?;
         let own = cleared_in(&mut *tx, &span).await?;
         let is_cleared: Vec<bool> = span
             .timeframes()
@@ -672,6 +1045,9 @@ impl LedgerStore for PostgresStore {
             .begin()
             .await
             .map_err(db("starting a clearing transaction"))?;
+        lock_clearings(&mut tx).await?;
+        let month = month_of(c.summary.timeframe.start());
+        ensure_partitions(&mut tx, &CLEARING_TABLES, &BTreeSet::from([month])).await?;
         if insert_summaries(&mut tx, &[&c.summary]).await?.is_empty() {
             return Ok(false);
         }
@@ -702,6 +1078,12 @@ impl LedgerStore for PostgresStore {
             .begin()
             .await
             .map_err(db("starting a clearing transaction"))?;
+        lock_clearings(&mut tx).await?;
+        let months = rows
+            .iter()
+            .map(|(_, c)| month_of(c.summary.timeframe.start()))
+            .collect();
+        ensure_partitions(&mut tx, &CLEARING_TABLES, &months).await?;
         let stored = store_new_clearings(&mut tx, rows, registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
         Ok(stored)
@@ -876,6 +1258,13 @@ impl LedgerStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db("locking readings for a clearing"))?;
+        lock_clearings(&mut tx).await?;
+        ensure_partitions(
+            &mut tx,
+            &CLEARING_TABLES,
+            &months_between(range.start(), range.end()),
+        )
+        .await?;
         let done = cleared_in(&mut *tx, range).await?;
         let rows = dense_rows(&mut tx, range, registry, true)
             .await?
@@ -889,6 +1278,17 @@ impl LedgerStore for PostgresStore {
             already_cleared: already_cleared + pairs.len() - cleared,
         })
     }
+}
+
+/// Locks the tables of clearing results as their writers do (ROW
+/// EXCLUSIVE, the parents only), before [`ensure_partitions`]: a detach
+/// waits for this transaction, or it for the detach.
+async fn lock_clearings(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("LOCK TABLE ONLY timeframes, ONLY allocations IN ROW EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("locking clearings"))?;
+    Ok(())
 }
 
 /// Stores the clearings of `rows` whose timeframes are not stored yet
@@ -992,6 +1392,552 @@ mod tests {
             },
         )
         .await;
+    }
+
+    /// Needs the test server (./scripts/databases run -- cargo test ...).
+    fn test_url() -> String {
+        std::env::var("MICROGRID_TEST_POSTGRES_URL").expect(
+            "MICROGRID_TEST_POSTGRES_URL is not set: run under ./scripts/databases run -- ...",
+        )
+    }
+
+    /// A schema name of its own for a test.
+    fn schema_for(tag: &str) -> String {
+        format!(
+            "{tag}_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        )
+    }
+
+    fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_time(NaiveTime::MIN)
+            .and_utc()
+    }
+
+    fn quarters(from: DateTime<Utc>, to: DateTime<Utc>) -> TimeRange {
+        TimeRange::new(from, to, microgrid_core::TimeframeLength::default()).unwrap()
+    }
+
+    fn tariff() -> microgrid_core::tariff::Tariff {
+        microgrid_core::tariff::Tariff::new(
+            "EUR".parse().unwrap(),
+            microgrid_core::GridPrices::new("0.30".parse().unwrap(), "0.08".parse().unwrap())
+                .unwrap(),
+        )
+    }
+
+    /// A grid of `households` on a new schema, registered with payout
+    /// addresses, its clock well after the spring of 2026, and the
+    /// community's readings from `start` for `days` recorded.
+    async fn spring_grid(
+        tag: &str,
+        households: usize,
+        start: NaiveDate,
+        days: u32,
+    ) -> (crate::Grid<PostgresStore>, TimeRange) {
+        use microgrid_core::simulate::{regtest_address, Community};
+        let store = PostgresStore::open_in_schema(&test_url(), &schema_for(tag))
+            .await
+            .unwrap();
+        let community = Community::new(households, start, days, 7);
+        let later = utc(2026, 9, 1);
+        let grid = crate::Grid::new(store, microgrid_core::TimeframeLength::default())
+            .with_clock(crate::Clock::from_fn(move || later));
+        for (i, p) in community.registry().unwrap().iter().enumerate() {
+            grid.register(p.clone().with_payout(regtest_address(
+                i as u64,
+                microgrid_core::OutputType::P2wpkh,
+            )))
+            .await
+            .unwrap();
+        }
+        grid.record(community.readings().unwrap()).await.unwrap();
+        (grid, community.range().unwrap())
+    }
+
+    /// (table, month) of each partition.
+    async fn partition_months(store: &PostgresStore) -> Vec<(&'static str, String)> {
+        store
+            .month_partitions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.table, p.month.format("%Y-%m").to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn months_are_utc_calendar_months() {
+        let months = months_between(utc(2026, 1, 31), utc(2026, 3, 1));
+        assert_eq!(
+            months.into_iter().collect::<Vec<_>>(),
+            [utc(2026, 1, 1), utc(2026, 2, 1)]
+        );
+        assert_eq!(
+            months_between(
+                utc(2026, 2, 1),
+                utc(2026, 2, 1) + chrono::Duration::minutes(15)
+            ),
+            BTreeSet::from([utc(2026, 2, 1)])
+        );
+        assert_eq!(
+            month_of(utc(2199, 12, 31) + chrono::Duration::hours(23)),
+            utc(2199, 12, 1)
+        );
+        assert_eq!(month_label(utc(1970, 1, 1)), "1970-01");
+        assert_eq!(quoted("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn a_month_is_detachable_when_paid_settlements_cover_it() {
+        let (start, end) = (utc(2026, 3, 1), utc(2026, 4, 1));
+        let s = |id: &str, from, to, paid: bool| {
+            (id.to_owned(), from, to, paid.then(|| "tx".to_owned()))
+        };
+        assert_eq!(
+            unpaid_part(start, end, &[]).unwrap(),
+            format!("it is not settled from {start} to {end}")
+        );
+        let covered = [
+            s("a", utc(2026, 2, 20), utc(2026, 3, 10), true),
+            s("b", utc(2026, 3, 10), utc(2026, 4, 5), true),
+        ];
+        assert_eq!(unpaid_part(start, end, &covered), None);
+        let gap = [
+            s("a", utc(2026, 2, 20), utc(2026, 3, 10), true),
+            s("b", utc(2026, 3, 11), utc(2026, 4, 5), true),
+        ];
+        assert_eq!(
+            unpaid_part(start, end, &gap).unwrap(),
+            format!(
+                "it is not settled from {} to {}",
+                utc(2026, 3, 10),
+                utc(2026, 3, 11)
+            )
+        );
+        let unpaid = [
+            s("a", utc(2026, 3, 1), utc(2026, 3, 10), true),
+            s("b", utc(2026, 3, 10), utc(2026, 4, 1), false),
+        ];
+        assert_eq!(
+            unpaid_part(start, end, &unpaid).unwrap(),
+            "settlement b over it is not paid"
+        );
+        let short = [s("a", utc(2026, 3, 1), utc(2026, 3, 31), true)];
+        assert_eq!(
+            unpaid_part(start, end, &short).unwrap(),
+            format!("it is not settled from {} to {end}", utc(2026, 3, 31))
+        );
+    }
+
+    /// Writes create the partitions of the months they touch, and only
+    /// those; concurrent clears of a new month create its partitions once.
+    #[tokio::test]
+    async fn partitions_appear_on_demand_across_a_month_boundary() {
+        // 2026-03-30 to 2026-04-02: readings in March and April.
+        let start = NaiveDate::from_ymd_opt(2026, 3, 30).unwrap();
+        let (grid, range) = spring_grid("ondemand", 3, start, 3).await;
+        let store = grid.store().clone();
+        assert_eq!(
+            partition_months(&store).await,
+            [
+                ("readings", "2026-03".into()),
+                ("readings", "2026-04".into())
+            ]
+        );
+        // Three clears at once, all of them the first in April.
+        let march = quarters(utc(2026, 3, 30), utc(2026, 4, 1));
+        let t = tariff();
+        let mech = microgrid_core::Mechanism::SupplyDemandRatio;
+        let april = |d: u32| {
+            quarters(
+                utc(2026, 4, 1) + chrono::Duration::hours(i64::from(d) * 8),
+                utc(2026, 4, 1) + chrono::Duration::hours(i64::from(d + 1) * 8),
+            )
+        };
+        let thirds = [april(0), april(1), april(2)];
+        let (a, b, c) = tokio::join!(
+            grid.clear(&thirds[0], &t, &mech),
+            grid.clear(&thirds[1], &t, &mech),
+            grid.clear(&thirds[2], &t, &mech),
+        );
+        for r in [a, b, c] {
+            assert_eq!(r.unwrap().cleared, 32);
+        }
+        assert_eq!(
+            partition_months(&store).await,
+            [
+                ("readings", "2026-03".into()),
+                ("readings", "2026-04".into()),
+                ("timeframes", "2026-04".into()),
+                ("allocations", "2026-04".into()),
+            ]
+        );
+        grid.clear(&range, &t, &mech).await.unwrap();
+        let months = partition_months(&store).await;
+        assert_eq!(months.len(), 6, "{months:?}");
+        // Every row is in its month's partition, and the views see them all.
+        let mut conn = store.pool.acquire().await.unwrap();
+        for table in PARTITIONED {
+            let misplaced: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE tableoid::regclass::text <> \
+                 '{table}_y' || to_char(start AT TIME ZONE 'UTC', 'YYYY\"m\"MM')"
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(misplaced, 0, "{table}");
+        }
+        assert_eq!(grid.summaries(&range).await.unwrap().len(), 3 * 96);
+        assert_eq!(grid.summaries(&march).await.unwrap().len(), 2 * 96);
+        assert_eq!(store.readings(&range).await.unwrap().len(), 3 * 3 * 96);
+        // Partitions have their parent's rules.
+        let negative =
+            sqlx::raw_sql("INSERT INTO readings VALUES ('2026-04-01 00:00:00+00', 'x', 15, -1, 0)")
+                .execute(&mut *conn)
+                .await;
+        assert!(negative.is_err());
+        let collation: String = sqlx::query_scalar(
+            "SELECT collname::text FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation \
+             WHERE a.attrelid = 'allocations_y2026m04'::regclass AND a.attname = 'prosumer_id'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(collation, "C");
+    }
+
+    /// EXPLAIN of the store's range queries (the views, ingest's and
+    /// billing's reads) names only the partitions of the range's months.
+    #[tokio::test]
+    async fn range_queries_touch_only_their_months() {
+        let start = NaiveDate::from_ymd_opt(2026, 2, 27).unwrap();
+        let (grid, range) = spring_grid("pruning", 2, start, 36).await;
+        grid.clear(
+            &range,
+            &tariff(),
+            &microgrid_core::Mechanism::SupplyDemandRatio,
+        )
+        .await
+        .unwrap();
+        let store = grid.store();
+        assert_eq!(partition_months(store).await.len(), 9);
+        let pool = &store.pool;
+        let plan = |statement: String, range: TimeRange, prosumer: Option<&'static str>| async move {
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {statement}"
+            )));
+            if statement.contains("$1") {
+                q = q.bind(range.start()).bind(range.end());
+            }
+            if statement.contains("$3") {
+                q = q.bind(prosumer);
+            }
+            q.fetch_all(pool).await.unwrap().join("\n")
+        };
+        let mid_march = quarters(utc(2026, 3, 10), utc(2026, 3, 12));
+        let over_april = quarters(utc(2026, 3, 31), utc(2026, 4, 2));
+        for (range, touched, untouched) in [
+            (mid_march, &["2026m03"][..], &["2026m02", "2026m04"][..]),
+            (over_april, &["2026m03", "2026m04"][..], &["2026m02"][..]),
+        ] {
+            let statements = [
+                ("readings", sql::READINGS.to_owned(), None),
+                ("timeframes", sql::SUMMARIES.to_owned(), None),
+                ("timeframes", sql::CLEARED.to_owned(), None),
+                ("allocations", sql::ALLOCATIONS.to_owned(), None),
+                ("allocations", sql::ALLOCATIONS.to_owned(), Some("h0001")),
+                (
+                    "readings",
+                    range_select("start, prosumer_id, produced_wh", "readings", &range),
+                    None,
+                ),
+                (
+                    "allocations",
+                    range_select("start, community_wh", "allocations", &range),
+                    None,
+                ),
+            ];
+            for (table, statement, prosumer) in statements {
+                let text = plan(statement.clone(), range, prosumer).await;
+                for month in touched {
+                    assert!(
+                        text.contains(&format!("{table}_y{month}")),
+                        "{statement}\n{text}"
+                    );
+                }
+                for month in untouched {
+                    assert!(!text.contains(&format!("_y{month}")), "{statement}\n{text}");
+                }
+            }
+        }
+    }
+
+    /// A month wholly settled and paid is detached: its rows leave the
+    /// views and stay in the detached tables, and nothing is written in
+    /// it again.
+    #[tokio::test]
+    async fn a_paid_month_is_detached_for_archiving() {
+        use microgrid_core::settlement::ExchangeRate;
+        use microgrid_core::simulate::regtest_address;
+        let start = NaiveDate::from_ymd_opt(2026, 2, 28).unwrap();
+        let (grid, range) = spring_grid("detach", 3, start, 33).await;
+        let t = tariff();
+        grid.clear(&range, &t, &microgrid_core::Mechanism::SupplyDemandRatio)
+            .await
+            .unwrap();
+        let store = grid.store().clone();
+        let march = quarters(utc(2026, 3, 1), utc(2026, 4, 1));
+        let mid_march = NaiveDate::from_ymd_opt(2026, 3, 15).unwrap();
+        let refused_in = |e: StoreError, expected: &str, why: &str| match e {
+            StoreError::MonthNotDetachable { month, reason } => {
+                assert_eq!(month, expected);
+                assert!(reason.contains(why), "{reason}");
+            }
+            other => panic!("{other}"),
+        };
+        let refused = |e: StoreError, why: &str| refused_in(e, "2026-03", why);
+        refused(
+            store.detach_month(mid_march).await.unwrap_err(),
+            "not settled from 2026-03-01 00:00:00 UTC to 2026-04-01 00:00:00 UTC",
+        );
+        let rate =
+            ExchangeRate::new(Decimal::from(90_000), t.currency(), "test", march.end()).unwrap();
+        let operator = regtest_address(77, microgrid_core::OutputType::P2wpkh);
+        let s = grid
+            .settle(
+                &march,
+                &t,
+                &rate,
+                microgrid_core::Network::Regtest,
+                &operator,
+            )
+            .await
+            .unwrap();
+        refused(
+            store.detach_month(mid_march).await.unwrap_err(),
+            &format!("settlement {} over it is not paid", s.id),
+        );
+        grid.mark_paid(&s.id, &"ab".repeat(32)).await.unwrap();
+        let before = grid.summaries(&range).await.unwrap().len();
+        let allocations_before = store.allocations(&range, None).await.unwrap().len();
+
+        let detached = store.detach_month(mid_march).await.unwrap();
+        let names: Vec<&str> = detached.iter().map(|p| p.partition.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "readings_y2026m03",
+                "timeframes_y2026m03",
+                "allocations_y2026m03"
+            ]
+        );
+        assert!(!partition_months(&store)
+            .await
+            .iter()
+            .any(|(_, m)| m == "2026-03"));
+        let archived = store.archived_months().await.unwrap();
+        assert_eq!(archived.len(), 1);
+        assert_eq!(
+            archived[0].month,
+            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()
+        );
+        assert_eq!(archived[0].tables, names);
+
+        // Gone from the views and billing reads ...
+        assert!(grid.summaries(&march).await.unwrap().is_empty());
+        assert!(store.allocations(&march, None).await.unwrap().is_empty());
+        assert!(store.readings(&march).await.unwrap().is_empty());
+        let registry = store.registry().await.unwrap();
+        assert!(store
+            .cleared_rows(&march, &registry)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            grid.summaries(&range).await.unwrap().len(),
+            before - 31 * 96
+        );
+        assert_eq!(
+            store.allocations(&range, None).await.unwrap().len(),
+            allocations_before - 31 * 96 * 3
+        );
+        // ... and all there in the detached tables.
+        for (table, rows) in [
+            ("readings_y2026m03", 31 * 96 * 3),
+            ("timeframes_y2026m03", 31 * 96),
+            ("allocations_y2026m03", 31 * 96 * 3),
+        ] {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE start >= '2026-03-01 00:00:00+00' \
+                 AND start < '2026-04-01 00:00:00+00'"
+            )))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            assert_eq!(n, rows, "{table}");
+        }
+
+        // Nothing is written in the month again; the months beside it go on.
+        let archived_month = |e: StoreError| {
+            assert!(
+                matches!(&e, StoreError::MonthArchived { month } if month == "2026-03"),
+                "{e}"
+            );
+            assert_eq!(e.kind(), "month_archived");
+        };
+        let march_reading = store.readings(&range).await.unwrap()[0].clone();
+        let in_march = Reading::new(
+            march_reading.prosumer().clone(),
+            microgrid_core::Timeframe::new(utc(2026, 3, 5), Default::default()).unwrap(),
+            Wh::new(1),
+            Wh::new(1),
+        )
+        .unwrap();
+        archived_month(grid.record(vec![in_march]).await.unwrap_err());
+        archived_month(
+            grid.clear(&march, &t, &microgrid_core::Mechanism::SupplyDemandRatio)
+                .await
+                .unwrap_err(),
+        );
+        refused(
+            store.detach_month(mid_march).await.unwrap_err(),
+            "it was detached at",
+        );
+        let april = NaiveDate::from_ymd_opt(2026, 4, 1).unwrap();
+        refused_in(
+            store.detach_month(april).await.unwrap_err(),
+            "2026-04",
+            "not settled from 2026-04-01",
+        );
+        let nothing = store
+            .detach_month(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap())
+            .await;
+        assert!(matches!(nothing, Err(StoreError::NotFound { .. })));
+        assert_eq!(
+            grid.summaries(&range).await.unwrap().len(),
+            before - 31 * 96
+        );
+    }
+
+    /// Migration 0006 moves the rows stored before into monthly
+    /// partitions, and what held before holds after.
+    #[tokio::test]
+    async fn migration_0006_partitions_stored_rows() {
+        let url = test_url();
+        let schema = schema_for("before0006");
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("search_path", schema.as_str())]))
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run_to(5, &pool)
+            .await
+            .unwrap();
+        // Two prosumers, two quarter hours either side of 2026-03-01, one
+        // cleared; a timeframe in 1970; a settlement.
+        sqlx::raw_sql(
+            "INSERT INTO prosumers (id, name, kind, joined) VALUES ('a', 'A', 'household', '2026-01-01'), \
+             ('b', 'B', 'household', '2026-01-01'); \
+             INSERT INTO readings SELECT t, id, 15, 10, 4 FROM \
+             unnest(ARRAY['2026-02-28 23:45:00+00', '2026-03-01 00:00:00+00', '1970-01-01 00:00:00+00']::timestamptz[]) t, \
+             unnest(ARRAY['a', 'b']) id; \
+             INSERT INTO timeframes VALUES ('2026-02-28 23:45:00+00', 15, 20, 8, 12, 0, 0, 0, 12, 2, 0, 0.3, 0.1, NULL, 'EUR'); \
+             INSERT INTO allocations VALUES ('2026-02-28 23:45:00+00', 'a', 10, 4, 0), ('2026-02-28 23:45:00+00', 'b', 10, 4, 0); \
+             INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+             VALUES ('s', '2026-02-01 00:00:00+00', '2026-03-01 00:00:00+00', 'h', NULL, '{}')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = PostgresStore::open_in_schema(&url, &schema).await.unwrap();
+        assert_eq!(
+            partition_months(&store).await,
+            [
+                ("readings", "1970-01".into()),
+                ("readings", "2026-02".into()),
+                ("timeframes", "2026-02".into()),
+                ("allocations", "2026-02".into()),
+                ("readings", "2026-03".into()),
+            ]
+        );
+        let around = quarters(
+            utc(2026, 2, 28) + chrono::Duration::hours(23),
+            utc(2026, 3, 1) + chrono::Duration::hours(1),
+        );
+        assert_eq!(store.readings(&around).await.unwrap().len(), 4);
+        assert_eq!(store.summaries(&around).await.unwrap().len(), 1);
+        assert_eq!(store.allocations(&around, None).await.unwrap().len(), 2);
+        let epoch = quarters(utc(1970, 1, 1), utc(1970, 1, 2));
+        assert_eq!(store.readings(&epoch).await.unwrap().len(), 2);
+        let p = &store.pool;
+        let count = |table: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table}"
+            )))
+            .fetch_one(p)
+            .await
+            .unwrap()
+        };
+        assert_eq!(count("readings").await, 6);
+        assert_eq!(count("settlements").await, 1);
+        // No table of before is left.
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '%before_0006%' \
+             AND relnamespace = current_schema()::regnamespace",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap();
+        assert_eq!(left, 0);
+        // The keys and checks hold on the partitioned tables.
+        for refused in [
+            "INSERT INTO readings VALUES ('2026-03-01 00:00:00+00', 'a', 15, 1, 1)",
+            "INSERT INTO readings VALUES ('2026-02-01 00:00:00+00', 'a', 15, 1, -1)",
+            "INSERT INTO timeframes SELECT * FROM timeframes",
+            "INSERT INTO allocations SELECT * FROM allocations",
+            // No partition for a month the store did not write in.
+            "INSERT INTO readings VALUES ('2030-01-01 00:00:00+00', 'a', 15, 1, 1)",
+            // Settlements keep their rules (migration 0004).
+            "DELETE FROM settlements",
+        ] {
+            assert!(
+                sqlx::raw_sql(refused).execute(p).await.is_err(),
+                "{refused}"
+            );
+        }
+        // Ids compare byte by byte.
+        sqlx::raw_sql(
+            "INSERT INTO readings VALUES ('2026-02-01 00:00:00+00', 'B', 15, 1, 1), \
+             ('2026-02-01 00:00:00+00', 'a', 15, 1, 1)",
+        )
+        .execute(p)
+        .await
+        .unwrap();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT prosumer_id FROM readings WHERE start = '2026-02-01 00:00:00+00' ORDER BY prosumer_id",
+        )
+        .fetch_all(p)
+        .await
+        .unwrap();
+        assert_eq!(ids, ["B", "a"]);
     }
 
     #[test]

@@ -81,6 +81,43 @@
 //!   timeframe; voiding removes the claims in the transaction that marks
 //!   the settlement voided. Paying and voiding are conditional writes.
 //!
+//! # Sharding
+//!
+//! The collections kept per timeframe, `reading_frames` and
+//! `cleared_frames`, are made to be sharded on the ranged key
+//! `{ start: 1 }` (`sh.shardCollection("<db>.reading_frames", { start: 1 })`,
+//! likewise `cleared_frames`), the counterpart of PostgreSQL's monthly
+//! partitions:
+//!
+//! - Every range read of the store filters on the key first:
+//!   `{ start: { $gte, $lt } }` (summaries, cleared timeframes, cleared
+//!   rows for billing, allocations, readings, reading rows), the dense
+//!   span of an ingest or clearing `{ start: { $gte, $lte } }`, and one
+//!   prosumer's allocations `{ start: {...}, ids: id }`. A router sends
+//!   each to the shards whose chunks hold the range only. The `{start: 1}`
+//!   index the key needs exists already; the test `range_queries_filter_on_the_shard_key`
+//!   shows the filters and the server's plans on the one-node test server.
+//! - Zones by month (`sh.updateZoneKeyRange` from the first instant of a
+//!   month to the next) keep a month's chunks together, and put old months
+//!   on an archive shard, as detaching a partition does in PostgreSQL.
+//! - `_id` is the timeframe's start as well. A sharded collection checks
+//!   `_id` unique per shard only, but all documents of one `start` fall in
+//!   one chunk, so one document per timeframe still holds. Lookups by
+//!   lists of `_id`s (revisions and sparse starts of a batch, cleared
+//!   starts in a transaction) name no shard key and go to every shard,
+//!   each answering from its `_id` index.
+//! - A time key sends new timeframes to the chunk of the newest times, so
+//!   one shard takes the current month's writes: 96 documents a day for any
+//!   number of prosumers. A hashed key would spread them, but make every
+//!   range read go to every shard.
+//!
+//! `settlement_claims` (`_id`: a timeframe's start), `day_guards` and
+//! `settled_days` (`_id`: a day) are small and read by `_id`; left
+//! unsharded, or sharded on a ranged `{ _id: 1 }`. `prosumers`,
+//! `settlements` and `ingest_batches` are not kept per time and stay
+//! unsharded. The store's transactions then span shards (distributed
+//! transactions), and the day guards order them as on one node.
+//!
 //! One document holds a timeframe of every prosumer, so a timeframe must
 //! fit MongoDB's 16 MiB document limit: about 250,000 prosumers (half as
 //! many for a batch written in two phases, whose documents hold two

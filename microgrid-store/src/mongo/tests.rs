@@ -881,3 +881,57 @@ async fn clearing_stores_no_result_of_readings_that_changed() {
     let again = store.clear_with(&day, &registry, &clear).await.unwrap();
     assert_eq!((again.cleared, again.already_cleared), (0, 96));
 }
+
+/// The per-timeframe collections would be sharded on `{start: 1}` (see
+/// the module documentation). The test server is one node, so this shows
+/// what a router would go by: the store's range filters bound `start`
+/// first, and the server answers them from the `{start: 1}` index that
+/// the shard key needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_queries_filter_on_the_shard_key() {
+    let (grid, community, _) = recorded_day(store().await).await;
+    let day = community.range().unwrap();
+    grid.clear(&day, &prices(), &Mechanism::SupplyDemandRatio)
+        .await
+        .unwrap();
+    let noon = TimeRange::new(
+        day.start() + Duration::hours(12),
+        day.start() + Duration::hours(14),
+        day.length(),
+    )
+    .unwrap();
+    let range = super::starts_in(noon.start(), noon.end());
+    let bounds = doc! { "$gte": bson_time(noon.start()), "$lt": bson_time(noon.end()) };
+    assert_eq!(range, doc! { "start": bounds.clone() });
+    // One prosumer's allocations: the range first, then the id.
+    let id = &community.ids()[2];
+    let pipeline = one_prosumer(&noon, id);
+    let matched = pipeline[0].get_document("$match").unwrap();
+    assert_eq!(matched.keys().next().map(String::as_str), Some("start"));
+    assert_eq!(matched.get_document("start").unwrap(), &bounds);
+    let db = &grid.store().db;
+    for collection in ["reading_frames", "cleared_frames"] {
+        let indexes = db
+            .collection::<Document>(collection)
+            .list_index_names()
+            .await
+            .unwrap();
+        assert!(indexes.iter().any(|i| i == "start_1"), "{indexes:?}");
+        let plan = db
+            .run_command(doc! {
+                "explain": { "find": collection, "filter": range.clone() },
+                "verbosity": "queryPlanner",
+            })
+            .await
+            .unwrap();
+        let winning = plan
+            .get_document("queryPlanner")
+            .and_then(|q| q.get_document("winningPlan"))
+            .unwrap()
+            .to_string();
+        assert!(
+            winning.contains("IXSCAN") && winning.contains("\"start_1\""),
+            "{collection}: {plan}"
+        );
+    }
+}

@@ -400,6 +400,36 @@ async fn partitions_of(
         .collect())
 }
 
+/// The most partitions a writer's transaction creates. Each holds about
+/// eight locks (the table, its index and TOAST table) until the commit,
+/// and the server's lock table is shared by all sessions (sized for 64
+/// per connection by default), so a transaction should not take
+/// thousands.
+const PARTITIONS_PER_TRANSACTION: usize = 24;
+
+/// Before a write of many months (a clearing of years at once): creates
+/// the missing partitions of `months` in transactions of their own, a few
+/// at a time, so that the write's own transaction has at most
+/// [`PARTITIONS_PER_TRANSACTION`] to create. Partitions made here stay
+/// (empty) if the write then fails; that changes nothing stored.
+async fn create_partitions_ahead(
+    pool: &PgPool,
+    tables: &[&str],
+    months: &BTreeSet<DateTime<Utc>>,
+) -> Result<()> {
+    if months.len() * tables.len() <= PARTITIONS_PER_TRANSACTION {
+        return Ok(());
+    }
+    let months: Vec<DateTime<Utc>> = months.iter().copied().collect();
+    let per = (PARTITIONS_PER_TRANSACTION / tables.len().max(1)).max(1);
+    for some in months.chunks(per) {
+        let mut tx = pool.begin().await.map_err(db("adding partitions"))?;
+        ensure_partitions(&mut tx, tables, &some.iter().copied().collect()).await?;
+        tx.commit().await.map_err(db("adding partitions"))?;
+    }
+    Ok(())
+}
+
 /// Makes sure that each of `tables` (in [`PARTITIONED`] order) has a
 /// partition for each of `months` (first instants, UTC), creating the
 /// missing ones; [`StoreError::MonthArchived`] if one of the months was
@@ -943,17 +973,18 @@ impl RegistryStore for PostgresStore {
 
 impl ReadingStore for PostgresStore {
     async fn write_readings(&self, plan: &IngestPlan) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting an ingest transaction"))?;
         let months = plan
             .insert
             .iter()
             .chain(&plan.replace)
             .map(|r| month_of(r.timeframe().start()))
             .collect();
+        create_partitions_ahead(&self.pool, &["readings"], &months).await?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting an ingest transaction"))?;
         // A detach waits for this, or this for it (then the month is archived).
         sqlx::raw_sql("LOCK TABLE ONLY readings IN ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -996,9 +1027,12 @@ impl ReadingStore for PostgresStore {
             .map_err(db("starting an ingest transaction"))?;
         // What is checked below stays true until this commits: ingests of
         // this store take turns (reads go on), and no timeframe is cleared
-        // meanwhile.
+        // meanwhile. The parents only: every writer of the store writes
+        // through them (ROW EXCLUSIVE on the parent), and locking every
+        // month's partition would cost a lock per month stored.
         sqlx::raw_sql(
-            "LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE timeframes IN SHARE MODE",
+            "LOCK TABLE ONLY readings IN SHARE ROW EXCLUSIVE MODE; \
+             LOCK TABLE ONLY timeframes IN SHARE MODE",
         )
         .execute(&mut *tx)
         .await
@@ -1073,16 +1107,17 @@ impl LedgerStore for PostgresStore {
         if rows.is_empty() {
             return Ok(0);
         }
+        let months = rows
+            .iter()
+            .map(|(_, c)| month_of(c.summary.timeframe.start()))
+            .collect();
+        create_partitions_ahead(&self.pool, &CLEARING_TABLES, &months).await?;
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db("starting a clearing transaction"))?;
         lock_clearings(&mut tx).await?;
-        let months = rows
-            .iter()
-            .map(|(_, c)| month_of(c.summary.timeframe.start()))
-            .collect();
         ensure_partitions(&mut tx, &CLEARING_TABLES, &months).await?;
         let stored = store_new_clearings(&mut tx, rows, registry).await?;
         tx.commit().await.map_err(db("committing clearings"))?;
@@ -1246,6 +1281,8 @@ impl LedgerStore for PostgresStore {
         registry: &Registry,
         clear: &ClearFn<'_>,
     ) -> Result<ClearCounts> {
+        let months = months_between(range.start(), range.end());
+        create_partitions_ahead(&self.pool, &CLEARING_TABLES, &months).await?;
         let mut tx = self
             .pool
             .begin()
@@ -1253,18 +1290,13 @@ impl LedgerStore for PostgresStore {
             .map_err(db("starting a clearing transaction"))?;
         // Readings stay as read until this commits: an ingest takes SHARE
         // ROW EXCLUSIVE on readings, which waits for this SHARE lock (other
-        // clears and reads go on).
-        sqlx::raw_sql("LOCK TABLE readings IN SHARE MODE")
+        // clears and reads go on). The parent only, as in an ingest.
+        sqlx::raw_sql("LOCK TABLE ONLY readings IN SHARE MODE")
             .execute(&mut *tx)
             .await
             .map_err(db("locking readings for a clearing"))?;
         lock_clearings(&mut tx).await?;
-        ensure_partitions(
-            &mut tx,
-            &CLEARING_TABLES,
-            &months_between(range.start(), range.end()),
-        )
-        .await?;
+        ensure_partitions(&mut tx, &CLEARING_TABLES, &months).await?;
         let done = cleared_in(&mut *tx, range).await?;
         let rows = dense_rows(&mut tx, range, registry, true)
             .await?
@@ -1608,6 +1640,35 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(collation, "C");
+    }
+
+    /// A write of decades (here 40 years: 960 partitions, some 7,700
+    /// locks if made in one transaction) gets its partitions created a few
+    /// at a time ahead of it.
+    #[tokio::test]
+    async fn partitions_of_decades_are_created_a_few_at_a_time() {
+        let store = PostgresStore::open_in_schema(&test_url(), &schema_for("decades"))
+            .await
+            .unwrap();
+        let months = months_between(utc(2000, 1, 1), utc(2040, 1, 1));
+        assert_eq!(months.len(), 480);
+        create_partitions_ahead(&store.pool, &CLEARING_TABLES, &months)
+            .await
+            .unwrap();
+        let made = store.month_partitions().await.unwrap();
+        assert_eq!(made.len(), 960);
+        assert_eq!(
+            (made[0].partition.as_str(), made[959].partition.as_str()),
+            ("timeframes_y2000m01", "allocations_y2039m12")
+        );
+        // The writer's own transaction finds them all.
+        let mut tx = store.pool.begin().await.unwrap();
+        lock_clearings(&mut tx).await.unwrap();
+        ensure_partitions(&mut tx, &CLEARING_TABLES, &months)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.month_partitions().await.unwrap().len(), 960);
     }
 
     /// EXPLAIN of the store's range queries (the views, ingest's and

@@ -34,7 +34,7 @@ fn billing_month(c: &mut Criterion) {
     let readings = community.readings().expect("readings");
     let cleared =
         clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio).expect("clears");
-    let bills = bill_period(&period, &tariff, &cleared).expect("bills");
+    let bills = bill_period(&period, &tariff, &registry, &cleared).expect("bills");
     let rate = ExchangeRate::new(
         Decimal::from(90_000),
         tariff.currency(),
@@ -49,7 +49,7 @@ fn billing_month(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(readings.len() as u64));
     group.bench_function("bill_period", |b| {
-        b.iter(|| black_box(bill_period(&period, &tariff, &cleared)))
+        b.iter(|| black_box(bill_period(&period, &tariff, &registry, &cleared)))
     });
     group.throughput(Throughput::Elements(bills.bills.len() as u64));
     group.bench_function("settle", |b| {

@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         community.readings()?,
     )?;
     let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
-    let bills = bill_period(&period, &tariff, &cleared)?;
+    let bills = bill_period(&period, &tariff, &registry, &cleared)?;
 
     println!(
         "Bills for {} to {} (EUR; total: + owes, − is owed)",

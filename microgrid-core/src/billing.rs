@@ -6,7 +6,7 @@
 //! what it is owed):
 //!
 //! ```text
-//! total = purchases − sales + imports − exports + grid_fee + fixed_fee + operator_margin
+//! total = purchases − sales + imports − exports + grid_fee + network_charge + fixed_fee + operator_margin
 //! ```
 //!
 //! - `purchases`, `sales`: energy bought and sold inside the community at
@@ -16,12 +16,18 @@
 //!   the member's share of the period's import cost and export revenue, and
 //!   no community lines: under bill sharing shared energy is free);
 //! - `grid_fee`: the tariff's fee per kWh imported;
-//! - `fixed_fee`: the tariff's fee per member and period;
+//! - `network_charge`: the tariff's network charge per kWh bought inside the
+//!   community (shared energy uses the local network too);
+//! - `fixed_fee`: the tariff's fee per calendar month, prorated by the time
+//!   the member was registered in the period (see [`crate::tariff`]: a
+//!   member registered all month pays the fee exactly, however the month is
+//!   split into periods);
 //! - `operator_margin`: the tariff's margin per kWh bought in the community.
 //!
 //! The **baseline** is the same member's bill without sharing: all deficit
-//! imported at `r` (with the grid fee), all surplus exported at `e`, the same
-//! fixed fee. `saving = baseline − total`.
+//! imported at `r` (with the grid fee), all surplus exported at `e`, no
+//! network charge (nothing is shared), the same fixed fee. `saving =
+//! baseline − total`.
 //!
 //! # Conservation
 //!
@@ -32,6 +38,9 @@
 //! Σ totals = Σ (r·import − e·export) + Σ fees + Σ operator margin
 //! ```
 //!
+//! where the fees are the grid fees on imports, the network charges on
+//! shared energy and the members' fixed fees.
+//!
 //! [`PeriodBills::grid_leg`], [`PeriodBills::fees`] and
 //! [`PeriodBills::operator_margin`] are computed from the timeframe
 //! summaries, independently of the bills, and the property tests check the
@@ -40,32 +49,37 @@
 //! # Worked example
 //!
 //! One timeframe, r = 0.30, e = 0.10, SDR, grid fee 0.05 per kWh imported,
-//! fixed fee 1.00, no margin. `a` has 1 kWh surplus, `b` 1.5 kWh deficit,
-//! `c` 0.5 kWh deficit: S = 1, D = 2, so SDR = 0.5 and the community price is
-//! 0.15. `b` buys 0.75 kWh (0.1125) and imports 0.75 kWh (0.225 + fee
-//! 0.0375): total 1.375. `a` sells 1 kWh for 0.15: total 1 − 0.15 = 0.85.
-//! `c`: 0.0375 + 0.075 + 0.0125 + 1 = 1.125. Σ = 3.35 = grid leg 0.30 +
-//! fees 0.05 + 3.00.
+//! network charge 0.02 per kWh shared, no fixed fee, no margin. `a` has 1
+//! kWh surplus, `b` 1.5 kWh deficit, `c` 0.5 kWh deficit: S = 1, D = 2, so
+//! SDR = 0.5 and the community price is 0.15. `b` buys 0.75 kWh (0.1125,
+//! network charge 0.015) and imports 0.75 kWh (0.225 + fee 0.0375): total
+//! 0.39. `a` sells 1 kWh for 0.15: total −0.15. `c`: 0.0375 + 0.005 +
+//! 0.075 + 0.0125 = 0.13. Σ = 0.37 = grid leg 0.30 + fees (0.05 on the
+//! import, 0.02 on the shared kWh).
 //!
 //! ```
-//! use chrono::{TimeZone, Utc};
+//! use chrono::{NaiveDate, TimeZone, Utc};
 //! use microgrid_core::{billing::bill_period, tariff::Tariff, *};
-//! use rust_decimal::Decimal;
 //!
 //! let tf = Timeframe::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), TimeframeLength::default())?;
 //! let period = TimeRange::new(tf.start(), tf.end(), TimeframeLength::default())?;
 //! let grid = GridPrices::new("0.30".parse()?, "0.10".parse()?)?;
 //! let tariff = Tariff::new("EUR".parse()?, grid)
 //!     .with_grid_fee("0.05".parse()?)
-//!     .with_fixed_fee(Decimal::ONE)?;
+//!     .with_network_charge("0.02".parse()?);
+//! let mut registry = Registry::default();
+//! for id in ["a", "b", "c"] {
+//!     registry.register(Prosumer::new(id, id, ProsumerKind::Household, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap())?)?;
+//! }
 //! let r = |id: &str, p, c| Reading::new(id.parse()?, tf, Wh::new(p), Wh::new(c));
 //! let readings = [r("a", 1000, 0)?, r("b", 0, 1500)?, r("c", 0, 500)?];
 //! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
 //!
-//! let bills = bill_period(&period, &tariff, &cleared)?;
+//! let bills = bill_period(&period, &tariff, &registry, &cleared)?;
 //! let totals: Vec<String> = bills.bills.iter().map(|b| b.total.normalize().to_string()).collect();
-//! assert_eq!(totals, ["0.85", "1.375", "1.125"]);
-//! assert_eq!(bills.bills[1].baseline.normalize().to_string(), "1.525"); // 1.5 kWh at 0.30 + fee 0.075 + 1
+//! assert_eq!(totals, ["-0.15", "0.39", "0.13"]);
+//! assert_eq!(bills.bills[1].network_charge.normalize().to_string(), "0.015");
+//! assert_eq!(bills.bills[1].baseline.normalize().to_string(), "0.525"); // 1.5 kWh at 0.30 + fee 0.075
 //! assert_eq!(bills.total(), bills.grid_leg + bills.fees + bills.operator_margin);
 //! # Ok::<(), microgrid_core::Error>(())
 //! ```
@@ -140,7 +154,16 @@
 //!     }
 //! }
 //! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::SupplyDemandRatio)?;
-//! let bills = bill_period(&period, &tariff, &cleared)?;
+//!
+//! // Every member joined before June, so each pays the month's fixed fee in full.
+//! let joined = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+//! let mut registry = Registry::default();
+//! for id in ["a", "c", "d"] {
+//!     registry.register(Prosumer::new(id, id, ProsumerKind::Household, joined)?)?;
+//! }
+//! let b_address = PayoutAddress::new("mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs", Network::Regtest)?;
+//! registry.register(Prosumer::new("b", "b", ProsumerKind::Household, joined)?.with_payout(b_address.clone()))?;
+//! let bills = bill_period(&period, &tariff, &registry, &cleared)?;
 //!
 //! let eur = |d: Decimal| d.normalize().to_string();
 //! let row = |id: &str| {
@@ -159,13 +182,6 @@
 //! assert_eq!(bills.metrics.self_consumption().map(eur).as_deref(), Some("0.6"));
 //!
 //! // Settlement: b has a P2PKH payout address; invoices are paid to the operator.
-//! let joined = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-//! let mut registry = Registry::default();
-//! for id in ["a", "c", "d"] {
-//!     registry.register(Prosumer::new(id, id, ProsumerKind::Household, joined)?)?;
-//! }
-//! let b_address = PayoutAddress::new("mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs", Network::Regtest)?;
-//! registry.register(Prosumer::new("b", "b", ProsumerKind::Household, joined)?.with_payout(b_address.clone()))?;
 //! let operator = PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?;
 //! let at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
 //! let rate = ExchangeRate::new(Decimal::from(50_000), "EUR".parse()?, "worked example", at)?;
@@ -214,6 +230,10 @@ use crate::registry::Registry;
 use crate::tariff::Tariff;
 use crate::timeframe::TimeRange;
 
+#[path = "billing_parts.rs"]
+mod parts;
+pub use parts::BillingPart;
+
 /// The energy of one member over a period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnergyLines {
@@ -253,7 +273,11 @@ pub struct Bill {
     pub exports: Decimal,
     /// Grid fee on imported energy.
     pub grid_fee: Decimal,
-    /// Fixed fee of the period.
+    /// Network charge on energy bought inside the community (zero in bills
+    /// written before it existed).
+    #[serde(default)]
+    pub network_charge: Decimal,
+    /// The fixed fee for the member's registered time in the period.
     pub fixed_fee: Decimal,
     /// Operator margin on community purchases.
     pub operator_margin: Decimal,
@@ -276,7 +300,8 @@ pub struct PeriodBills {
     pub bills: Vec<Bill>,
     /// The community's grid bill: Σ (r·import − e·export).
     pub grid_leg: Decimal,
-    /// Σ grid fees and fixed fees.
+    /// Σ grid fees on imports, network charges on shared energy and
+    /// fixed fees.
     pub fees: Decimal,
     /// Σ operator margin.
     pub operator_margin: Decimal,
@@ -303,10 +328,13 @@ impl PeriodBills {
 
 /// Bills every member of `period` from the period's cleared timeframes
 /// (one per timeframe of the period, in any order; a missing one is
-/// [`Error::PeriodNotCleared`]).
+/// [`Error::PeriodNotCleared`]). `registry` gives each member's
+/// registration, which prorates its fixed fee; a member it does not know
+/// is [`Error::UnknownProsumer`].
 pub fn bill_period(
     period: &TimeRange,
     tariff: &Tariff,
+    registry: &Registry,
     clearings: &[TimeframeClearing],
 ) -> Result<PeriodBills> {
     tariff.check()?;
@@ -325,7 +353,7 @@ pub fn bill_period(
         .into_iter()
         .map(|(id, lines)| lines.into_bill(id.clone(), fee, margin))
         .collect::<Result<Vec<Bill>>>()?;
-    complete(period, tariff, &summaries, per_period, bills)
+    complete(period, tariff, registry, &summaries, per_period, bills)
 }
 
 /// [`bill_period`] from the period's timeframes as columns: for each
@@ -473,15 +501,24 @@ impl<'a> RowBilling<'a> {
                 std::mem::take(&mut self.lines[i]).into_bill(id, self.fee, self.margin)
             })
             .collect::<Result<Vec<Bill>>>()?;
-        complete(&self.period, self.tariff, &summaries, per_period, bills)
+        complete(
+            &self.period,
+            self.tariff,
+            self.registry,
+            &summaries,
+            per_period,
+            bills,
+        )
     }
 }
 
-/// Fixed fees, bill sharing, totals and the community's sums: the part of
-/// billing after each member's lines are summed.
+/// Fixed fees (prorated by each member's registration in `registry`),
+/// network charges, bill sharing, totals and the community's sums: the
+/// part of billing after each member's lines are summed.
 fn complete(
     period: &TimeRange,
     tariff: &Tariff,
+    registry: &Registry,
     summaries: &[&TimeframeSummary],
     per_period: bool,
     mut bills: Vec<Bill>,
@@ -489,11 +526,15 @@ fn complete(
     if per_period {
         share_the_grid_bill(summaries, &mut bills)?;
     }
+    let mut fixed_fees = Decimal::ZERO;
     for b in &mut bills {
-        b.fixed_fee = tariff.fixed_fee();
-        b.baseline += tariff.fixed_fee();
+        b.fixed_fee = tariff.fixed_fee_for(period, registry.get(&b.prosumer)?)?;
+        fixed_fees += b.fixed_fee;
+        b.network_charge = tariff.network_charge().amount_for(b.energy.bought);
+        b.baseline += b.fixed_fee;
         b.total = b.purchases - b.sales + b.imports - b.exports
             + b.grid_fee
+            + b.network_charge
             + b.fixed_fee
             + b.operator_margin;
         b.saving = b.baseline - b.total;
@@ -505,9 +546,12 @@ fn complete(
         grid_leg: summaries.clone().map(|s| s.grid_amount()).sum(),
         fees: summaries
             .clone()
-            .map(|s| tariff.grid_fee().amount_for(s.import))
+            .map(|s| {
+                tariff.grid_fee().amount_for(s.import)
+                    + tariff.network_charge().amount_for(s.shared)
+            })
             .sum::<Decimal>()
-            + tariff.fixed_fee() * Decimal::from(bills.len()),
+            + fixed_fees,
         operator_margin: summaries
             .clone()
             .map(|s| tariff.operator_margin().amount_for(s.shared))
@@ -720,6 +764,7 @@ fn empty_bill(prosumer: ProsumerId) -> Bill {
         imports: Decimal::ZERO,
         exports: Decimal::ZERO,
         grid_fee: Decimal::ZERO,
+        network_charge: Decimal::ZERO,
         fixed_fee: Decimal::ZERO,
         operator_margin: Decimal::ZERO,
         total: Decimal::ZERO,
@@ -809,6 +854,19 @@ mod tests {
     use crate::{clear_range, GridPrices, GridTariff, Mechanism, Reading, TimeframeLength};
     use chrono::{TimeZone, Utc};
 
+    fn members() -> Registry {
+        let joined = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let mut registry = Registry::default();
+        for id in ["a", "b", "c"] {
+            registry
+                .register(
+                    crate::Prosumer::new(id, id, crate::ProsumerKind::Household, joined).unwrap(),
+                )
+                .unwrap();
+        }
+        registry
+    }
+
     fn setup(m: Mechanism) -> (TimeRange, Tariff, Vec<TimeframeClearing>) {
         let start = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
         let period = TimeRange::new(
@@ -840,7 +898,7 @@ mod tests {
         let (period, tariff, mut cleared) = setup(Mechanism::MidMarketRate);
         let missing = cleared.remove(1).summary.timeframe.start();
         assert_eq!(
-            bill_period(&period, &tariff, &cleared),
+            bill_period(&period, &tariff, &members(), &cleared),
             Err(Error::PeriodNotCleared { start: missing })
         );
     }
@@ -849,7 +907,7 @@ mod tests {
     fn bill_sharing_bills_the_period_grid_bill() {
         // t0: S = 1, D = 2 → import 1 kWh (0.30). t1: S = 1.5, D = 0.5 → export 1 kWh (0.10).
         let (period, tariff, cleared) = setup(Mechanism::BillSharing);
-        let bills = bill_period(&period, &tariff, &cleared).unwrap();
+        let bills = bill_period(&period, &tariff, &members(), &cleared).unwrap();
         // Deficits: a 0.5, b 2 → a pays 0.06, b 0.24. Surpluses: a 1, b 1.5 → a gets 0.04, b 0.06.
         let a = bills.bill(&"a".parse().unwrap()).unwrap();
         let b = bills.bill(&"b".parse().unwrap()).unwrap();
@@ -893,7 +951,7 @@ mod tests {
             r("c", 2, 600, 0),
         ];
         let cleared = clear_range(&period, &readings, &tariff, &Mechanism::MidMarketRate).unwrap();
-        let bills = bill_period(&period, &tariff, &cleared).unwrap();
+        let bills = bill_period(&period, &tariff, &members(), &cleared).unwrap();
         let ids: Vec<&str> = bills.bills.iter().map(|b| b.prosumer.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         for b in &bills.bills {
@@ -930,7 +988,13 @@ mod tests {
             Err(Error::InvalidPrice { .. })
         ));
         let largest = Price::new(Decimal::from(crate::money::MAX_PRICE_PER_KWH)).unwrap();
-        let bills = bill_period(&period, &tariff.with_grid_fee(largest), &cleared).unwrap();
+        let bills = bill_period(
+            &period,
+            &tariff.with_grid_fee(largest),
+            &members(),
+            &cleared,
+        )
+        .unwrap();
         // 1 kWh imported in the first timeframe: a fee of 1,000,000.
         assert_eq!(bills.fees, Decimal::from(1_000_000));
         assert_eq!(bills.total(), bills.grid_leg + bills.fees);
@@ -945,7 +1009,7 @@ mod tests {
             tariff.clone().with_operator_margin(minus),
         ] {
             assert!(matches!(
-                bill_period(&period, &bad, &cleared),
+                bill_period(&period, &bad, &members(), &cleared),
                 Err(Error::InvalidPrice { .. })
             ));
         }
@@ -964,7 +1028,7 @@ mod tests {
         let start = again.summary.timeframe.start();
         cleared.push(again);
         assert_eq!(
-            bill_period(&period, &tariff, &cleared),
+            bill_period(&period, &tariff, &members(), &cleared),
             Err(Error::DuplicateClearing { start })
         );
     }
@@ -978,7 +1042,7 @@ mod tests {
             tariff.grid_prices(&cleared[0].summary.timeframe),
         );
         assert_eq!(
-            bill_period(&period, &dollars, &cleared),
+            bill_period(&period, &dollars, &members(), &cleared),
             Err(Error::ClearedInOtherCurrency {
                 start: period.start(),
                 cleared: "EUR".into(),
@@ -990,7 +1054,7 @@ mod tests {
         for c in &mut bare {
             c.summary.currency = None;
         }
-        assert!(bill_period(&period, &dollars, &bare).is_ok());
+        assert!(bill_period(&period, &dollars, &members(), &bare).is_ok());
     }
 
     #[test]
@@ -999,7 +1063,7 @@ mod tests {
         let (_, _, mmr) = setup(Mechanism::MidMarketRate);
         cleared[1] = mmr[1].clone();
         assert!(matches!(
-            bill_period(&period, &tariff, &cleared),
+            bill_period(&period, &tariff, &members(), &cleared),
             Err(Error::MixedMechanisms { .. })
         ));
     }

@@ -75,6 +75,13 @@ pub trait GridTariff {
     fn price_currency(&self) -> Option<Currency> {
         None
     }
+    /// Whether the tariff's prices can be looked up for timeframes of
+    /// `length`: a [`crate::tariff::Tariff`] whose time-of-use windows (or
+    /// time zone) do not fall on the timeframes' boundaries refuses
+    /// ([`Error::TariffNotAligned`]). Clearing checks it first.
+    fn check_timeframes(&self, _length: crate::timeframe::TimeframeLength) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl GridTariff for GridPrices {
@@ -591,6 +598,7 @@ pub fn clear_range(
     tariff: &dyn GridTariff,
     mechanism: &dyn PricingMechanism,
 ) -> Result<Vec<TimeframeClearing>> {
+    tariff.check_timeframes(range.length())?;
     let mut by_timeframe: BTreeMap<Timeframe, Vec<Reading>> = BTreeMap::new();
     for r in readings {
         if !range.contains(&r.timeframe()) {

@@ -354,6 +354,29 @@ pub enum Error {
         /// The rejected text.
         input: String,
     },
+    /// A time zone name is not in the IANA time zone database (such as
+    /// `Europe/Vienna`).
+    #[error("unknown time zone {0:?}: expected an IANA name such as Europe/Vienna")]
+    UnknownTimeZone(String),
+    /// A time-of-use window of a tariff is empty, outside a day, has no
+    /// day or month, or overlaps another window.
+    #[error("invalid time-of-use window {window}: {reason}")]
+    InvalidTimeOfUse {
+        /// The window, as `HH:MM-HH:MM` with its days and months.
+        window: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A tariff's time-of-use window, or its time zone's offset from UTC,
+    /// does not fall on the boundaries of the grid's timeframes, so a
+    /// timeframe would straddle two prices.
+    #[error("{what} is not aligned to {minutes}-minute timeframes")]
+    TariffNotAligned {
+        /// The window or the time zone and offset.
+        what: String,
+        /// The timeframe length in minutes.
+        minutes: u32,
+    },
     /// A billing period was given two clearing results for one timeframe.
     #[error("the timeframe starting {start} has more than one clearing result")]
     DuplicateClearing {
@@ -413,6 +436,9 @@ impl Error {
             Error::Psbt { .. } => "psbt",
             Error::Parse { .. } => "parse",
             Error::DuplicateClearing { .. } => "duplicate_clearing",
+            Error::UnknownTimeZone { .. } => "unknown_time_zone",
+            Error::InvalidTimeOfUse { .. } => "invalid_time_of_use",
+            Error::TariffNotAligned { .. } => "tariff_not_aligned",
         }
     }
 }

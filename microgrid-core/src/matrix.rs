@@ -211,6 +211,7 @@ pub fn clear_matrix_into<T: GridTariff + Sync + ?Sized>(
     threads: usize,
     out: &mut ClearedMatrix,
 ) -> Result<()> {
+    tariff.check_timeframes(readings.range.length())?;
     let n = readings.prosumers.len();
     let timeframes: Vec<Timeframe> = readings.range.timeframes().collect();
     out.community.resize(readings.len(), Wh::ZERO);
@@ -349,6 +350,9 @@ pub fn clear_reading_rows<T: GridTariff + Sync + ?Sized>(
     mechanism: &dyn PricingMechanism,
     threads: usize,
 ) -> Result<Vec<ClearedRow>> {
+    if let Some((tf, _)) = rows.first() {
+        tariff.check_timeframes(tf.length())?;
+    }
     let clear_block = |block: &[(Timeframe, &ReadingRow)]| -> Result<Vec<ClearedRow>> {
         block
             .iter()

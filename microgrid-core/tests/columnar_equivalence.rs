@@ -94,9 +94,12 @@ proptest! {
         let tariff = Tariff::new("EUR".parse().unwrap(), grid)
             .with_grid_fee(price(fee))
             .with_operator_margin(price(margin))
+            .with_network_charge(price(margin / 2))
             .with_fixed_fee(Decimal::new(fixed, 2)).unwrap();
         let expected = clear_range(&period, &all, &tariff, &m).unwrap();
-        let expected_bills = bill_period(&period, &tariff, &expected).unwrap();
+        let mut everyone = Registry::default();
+        everyone.register_all((0..members.len()).map(prosumer)).unwrap();
+        let expected_bills = bill_period(&period, &tariff, &everyone, &expected).unwrap();
 
         // Columnar path: early members first, then a batch, then the late
         // members and the rest of the readings.

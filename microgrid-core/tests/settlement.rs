@@ -62,6 +62,7 @@ fn bill(i: usize, total: Decimal) -> Bill {
         imports: Decimal::ZERO,
         exports: Decimal::ZERO,
         grid_fee: Decimal::ZERO,
+        network_charge: Decimal::ZERO,
         fixed_fee: Decimal::ZERO,
         operator_margin: Decimal::ZERO,
         total,

@@ -420,7 +420,7 @@ pub async fn the_columnar_path_equals_the_core<S: Store>(store: S) {
     for mechanism in [Mechanism::SupplyDemandRatio, Mechanism::BillSharing] {
         let expected = clear_range(&period, &readings, &tariff(), &mechanism).unwrap();
         let expected_bills =
-            microgrid_core::billing::bill_period(&period, &tariff(), &expected).unwrap();
+            microgrid_core::billing::bill_period(&period, &tariff(), &registry, &expected).unwrap();
         if mechanism == Mechanism::SupplyDemandRatio {
             grid.clear(&period, &tariff(), &mechanism).await.unwrap();
             assert_eq!(grid.clearings(&period).await.unwrap(), expected);

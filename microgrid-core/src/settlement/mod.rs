@@ -45,7 +45,7 @@
 //!     Reading::new("house".parse()?, tf, Wh::new(0), Wh::new(40_000))?,   // 40 kWh deficit
 //! ];
 //! let cleared = clear_range(&period, &readings, &tariff, &Mechanism::MidMarketRate)?;
-//! let bills = bill_period(&period, &tariff, &cleared)?;
+//! let bills = bill_period(&period, &tariff, &registry, &cleared)?;
 //! // solar: 40 kWh at 0.20 + 60 kWh at 0.10 = 14 EUR owed to it; house owes 8 EUR.
 //! let rate = ExchangeRate::new(rust_decimal::Decimal::from(50_000), "EUR".parse()?, "example", tf.end())?;
 //! let operator = PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?;

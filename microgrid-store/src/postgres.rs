@@ -17,14 +17,20 @@
 //! made as a table `LIKE` its parent and attached under a SHARE UPDATE
 //! EXCLUSIVE lock of the parent, which admits one creator at a time (the
 //! next looks again and finds it) and lets reads and writes of other
-//! months go on. The store never makes a default partition: a row of a
-//! month without its partition is an error, not a row in the wrong place.
+//! months go on. A write of more than a few months (a clearing of years)
+//! gets its partitions made ahead, a few per transaction of their own, so
+//! that no transaction holds thousands of locks. The store never makes a
+//! default partition: a row of a month without its partition is an error,
+//! not a row in the wrong place.
+//!
+//! The table locks that keep ingests and clearings apart are taken on the
+//! parents only (`LOCK TABLE ONLY`): every writer of the store writes
+//! through the parent, which takes its ROW EXCLUSIVE lock, and the cost
+//! of a lock does not grow with the months stored.
 //!
 //! [`PostgresStore::month_partitions`] lists the partitions, and
 //! [`PostgresStore::detach_month`] detaches a month that paid settlements
-//! cover for archiving. Each lock of a parent also locks its partitions,
-//! so detaching old months keeps the count (and the server's lock table)
-//! small.
+//! cover for archiving.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -477,9 +483,12 @@ async fn ensure_partitions(
         .map_err(db("locking a table to add partitions"))?;
         let existing = partitions_of(conn, table).await?;
         for &month in months.iter().filter(|m| !existing.contains_key(m)) {
+            // The last month chrono can write is open-ended.
             let end = month
                 .checked_add_months(Months::new(1))
-                .ok_or_else(|| corrupt("month", month))?;
+                .map_or("MAXVALUE".to_owned(), |end| {
+                    format!("to_timestamp({})", end.timestamp())
+                });
             let name = quoted(&format!(
                 "{table}_y{:04}m{:02}",
                 month.year(),
@@ -490,9 +499,8 @@ async fn ensure_partitions(
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS); \
                  ALTER TABLE {table} ATTACH PARTITION {name} \
-                 FOR VALUES FROM (to_timestamp({})) TO (to_timestamp({}))",
+                 FOR VALUES FROM (to_timestamp({})) TO ({end})",
                 month.timestamp(),
-                end.timestamp()
             )))
             .execute(&mut *conn)
             .await

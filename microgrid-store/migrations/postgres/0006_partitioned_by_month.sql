@@ -8,7 +8,8 @@
 -- PARTITION, under a SHARE UPDATE EXCLUSIVE lock of the parent), named
 -- `<table>_y<year>m<month>`, bounded [first of the month, first of the
 -- next) in UTC. This migration moves the rows stored before into such
--- partitions.
+-- partitions, in one transaction: while it runs, the database holds these
+-- tables twice.
 --
 -- What held before holds after:
 -- * readings: primary key (start, prosumer_id), which includes the

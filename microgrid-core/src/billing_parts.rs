@@ -99,10 +99,7 @@ fn registry_digest(registry: &Registry) -> String {
         hash.update(p.id().as_str().as_bytes());
         hash.update([0u8]);
     }
-    hash.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_sums(l: &Lines) -> [i128; 12] {
@@ -326,10 +323,7 @@ impl BillingPart {
     pub fn from_bytes(bytes: &[u8]) -> Result<BillingPart> {
         let part: BillingPart = serde_json::from_slice(bytes).map_err(|e| Error::Parse {
             what: "billing part",
-            input: format!(
-                "{} bytes ({e})",
-                bytes.len()
-            ),
+            input: format!("{} bytes ({e})", bytes.len()),
         })?;
         part.check()?;
         Ok(part)

@@ -40,7 +40,11 @@ fn registry(n: usize, late: &[bool]) -> Registry {
     let day0 = NaiveDate::from_ymd_opt(2026, 6, 29).unwrap();
     let mut registry = Registry::default();
     for k in 0..n {
-        let joined = if late[k] { day0 + chrono::Days::new(1) } else { day0 };
+        let joined = if late[k] {
+            day0 + chrono::Days::new(1)
+        } else {
+            day0
+        };
         registry
             .register(
                 Prosumer::new(
@@ -119,7 +123,11 @@ fn parts(
     registry: &Registry,
     threads: usize,
 ) -> Vec<BillingPart> {
-    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < TIMEFRAMES).collect();
+    let mut bounds: Vec<usize> = cuts
+        .iter()
+        .copied()
+        .filter(|&c| c > 0 && c < TIMEFRAMES)
+        .collect();
     bounds.extend([0, TIMEFRAMES]);
     bounds.sort_unstable();
     bounds.dedup();
@@ -266,7 +274,10 @@ fn a_gap_an_overlap_another_registry_and_a_part_period_are_refused() {
         Err(Error::ShapeMismatch(_))
     ));
     assert!(matches!(
-        part(0, 4).merge(part(4, 16)).unwrap().finish(&tariff, &other),
+        part(0, 4)
+            .merge(part(4, 16))
+            .unwrap()
+            .finish(&tariff, &other),
         Err(Error::ShapeMismatch(_))
     ));
     // Bytes that are not a part.
@@ -283,7 +294,10 @@ fn a_gap_an_overlap_another_registry_and_a_part_period_are_refused() {
             .finish(&tariff, &registry),
         bill_rows(&period, &tariff, &registry, &pairs, 1)
     );
-    assert_eq!(BillingPart::merge_all([]), Err(Error::ShapeMismatch("no billing parts to merge".into())));
+    assert_eq!(
+        BillingPart::merge_all([]),
+        Err(Error::ShapeMismatch("no billing parts to merge".into()))
+    );
 }
 
 #[test]

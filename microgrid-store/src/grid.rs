@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
-use microgrid_core::billing::{PeriodBills, RowBilling};
+use microgrid_core::billing::{BillingPart, PeriodBills, RowBilling};
 use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
 use microgrid_core::tariff::Tariff;
 use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
@@ -401,6 +401,37 @@ impl<S: Store> Grid<S> {
         Ok(billing.finish()?)
     }
 
+    /// The billing sums of `range`, a part of a longer billing period, as
+    /// [`Grid::bill`] makes them but not finished: [`BillingPart::merge`]
+    /// it with the parts of the rest of the period (billed by other grids
+    /// with the same registry, on other machines, say) and
+    /// [`Grid::bill_parts`] the whole. An error if a timeframe of `range`
+    /// is not cleared.
+    pub async fn bill_part(&self, range: &TimeRange, tariff: &Tariff) -> Result<BillingPart> {
+        let registry = self.shared_registry().await?;
+        let mut billing = RowBilling::new(range, tariff, &registry, self.threads)?;
+        for chunk in chunks(range, registry.len())? {
+            let rows = self.store.cleared_rows(&chunk, &registry).await?;
+            let pairs: Vec<(&ReadingRow, &ClearedRow)> =
+                rows.iter().map(|(r, c)| (r.as_ref(), c.as_ref())).collect();
+            billing.add(&pairs)?;
+        }
+        Ok(billing.into_part()?)
+    }
+
+    /// The bills of the period the `parts` cover together (in any order,
+    /// without gaps or overlaps: see [`BillingPart::merge_all`]), with this
+    /// grid's registry, which must be the one the parts were made with.
+    /// Equal to [`Grid::bill`] of the period on one grid holding all of it.
+    pub async fn bill_parts(
+        &self,
+        parts: Vec<BillingPart>,
+        tariff: &Tariff,
+    ) -> Result<PeriodBills> {
+        let registry = self.shared_registry().await?;
+        Ok(BillingPart::merge_all(parts)?.finish(tariff, &registry)?)
+    }
+
     /// Bills and settles `period`, carrying in the balances of the last
     /// standing settlement before it, and stores the settlement. A period
     /// is settled once (the store enforces it): settling it again with the
@@ -418,6 +449,22 @@ impl<S: Store> Grid<S> {
         operator: &PayoutAddress,
     ) -> Result<Settlement> {
         let bills = self.bill(period, tariff).await?;
+        self.settle_bills(&bills, rate, network, operator).await
+    }
+
+    /// Settles bills made elsewhere (say, [`Grid::bill_parts`] of parts
+    /// billed on other machines) as [`Grid::settle`] settles its own:
+    /// carrying in the balances of the last standing settlement before
+    /// the bills' period, with this grid's registry, stored once. The same
+    /// bills give the same settlement, content hash included.
+    pub async fn settle_bills(
+        &self,
+        bills: &PeriodBills,
+        rate: &ExchangeRate,
+        network: Network,
+        operator: &PayoutAddress,
+    ) -> Result<Settlement> {
+        let period = &bills.period;
         let registry = self.shared_registry().await?;
         let carried = self
             .store
@@ -425,7 +472,7 @@ impl<S: Store> Grid<S> {
             .await?
             .map(|s| s.carried_out())
             .unwrap_or_default();
-        let settlement = settle(&bills, &registry, rate, network, operator, &carried)?;
+        let settlement = settle(bills, &registry, rate, network, operator, &carried)?;
         self.store.save_settlement(&settlement).await
     }
 
@@ -505,4 +552,88 @@ fn chunks(range: &TimeRange, prosumers: usize) -> Result<Vec<TimeRange>> {
         start = end;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use chrono::{Duration, NaiveDate};
+    use microgrid_core::simulate::Community;
+    use microgrid_core::{GridPrices, Mechanism};
+    use rust_decimal::Decimal;
+
+    /// Two grids with the same registry, each holding half of a period
+    /// that crosses a month boundary, bill parts that merge into the
+    /// bills of one grid holding all of it; a third grid, with the
+    /// registry only, settles them into the same settlement.
+    #[tokio::test]
+    async fn parts_billed_on_two_grids_settle_like_one_grid() {
+        let community = Community::new(12, NaiveDate::from_ymd_opt(2026, 6, 29).unwrap(), 4, 7);
+        let period = community.range().unwrap();
+        let tariff = Tariff::new(
+            "EUR".parse().unwrap(),
+            GridPrices::new("0.30".parse().unwrap(), "0.08".parse().unwrap()).unwrap(),
+        )
+        .with_fixed_fee(Decimal::from(3))
+        .unwrap();
+        let members: Vec<Prosumer> = community.registry().unwrap().iter().cloned().collect();
+        let readings = community.readings().unwrap();
+        let half = period.start() + Duration::days(2) + Duration::minutes(45);
+        let ranges = [
+            TimeRange::new(period.start(), half, period.length()).unwrap(),
+            TimeRange::new(half, period.end(), period.length()).unwrap(),
+        ];
+        let operator = PayoutAddress::new(
+            "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+            Network::Regtest,
+        )
+        .unwrap();
+        let rate = ExchangeRate::new(
+            Decimal::from(50_000),
+            "EUR".parse().unwrap(),
+            "test",
+            period.end(),
+        )
+        .unwrap();
+        for mechanism in [Mechanism::SupplyDemandRatio, Mechanism::BillSharing] {
+            let grid = || Grid::new(MemoryStore::new(), period.length());
+            let whole = grid();
+            whole.register_all(members.clone()).await.unwrap();
+            whole.record(readings.clone()).await.unwrap();
+            whole.clear(&period, &tariff, &mechanism).await.unwrap();
+            let mut parts = Vec::new();
+            for range in &ranges {
+                let g = grid();
+                g.register_all(members.clone()).await.unwrap();
+                let mine: Vec<Reading> = readings
+                    .iter()
+                    .filter(|r| range.contains(&r.timeframe()))
+                    .cloned()
+                    .collect();
+                g.record(mine).await.unwrap();
+                g.clear(range, &tariff, &mechanism).await.unwrap();
+                assert_eq!(
+                    g.summaries(range).await.unwrap(),
+                    whole.summaries(range).await.unwrap()
+                );
+                parts.push(g.bill_part(range, &tariff).await.unwrap());
+            }
+            parts.reverse();
+            let books = grid();
+            books.register_all(members.clone()).await.unwrap();
+            let bills = books.bill_parts(parts, &tariff).await.unwrap();
+            assert_eq!(bills, whole.bill(&period, &tariff).await.unwrap());
+            let s = books
+                .settle_bills(&bills, &rate, Network::Regtest, &operator)
+                .await
+                .unwrap();
+            let expected = whole
+                .settle(&period, &tariff, &rate, Network::Regtest, &operator)
+                .await
+                .unwrap();
+            assert_eq!(s.content_hash(), expected.content_hash());
+            assert_eq!(s.id, expected.id);
+        }
+    }
 }

@@ -692,6 +692,13 @@ fn core_details(e: &CoreError) -> Details {
         E::InvalidFeeRate(rate) => vec![("sat_per_vb", d(*rate))],
         E::InvalidTxid(txid) => vec![("txid", d(txid.as_str()))],
         E::Parse { what, input } => vec![("what", d(*what)), ("input", d(input.as_str()))],
+        E::UnknownTimeZone(name) => vec![("value", d(name.as_str()))],
+        E::InvalidTimeOfUse { window, reason } => {
+            vec![("window", d(window.as_str())), ("reason", d(*reason))]
+        }
+        E::TariffNotAligned { what, minutes } => {
+            vec![("what", d(what.as_str())), ("minutes", d(*minutes))]
+        }
         _ => Vec::new(),
     }
 }

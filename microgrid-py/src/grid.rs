@@ -552,6 +552,7 @@ impl Grid {
                 d.set_item("imports", b.imports)?;
                 d.set_item("exports", b.exports)?;
                 d.set_item("grid_fee", b.grid_fee)?;
+                d.set_item("network_charge", b.network_charge)?;
                 d.set_item("fixed_fee", b.fixed_fee)?;
                 d.set_item("operator_margin", b.operator_margin)?;
                 d.set_item("total", b.total)?;

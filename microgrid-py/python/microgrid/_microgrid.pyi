@@ -1,13 +1,15 @@
 """Type stubs of the native module ``microgrid._microgrid``."""
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
-from typing_extensions import final
+from typing_extensions import TypedDict, final
+from zoneinfo import ZoneInfo
 
 __version__: str
 __all__ = [
+    "BillingPart",
     "ConflictError",
     "Grid",
     "MicrogridError",
@@ -73,9 +75,28 @@ class StorageError(MicrogridError):
 class SettlementError(MicrogridError):
     """A settlement cannot be made or paid."""
 
+_TimeOfDay = Union[str, time]
+_Days = Union[str, Sequence[Union[str, int]]]
+
+class _Window(TypedDict, total=False):
+    """A time-of-use window: local times of day ("HH:MM", "24:00" for the
+    end of the day, or datetime.time), its grid prices, and optionally the
+    days ("weekdays", "weekend", "all" or a list of names or numbers, 0 =
+    Monday) and months (1 to 12) it applies on."""
+
+    start: _TimeOfDay
+    end: _TimeOfDay
+    import_price: _Amount
+    export_price: _Amount
+    days: _Days
+    months: Sequence[int]
+
 @final
 class Tariff:
-    """Grid prices per kWh, fees and operator margin; exact decimals only."""
+    """Grid prices per kWh (by time of use in a local time zone), fees,
+    a network charge on shared energy and operator margin; exact decimals
+    only. The fixed fee is per member and calendar month, prorated by the
+    time a member is registered in each billing period."""
 
     def __new__(
         cls,
@@ -86,9 +107,23 @@ class Tariff:
         grid_fee: Optional[_Amount] = None,
         fixed_fee: Optional[_Amount] = None,
         operator_margin: Optional[_Amount] = None,
+        network_charge: Optional[_Amount] = None,
+        time_zone: Union[str, ZoneInfo] = "UTC",
+        timeframe_minutes: int = 15,
+        windows: Optional[Sequence[_Window]] = None,
     ) -> "Tariff": ...
     @property
     def currency(self) -> str: ...
+    @property
+    def time_zone(self) -> str: ...
+    @property
+    def timeframe_minutes(self) -> int: ...
+    @property
+    def network_charge(self) -> Decimal: ...
+    @property
+    def fixed_fee(self) -> Decimal: ...
+    def grid_prices(self, start: datetime) -> Tuple[Decimal, Decimal]: ...
+    def fixed_fee_between(self, start: datetime, end: datetime) -> Decimal: ...
 
 @final
 class Settlement:
@@ -117,6 +152,27 @@ class Settlement:
     def invoices(self) -> List[Dict[str, Any]]: ...
     def fee_estimate(self, sat_per_vb: int) -> Dict[str, int]: ...
     def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: int) -> Dict[str, Any]: ...
+
+@final
+class BillingPart:
+    """The billing sums of a range of timeframes, not finished into bills;
+    picklable."""
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "BillingPart": ...
+    def to_bytes(self) -> bytes: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def timeframes(self) -> int: ...
+    @property
+    def members(self) -> int: ...
+    def merge(self, other: "BillingPart") -> "BillingPart": ...
+    @staticmethod
+    def merge_all(parts: Sequence["BillingPart"]) -> "BillingPart": ...
 
 @final
 class Grid:
@@ -158,6 +214,18 @@ class Grid:
     def prosumer(self, id: str, start: datetime, end: datetime) -> Dict[str, List[Any]]: ...
     def trades(self, start: datetime, end: datetime, prosumer_id: Optional[str] = None) -> Dict[str, List[Any]]: ...
     def bill(self, start: datetime, end: datetime, tariff: Tariff) -> List[Dict[str, Any]]: ...
+    def bill_part(self, start: datetime, end: datetime, tariff: Tariff) -> BillingPart: ...
+    def bill_parts(self, parts: Sequence[BillingPart], tariff: Tariff) -> List[Dict[str, Any]]: ...
+    def settle_parts(
+        self,
+        parts: Sequence[BillingPart],
+        tariff: Tariff,
+        *,
+        rate: _Amount,
+        operator_address: str,
+        network: str = "regtest",
+        rate_source: str = "manual",
+    ) -> Settlement: ...
     def settle(
         self,
         start: datetime,

@@ -39,8 +39,8 @@ fn length() -> TimeframeLength {
 fn registry(n: usize, late: &[bool]) -> Registry {
     let day0 = NaiveDate::from_ymd_opt(2026, 6, 29).unwrap();
     let mut registry = Registry::default();
-    for k in 0..n {
-        let joined = if late[k] {
+    for (k, &is_late) in late.iter().enumerate().take(n) {
+        let joined = if is_late {
             day0 + chrono::Days::new(1)
         } else {
             day0

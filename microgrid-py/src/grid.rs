@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
+use microgrid_core::billing::PeriodBills;
 use microgrid_core::settlement::ExchangeRate;
+use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
     Allocation, Error as CoreError, Network, PayoutAddress, Prosumer, ReadingColumns, Registry,
     TimeframeLength, Wh,
@@ -17,6 +21,7 @@ use crate::conversions::{
     arg, date, decimal, flag, integer, mechanism, network, opt_arg, prosumer, prosumer_id,
     prosumer_ids, prosumer_kind, range, tariff, text,
 };
+use crate::distributed::{parts, BillingPart};
 use crate::errors::{Error, Result};
 use crate::input::{is_arrow, is_pandas, wide_columns, Readings, Wide};
 use crate::runtime::block_on;
@@ -145,6 +150,64 @@ fn allocation_columns<'py>(py: Python<'py>, rows: &[Allocation]) -> PyResult<Bou
             ),
         ],
     )
+}
+
+/// One dict per member with its lines, total, baseline and saving, as
+/// `Grid.bill` returns them.
+fn bill_dicts<'py>(py: Python<'py>, bills: &PeriodBills) -> Result<Vec<Bound<'py, PyDict>>> {
+    bills
+        .bills
+        .iter()
+        .map(|b| {
+            let d = PyDict::new(py);
+            d.set_item("prosumer_id", b.prosumer.as_str())?;
+            d.set_item("bought_wh", b.energy.bought.get())?;
+            d.set_item("sold_wh", b.energy.sold.get())?;
+            d.set_item("imported_wh", b.energy.imported.get())?;
+            d.set_item("exported_wh", b.energy.exported.get())?;
+            d.set_item("purchases", b.purchases)?;
+            d.set_item("sales", b.sales)?;
+            d.set_item("imports", b.imports)?;
+            d.set_item("exports", b.exports)?;
+            d.set_item("grid_fee", b.grid_fee)?;
+            d.set_item("network_charge", b.network_charge)?;
+            d.set_item("fixed_fee", b.fixed_fee)?;
+            d.set_item("operator_margin", b.operator_margin)?;
+            d.set_item("total", b.total)?;
+            d.set_item("baseline", b.baseline)?;
+            d.set_item("saving", b.saving)?;
+            Ok(d)
+        })
+        .collect()
+}
+
+/// The end of the period the parts cover (the latest end), if any.
+fn parts_end(parts: &[microgrid_core::billing::BillingPart]) -> Option<DateTime<Utc>> {
+    parts.iter().map(|p| p.range().end()).max()
+}
+
+/// The exchange rate (at `at`, the period's end), network and operator
+/// address of a settlement, from `Grid.settle`'s keyword arguments.
+fn settlement_inputs(
+    tariff: &CoreTariff,
+    at: Option<DateTime<Utc>>,
+    rate: &Any<'_>,
+    operator_address: &Any<'_>,
+    network: Option<&Any<'_>>,
+    rate_source: Option<&Any<'_>>,
+) -> Result<(ExchangeRate, Network, PayoutAddress)> {
+    let rate = arg("rate", rate, decimal)?;
+    let operator_address = arg("operator_address", operator_address, text)?;
+    let net = opt_arg("network", network, self::network)?.unwrap_or(Network::Regtest);
+    let rate_source =
+        opt_arg("rate_source", rate_source, text)?.unwrap_or_else(|| "manual".to_owned());
+    let operator = PayoutAddress::new(&operator_address, net)
+        .map_err(|e| Error::from(e).in_argument("operator_address"))?;
+    let at =
+        at.ok_or_else(|| Error::validation("no billing parts to settle").in_argument("parts"))?;
+    let rate = ExchangeRate::new(rate, tariff.currency(), &rate_source, at)
+        .map_err(|e| Error::from(e).in_argument("rate"))?;
+    Ok((rate, net, operator))
 }
 
 /// An argument as passed; converted by hand (see `conversions`).
@@ -537,30 +600,80 @@ impl Grid {
         let t = arg("tariff", tariff, self::tariff)?;
         let grid = self.inner.clone();
         let bills = block_on(py, async move { Ok(grid.bill(&r, &t).await?) })?;
-        bills
-            .bills
-            .iter()
-            .map(|b| {
-                let d = PyDict::new(py);
-                d.set_item("prosumer_id", b.prosumer.as_str())?;
-                d.set_item("bought_wh", b.energy.bought.get())?;
-                d.set_item("sold_wh", b.energy.sold.get())?;
-                d.set_item("imported_wh", b.energy.imported.get())?;
-                d.set_item("exported_wh", b.energy.exported.get())?;
-                d.set_item("purchases", b.purchases)?;
-                d.set_item("sales", b.sales)?;
-                d.set_item("imports", b.imports)?;
-                d.set_item("exports", b.exports)?;
-                d.set_item("grid_fee", b.grid_fee)?;
-                d.set_item("network_charge", b.network_charge)?;
-                d.set_item("fixed_fee", b.fixed_fee)?;
-                d.set_item("operator_margin", b.operator_margin)?;
-                d.set_item("total", b.total)?;
-                d.set_item("baseline", b.baseline)?;
-                d.set_item("saving", b.saving)?;
-                Ok(d)
-            })
-            .collect()
+        bill_dicts(py, &bills)
+    }
+
+    /// The billing sums of `[start, end)`, a part of a longer billing
+    /// period, not finished into bills: merge it with the parts of the rest
+    /// of the period (made by other grids with the same registry, on other
+    /// machines, say) through `Grid.bill_parts` or `Grid.settle_parts`.
+    fn bill_part(
+        &self,
+        py: Python<'_>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        tariff: &Any<'_>,
+    ) -> Result<BillingPart> {
+        let r = range(start, end, self.inner.length())?;
+        let t = arg("tariff", tariff, self::tariff)?;
+        let grid = self.inner.clone();
+        let inner = block_on(py, async move { Ok(grid.bill_part(&r, &t).await?) })?;
+        Ok(BillingPart { inner })
+    }
+
+    /// The bills of the period that `parts` (`BillingPart`s, in any order)
+    /// cover together, finished with this grid's registry (the one the
+    /// parts were made with): the same dicts as `Grid.bill` of the period
+    /// on one grid holding all of it.
+    fn bill_parts<'py>(
+        &self,
+        py: Python<'py>,
+        parts: &Any<'_>,
+        tariff: &Any<'_>,
+    ) -> Result<Vec<Bound<'py, PyDict>>> {
+        let parts = arg("parts", parts, self::parts)?;
+        let t = arg("tariff", tariff, self::tariff)?;
+        let grid = self.inner.clone();
+        let bills = block_on(py, async move { Ok(grid.bill_parts(parts, &t).await?) })?;
+        bill_dicts(py, &bills)
+    }
+
+    /// Settles the period that `parts` cover together, as `Grid.settle`
+    /// settles its own books: billed from the parts with this grid's
+    /// registry, carrying in the balances of this grid's last standing
+    /// settlement before the period, stored once. The same bills give the
+    /// same settlement, content hash included.
+    #[pyo3(
+        signature = (parts, tariff, *, rate, operator_address, network = None, rate_source = None),
+        text_signature = "($self, /, parts, tariff, *, rate, operator_address, network='regtest', rate_source='manual')"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn settle_parts(
+        &self,
+        py: Python<'_>,
+        parts: &Any<'_>,
+        tariff: &Any<'_>,
+        rate: &Any<'_>,
+        operator_address: &Any<'_>,
+        network: Option<&Any<'_>>,
+        rate_source: Option<&Any<'_>>,
+    ) -> Result<Settlement> {
+        let parts = arg("parts", parts, self::parts)?;
+        let t = arg("tariff", tariff, self::tariff)?;
+        let (rate, net, operator) = settlement_inputs(
+            &t,
+            parts_end(&parts),
+            rate,
+            operator_address,
+            network,
+            rate_source,
+        )?;
+        let grid = self.inner.clone();
+        let inner = block_on(py, async move {
+            let bills = grid.bill_parts(parts, &t).await?;
+            Ok(grid.settle_bills(&bills, &rate, net, &operator).await?)
+        })?;
+        Ok(Settlement { inner })
     }
 
     /// Bills and settles `[start, end)` at `rate` (tariff currency per BTC,
@@ -585,15 +698,14 @@ impl Grid {
     ) -> Result<Settlement> {
         let r = range(start, end, self.inner.length())?;
         let t = arg("tariff", tariff, self::tariff)?;
-        let rate = arg("rate", rate, decimal)?;
-        let operator_address = arg("operator_address", operator_address, text)?;
-        let net = opt_arg("network", network, self::network)?.unwrap_or(Network::Regtest);
-        let rate_source =
-            opt_arg("rate_source", rate_source, text)?.unwrap_or_else(|| "manual".to_owned());
-        let operator = PayoutAddress::new(&operator_address, net)
-            .map_err(|e| Error::from(e).in_argument("operator_address"))?;
-        let rate = ExchangeRate::new(rate, t.currency(), &rate_source, r.end())
-            .map_err(|e| Error::from(e).in_argument("rate"))?;
+        let (rate, net, operator) = settlement_inputs(
+            &t,
+            Some(r.end()),
+            rate,
+            operator_address,
+            network,
+            rate_source,
+        )?;
         let grid = self.inner.clone();
         let inner = block_on(py, async move {
             Ok(grid.settle(&r, &t, &rate, net, &operator).await?)

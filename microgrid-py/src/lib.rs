@@ -4,6 +4,7 @@
 
 mod arrow_views;
 mod conversions;
+mod distributed;
 mod errors;
 mod grid;
 mod input;
@@ -21,6 +22,7 @@ fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<grid::Grid>()?;
     m.add_class::<tariff::Tariff>()?;
     m.add_class::<settlement::Settlement>()?;
+    m.add_class::<distributed::BillingPart>()?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     errors::register(m)?;
     Ok(())

@@ -94,6 +94,7 @@ import enum
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from ._microgrid import (
+    BillingPart,
     ConflictError,
     Grid,
     MicrogridError,
@@ -109,6 +110,7 @@ from ._microgrid import (
 )
 
 __all__ = [
+    "BillingPart",
     "ConflictError",
     "Grid",
     "Mechanism",

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 __version__: str
 __all__ = [
+    "BillingPart",
     "ConflictError",
     "Grid",
     "MicrogridError",
@@ -153,6 +154,27 @@ class Settlement:
     def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: int) -> Dict[str, Any]: ...
 
 @final
+class BillingPart:
+    """The billing sums of a range of timeframes, not finished into bills;
+    picklable."""
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "BillingPart": ...
+    def to_bytes(self) -> bytes: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def timeframes(self) -> int: ...
+    @property
+    def members(self) -> int: ...
+    def merge(self, other: "BillingPart") -> "BillingPart": ...
+    @staticmethod
+    def merge_all(parts: Sequence["BillingPart"]) -> "BillingPart": ...
+
+@final
 class Grid:
     """The books of one microgrid on a store opened by URL."""
 
@@ -192,6 +214,18 @@ class Grid:
     def prosumer(self, id: str, start: datetime, end: datetime) -> Dict[str, List[Any]]: ...
     def trades(self, start: datetime, end: datetime, prosumer_id: Optional[str] = None) -> Dict[str, List[Any]]: ...
     def bill(self, start: datetime, end: datetime, tariff: Tariff) -> List[Dict[str, Any]]: ...
+    def bill_part(self, start: datetime, end: datetime, tariff: Tariff) -> BillingPart: ...
+    def bill_parts(self, parts: Sequence[BillingPart], tariff: Tariff) -> List[Dict[str, Any]]: ...
+    def settle_parts(
+        self,
+        parts: Sequence[BillingPart],
+        tariff: Tariff,
+        *,
+        rate: _Amount,
+        operator_address: str,
+        network: str = "regtest",
+        rate_source: str = "manual",
+    ) -> Settlement: ...
     def settle(
         self,
         start: datetime,

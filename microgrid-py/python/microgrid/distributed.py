@@ -56,6 +56,7 @@ from . import parquet
 __all__ = ["Books", "bill_range", "merge_parts", "ranges", "run", "single_machine"]
 
 UTC = dt.timezone.utc
+VIEWS = ("summaries", "allocations", "trades")
 
 
 def ranges(start: dt.datetime, end: dt.datetime, days: int = 1) -> List[Tuple[dt.datetime, dt.datetime]]:
@@ -94,11 +95,12 @@ def bill_range(
     *,
     timeframe_minutes: int = 15,
     books: Optional[str] = None,
+    views: Sequence[str] = VIEWS,
 ) -> Tuple[BillingPart, Any]:
     """One task: clears ``[start, end)`` from the readings under
     ``readings`` on a fresh in-memory ``Grid`` with the registry
-    ``prosumers``, writes its views under ``books`` (if given) and returns
-    its ``BillingPart`` and its summaries (a pyarrow table)."""
+    ``prosumers``, writes its ``views`` under ``books`` (if given) and
+    returns its ``BillingPart`` and its summaries (a pyarrow table)."""
     import pyarrow as pa  # type: ignore[import-untyped]
 
     grid = _grid(prosumers, timeframe_minutes)
@@ -111,9 +113,17 @@ def bill_range(
     summaries = pa.table(grid.summaries_arrow(start, end))
     if books is not None:
         name = start.astimezone(UTC).strftime("%Y%m%dT%H%M")
-        parquet.write_by_month(summaries, os.path.join(books, "summaries"), name)
-        parquet.write_by_month(pa.table(grid.allocations_arrow(start, end)), os.path.join(books, "allocations"), name)
-        parquet.write_by_month(pa.table(grid.trades_arrow(start, end)), os.path.join(books, "trades"), name)
+        for view in views:
+            if view == "summaries":
+                table = summaries
+            elif view == "allocations":
+                table = pa.table(grid.allocations_arrow(start, end))
+            elif view == "trades":
+                table = pa.table(grid.trades_arrow(start, end))
+            else:
+                raise ValueError(f"unknown view {view!r}: expected one of {VIEWS}")
+            parquet.write_by_month(table, os.path.join(books, view), name)
+            del table
     return grid.bill_part(start, end, t), summaries
 
 
@@ -175,6 +185,7 @@ def run(
     days_per_task: int = 1,
     timeframe_minutes: int = 15,
     books: Optional[str] = None,
+    views: Sequence[str] = VIEWS,
     grid: Optional[Grid] = None,
 ) -> Books:
     """Clears and bills ``[start, end)`` on the Dask cluster of ``client``
@@ -185,8 +196,8 @@ def run(
     ``prosumers`` is the community as ``Grid.register_all`` takes it, sent
     to every worker once; ``tariff`` the keyword arguments of
     ``microgrid.Tariff``; ``mechanism`` a ``Mechanism`` or its name. With
-    ``books`` the views are written there as Parquet by month
-    (``summaries``, ``allocations``, ``trades``) and the bills as
+    ``books`` the ``views`` are written there as Parquet by month (by
+    default all of ``summaries``, ``allocations``, ``trades``) and the bills as
     ``bills/month=YYYY-MM/<start>_<end>.parquet``. ``grid`` is the client's
     books (with the same registry); by default a new in-memory one.
     """
@@ -213,6 +224,7 @@ def run(
             mechanism,
             timeframe_minutes=timeframe_minutes,
             books=books,
+            views=tuple(views),
             key=f"microgrid-bill-range-{a.isoformat()}-{b.isoformat()}",
             pure=False,
         )

@@ -319,6 +319,16 @@ fn a_tampered_part_is_refused() {
             v["sums"].as_array_mut().unwrap().pop();
         },
     ];
+    // Sums beyond 64 bits (a long period of large members) survive the bytes.
+    // (Edited as text: serde_json's Value holds no integer that large.)
+    let text = String::from_utf8(part.to_bytes().unwrap()).unwrap();
+    let at = text.find("\"sums\":[[").unwrap() + "\"sums\":[[".len();
+    let close = at + text[at..].find(']').unwrap();
+    let mut first: Vec<String> = text[at..close].split(',').map(String::from).collect();
+    first[6] = "1267650600228229401496703205376".into(); // 2^100
+    let edited = format!("{}{}{}", &text[..at], first.join(","), &text[close..]);
+    let big = BillingPart::from_bytes(edited.as_bytes()).unwrap();
+    assert_eq!(String::from_utf8(big.to_bytes().unwrap()).unwrap(), edited);
     for edit in edits {
         let mut v = json.clone();
         edit(&mut v);

@@ -277,7 +277,7 @@ fn clear_rows<T: GridTariff + ?Sized>(
         .enumerate()
         .map(|(i, tf)| {
             let (produced, consumed) = readings.row(first + i);
-            let totals = clear_columns(produced, consumed, &mut out[i * n..(i + 1) * n])?;
+            let totals = clear_columns(tf, produced, consumed, &mut out[i * n..(i + 1) * n])?;
             Ok(summarize_at(*tf, &totals, tariff, mechanism))
         })
         .collect()
@@ -358,8 +358,13 @@ pub fn clear_reading_rows<T: GridTariff + Sync + ?Sized>(
             .iter()
             .map(|(tf, row)| {
                 let mut community = vec![Wh::ZERO; row.width()];
-                let totals =
-                    clear_columns_in_order(row.produced(), row.consumed(), order, &mut community)?;
+                let totals = clear_columns_in_order(
+                    tf,
+                    row.produced(),
+                    row.consumed(),
+                    order,
+                    &mut community,
+                )?;
                 Ok(ClearedRow {
                     summary: summarize_at(*tf, &totals, tariff, mechanism),
                     community,

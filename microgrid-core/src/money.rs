@@ -187,10 +187,11 @@ impl FromStr for Price {
 /// Splits `total` into parts proportional to `weights`, exactly.
 ///
 /// `total` is counted in units of 10^-[`AMOUNT_DECIMALS`] and must have at
-/// most that many decimals. Rounding rule (the same as for energy, see
-/// [`crate::clearing`]): cumulative floor in the order given, so the parts
-/// add up to `total` exactly and each is within one unit of its exact pro
-/// rata share. Returns `None` when all weights are zero.
+/// most that many decimals. Rounding rule: cumulative floor in the order
+/// given (energy's rule of [`crate::clearing`] with a zero offset: an
+/// amount is split once per period, not timeframe after timeframe), so the
+/// parts add up to `total` exactly and each is within one unit of its exact
+/// pro rata share. Returns `None` when all weights are zero.
 pub fn split_pro_rata(total: Decimal, weights: &[u64]) -> Result<Option<Vec<Decimal>>> {
     let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
     if sum == 0 {

@@ -20,15 +20,19 @@ fn timeframe() -> Timeframe {
 /// Up to 40 prosumers with produced/consumed values that are often zero,
 /// often equal and sometimes large.
 fn readings() -> impl Strategy<Value = Vec<Reading>> {
+    readings_of(timeframe())
+}
+
+fn readings_of(tf: Timeframe) -> impl Strategy<Value = Vec<Reading>> {
     let value = prop_oneof![Just(0i64), 0i64..50, 0i64..5_000, 0i64..2_500_000];
-    prop::collection::vec((value.clone(), value), 0..40).prop_map(|pairs| {
+    prop::collection::vec((value.clone(), value), 0..40).prop_map(move |pairs| {
         pairs
             .into_iter()
             .enumerate()
             .map(|(i, (p, c))| {
                 Reading::new(
                     format!("p{i:03}").parse().unwrap(),
-                    timeframe(),
+                    tf,
                     Wh::new(p),
                     Wh::new(c),
                 )
@@ -36,6 +40,26 @@ fn readings() -> impl Strategy<Value = Vec<Reading>> {
             })
             .collect()
     })
+}
+
+/// Any timeframe from 1900 to 2200, of any length, so that the rounding
+/// offset (see the `clearing` module docs) takes any value.
+fn any_timeframe() -> impl Strategy<Value = Timeframe> {
+    const LENGTHS: [u32; 7] = [1, 5, 15, 30, 60, 360, 1440];
+    (
+        prop::sample::select(&LENGTHS[..]),
+        -2_208_988_800i64..7_258_118_400,
+    )
+        .prop_map(|(minutes, seconds)| {
+            let length = TimeframeLength::new(minutes).unwrap();
+            let start = seconds - seconds.rem_euclid(length.seconds());
+            Timeframe::new(Utc.timestamp_opt(start, 0).unwrap(), length).unwrap()
+        })
+}
+
+/// Readings of [`readings`]' kind in a timeframe of [`any_timeframe`].
+fn readings_anywhen() -> impl Strategy<Value = (Timeframe, Vec<Reading>)> {
+    any_timeframe().prop_flat_map(|tf| (Just(tf), readings_of(tf)))
 }
 
 /// Grid prices with up to 4 decimals, export ≤ import, sometimes zero or equal.
@@ -68,8 +92,8 @@ proptest! {
 
     // Σ sold = Σ bought = shared = min(S, D); Σ imported = D − shared; Σ exported = S − shared.
     #[test]
-    fn energy_is_conserved_per_timeframe(rs in readings(), g in grid(), m in mechanism()) {
-        let c = clear_timeframe(timeframe(), &rs, g, &m).unwrap();
+    fn energy_is_conserved_per_timeframe((tf, rs) in readings_anywhen(), g in grid(), m in mechanism()) {
+        let c = clear_timeframe(tf, &rs, g, &m).unwrap();
         let s = &c.summary;
         prop_assert_eq!(s.shared, s.supply.min(s.demand));
         prop_assert_eq!(sum(c.allocations.iter().map(|a| a.sold)), s.shared.get());
@@ -87,8 +111,8 @@ proptest! {
 
     // Each share of the long side is within one Wh of its exact pro rata value.
     #[test]
-    fn shares_are_within_one_wh_of_pro_rata(rs in readings(), g in grid()) {
-        let c = clear_timeframe(timeframe(), &rs, g, &Mechanism::MidMarketRate).unwrap();
+    fn shares_are_within_one_wh_of_pro_rata((tf, rs) in readings_anywhen(), g in grid()) {
+        let c = clear_timeframe(tf, &rs, g, &Mechanism::MidMarketRate).unwrap();
         let s = &c.summary;
         for a in &c.allocations {
             let net = i128::from(a.net().get());
@@ -102,6 +126,28 @@ proptest! {
             // |mine − weight·shared/total| < 1  ⇔  |mine·total − weight·shared| < total
             let diff = i128::from(mine) * i128::from(total) - weight * i128::from(s.shared.get());
             prop_assert!(diff.abs() < i128::from(total), "{} gets {} of {}", a.prosumer, mine, weight);
+        }
+    }
+
+    // The long side's shares are the systematic rounding of the module docs:
+    // ⌊(c_i·shared + m)/W⌋ − ⌊(c_{i−1}·shared + m)/W⌋ in id order, m = ⌊u_t·W⌋.
+    #[test]
+    fn shares_follow_the_stated_rule((tf, rs) in readings_anywhen()) {
+        let c = clear_timeframe(tf, &rs, GridPrices::new(Price::ZERO, Price::ZERO).unwrap(), &Mechanism::MidMarketRate).unwrap();
+        let s = &c.summary;
+        let shared = i128::from(s.shared.get());
+        let u = i128::from(microgrid_core::clearing::rounding_offset(&tf));
+        for (sign, total) in [(1i64, s.supply.get()), (-1, s.demand.get())] {
+            let w = i128::from(total);
+            let m = (u * w) >> 64;
+            let (mut running, mut before) = (0i128, 0i128);
+            for a in c.allocations.iter().filter(|a| a.net().get() * sign > 0) {
+                running += i128::from(a.net().get() * sign);
+                let upto = (running * shared + m) / w;
+                let mine = if sign > 0 { a.sold } else { a.bought };
+                prop_assert_eq!(i128::from(mine.get()), upto - before, "{} in {}", a.prosumer, tf);
+                before = upto;
+            }
         }
     }
 
@@ -129,8 +175,8 @@ proptest! {
 
     // Trades add up to each prosumer's community sales and purchases; at most sellers + buyers − 1 of them.
     #[test]
-    fn trades_sum_to_allocations(rs in readings(), g in grid(), m in mechanism()) {
-        let c = clear_timeframe(timeframe(), &rs, g, &m).unwrap();
+    fn trades_sum_to_allocations((tf, rs) in readings_anywhen(), g in grid(), m in mechanism()) {
+        let c = clear_timeframe(tf, &rs, g, &m).unwrap();
         let trades = c.trades();
         let traders = c.allocations.iter().filter(|a| a.sold.get() > 0 || a.bought.get() > 0).count();
         prop_assert!(trades.len() <= traders.saturating_sub(1));
@@ -144,15 +190,15 @@ proptest! {
 
     // Clearing depends on the readings only, not on the order they arrive in.
     #[test]
-    fn allocation_is_independent_of_arrival_order(rs in readings(), g in grid(), m in mechanism(), seed in any::<u64>()) {
+    fn allocation_is_independent_of_arrival_order((tf, rs) in readings_anywhen(), g in grid(), m in mechanism(), seed in any::<u64>()) {
         let mut shuffled = rs.clone();
         let mut rng = microgrid_core::simulate::SplitMix64::new(seed);
         for i in (1..shuffled.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             shuffled.swap(i, j);
         }
-        let a = clear_timeframe(timeframe(), &rs, g, &m).unwrap();
-        let b = clear_timeframe(timeframe(), &shuffled, g, &m).unwrap();
+        let a = clear_timeframe(tf, &rs, g, &m).unwrap();
+        let b = clear_timeframe(tf, &shuffled, g, &m).unwrap();
         prop_assert_eq!(a, b);
     }
 

@@ -231,7 +231,7 @@ use crate::tariff::Tariff;
 use crate::timeframe::TimeRange;
 
 #[path = "billing_parts.rs"]
-mod parts;
+pub mod parts;
 pub use parts::BillingPart;
 
 /// The energy of one member over a period.

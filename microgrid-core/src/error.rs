@@ -337,9 +337,44 @@ pub enum Error {
         /// Sum of the inputs.
         available: u64,
     },
-    /// A fee rate is zero, negative or absurd.
-    #[error("invalid fee rate {0} sat/vB: expected 1 to 10000")]
-    InvalidFeeRate(u64),
+    /// A fee rate is below 0.1 sat/vB (Bitcoin Core's minimum relay fee),
+    /// above 10,000 sat/vB, or finer than one sat/kvB (0.001 sat/vB).
+    #[error("invalid fee rate {sat_per_vb} sat/vB: expected 0.1 to 10000 sat/vB in steps of 0.001 (1 sat/kvB)")]
+    InvalidFeeRate {
+        /// The rejected rate in sat/vB.
+        sat_per_vb: rust_decimal::Decimal,
+    },
+    /// When the members pay the fee, an output's share of it leaves less
+    /// than the address's dust limit.
+    #[error("the payout of {payout} sat to {address} less its fee share of {fee_share} sat is below its dust limit of {dust_limit} sat")]
+    PayoutBelowDustAfterFee {
+        /// The output's address.
+        address: String,
+        /// What the settlement pays it.
+        payout: u64,
+        /// Its share of the fee.
+        fee_share: u64,
+        /// The address's dust limit.
+        dust_limit: u64,
+    },
+    /// A transaction does not pay what it is checked against (a batch's
+    /// outputs).
+    #[error("transaction {txid} does not pay the batch: {reason}")]
+    TransactionMismatch {
+        /// The transaction.
+        txid: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A BIP21 payment URI does not parse, or asks for something this
+    /// library does not understand (a `req-` parameter).
+    #[error("invalid payment URI {uri:?}: {reason}")]
+    InvalidPaymentUri {
+        /// The URI (its first 200 characters).
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A bitcoin transaction id is not 64 hexadecimal characters.
     #[error("invalid transaction id {0:?}: expected 64 hexadecimal characters")]
     InvalidTxid(String),
@@ -433,6 +468,9 @@ impl Error {
             Error::InsufficientInputs { .. } => "insufficient_inputs",
             Error::InvalidFeeRate { .. } => "invalid_fee_rate",
             Error::InvalidTxid { .. } => "invalid_txid",
+            Error::PayoutBelowDustAfterFee { .. } => "payout_below_dust_after_fee",
+            Error::TransactionMismatch { .. } => "transaction_mismatch",
+            Error::InvalidPaymentUri { .. } => "invalid_payment_uri",
             Error::Psbt { .. } => "psbt",
             Error::Parse { .. } => "parse",
             Error::DuplicateClearing { .. } => "duplicate_clearing",

@@ -573,3 +573,315 @@ fn verify_finds_an_edited_settlement() {
         );
     }
 }
+
+#[test]
+fn a_minimum_payout_carries_smaller_balances_and_changes_the_id_only_then() {
+    let reg = registry(3);
+    // −1, −2 and −6 EUR at 60,000 EUR/BTC: 1,667, 3,333 and 10,000 sat due.
+    let b = bills(&[-1, -2, -6].map(Decimal::from), Decimal::ZERO);
+    let r = rate(Decimal::from(60_000));
+    let plain = settle_plain(&b, &reg, &r, &BTreeMap::new());
+    let default = settle_with_policy(
+        &b,
+        &reg,
+        &r,
+        Network::Regtest,
+        &addr(0),
+        &BTreeMap::new(),
+        &PayoutPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(default, plain, "no minimum: what settle makes, id included");
+    let policy = PayoutPolicy::with_minimum_payout(bitcoin::Amount::from_sat(5_000)).unwrap();
+    let s = settle_with_policy(
+        &b,
+        &reg,
+        &r,
+        Network::Regtest,
+        &addr(0),
+        &BTreeMap::new(),
+        &policy,
+    )
+    .unwrap();
+    assert_ne!(s.id, plain.id);
+    s.verify().unwrap();
+    assert!(s.is_conserved());
+    assert_eq!(s.payouts(), vec![(addr(2), 10_000)]);
+    assert_eq!(
+        s.entries[0].action,
+        Action::Carry {
+            reason: CarryReason::BelowMinimum
+        }
+    );
+    assert_eq!(
+        s.carried_out(),
+        BTreeMap::from([(id(0), 1_667), (id(1), 3_333)])
+    );
+    // Next period the carried balances reach the minimum and are paid.
+    let next = settle_with_policy(
+        &bills(&[-2, -1, 0].map(Decimal::from), Decimal::ZERO),
+        &reg,
+        &r,
+        Network::Regtest,
+        &addr(0),
+        &s.carried_out(),
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(next.payouts(), vec![(addr(0), 5_000), (addr(1), 5_000)]);
+}
+
+#[test]
+fn fractional_fee_rates_are_exact_and_checked_where_made() {
+    let d = |s: &str| Decimal::from_str(s).unwrap();
+    let rate = FeeRate::from_sat_per_vb_decimal(d("1.5")).unwrap();
+    assert_eq!(rate.sat_per_kvb(), 1_500);
+    assert_eq!(rate.sat_per_vb_decimal(), d("1.5"));
+    assert_eq!(rate.to_bitcoin(), bitcoin::FeeRate::from_sat_per_kwu(375));
+    assert_eq!(FeeRate::from_bitcoin(rate.to_bitcoin()).unwrap(), rate);
+    assert_eq!(
+        FeeRate::from_sat_per_vb_decimal(d("0.1"))
+            .unwrap()
+            .sat_per_kvb(),
+        100
+    );
+    for bad in ["0", "0.09", "0.0005", "-1", "10000.001"] {
+        assert!(
+            matches!(
+                FeeRate::from_sat_per_vb_decimal(d(bad)),
+                Err(Error::InvalidFeeRate { sat_per_vb }) if sat_per_vb == d(bad)
+            ),
+            "{bad}"
+        );
+    }
+    assert!(FeeRate::from_sat_per_vb_decimal(d("10000")).is_ok());
+    assert!(FeeRate::from_sat_per_kvb(99).is_err());
+    let json = serde_json::to_string(&rate).unwrap();
+    assert_eq!(json, "{\"sat_per_kvb\":1500}");
+    assert_eq!(serde_json::from_str::<FeeRate>(&json).unwrap(), rate);
+    assert!(serde_json::from_str::<FeeRate>("{\"sat_per_kvb\":0}").is_err());
+    // 141 vB at 0.5 sat/vB: 70.5 rounds up to 71.
+    let reg = registry(3);
+    let s = settle_plain(
+        &bills(&[-12, -3, -1].map(Decimal::from), Decimal::ZERO),
+        &reg,
+        &super_rate(),
+        &BTreeMap::new(),
+    );
+    let half = FeeRate::from_sat_per_vb_decimal(d("0.5")).unwrap();
+    let est = s.estimate_fee(half);
+    assert_eq!(est.fee_sats, est.vbytes.div_ceil(2));
+}
+
+fn super_rate() -> ExchangeRate {
+    rate(Decimal::from(60_000))
+}
+
+/// An operator address no member uses.
+fn own_operator() -> PayoutAddress {
+    simulate::regtest_address(1_000, OutputType::P2wpkh)
+}
+
+/// [`settle_plain`] with [`own_operator`]'s address.
+fn settle_own(b: &PeriodBills, reg: &Registry, r: &ExchangeRate) -> Settlement {
+    settle(
+        b,
+        reg,
+        r,
+        Network::Regtest,
+        &own_operator(),
+        &BTreeMap::new(),
+    )
+    .unwrap()
+}
+
+/// A transaction with one input and `outputs` (address, sats).
+fn transaction(outputs: &[(&PayoutAddress, u64)]) -> bitcoin::Transaction {
+    bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint::from_str(
+                "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0",
+            )
+            .unwrap(),
+            ..Default::default()
+        }],
+        output: outputs
+            .iter()
+            .map(|(a, v)| bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(*v),
+                script_pubkey: a.as_bitcoin().script_pubkey(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn reconciliation_finds_payouts_and_invoices_and_reports_partial_and_double_payments() {
+    // m00, m01 and m04 are owed money; m02, m03 and m05 owe the operator;
+    // addresses repeat every 3 members.
+    let reg = registry(6);
+    let b = bills(&[-6, -3, 2, 3, -1, 4].map(Decimal::from), Decimal::ZERO);
+    let s = settle_own(&b, &reg, &super_rate());
+    let invoices = s.invoices();
+    let sats: Vec<u64> = invoices.iter().map(|i| i.sats).collect();
+    assert_eq!(sats, [3_333, 5_000, 6_667]);
+    let batch = s.payout_batch();
+    assert_eq!(batch.len(), 2); // m01 and m04 share addr(1)
+    let operator = own_operator();
+    let stranger = Some(simulate::regtest_address(2_000, OutputType::P2tr));
+    let mut outputs: Vec<(&PayoutAddress, u64)> = vec![
+        (&batch[0].0, batch[0].1),     // a payout, exactly
+        (&operator, 3_333),            // m02's invoice
+        (&operator, 3_333),            // ... paid twice
+        (&operator, 4_000),            // part of m03's or m05's
+        (&batch[1].0, batch[1].1 - 1), // a payout short by one sat
+        (&operator, 90_000),           // change
+    ];
+    if let Some(st) = &stranger {
+        outputs.push((st, 1_000));
+    }
+    let tx = transaction(&outputs);
+    let hex = bitcoin::consensus::encode::serialize_hex(&tx);
+    let r = s.reconcile_hex(&hex).unwrap();
+    assert_eq!(r, s.reconcile(&tx));
+    assert_eq!(r.txid, tx.compute_txid());
+    assert_eq!(r.payouts.len(), 1);
+    assert_eq!(r.payouts[0].address, batch[0].0);
+    assert_eq!(r.payouts[0].outpoint.vout, 0);
+    assert_eq!(r.invoices.len(), 1);
+    assert_eq!(
+        r.invoices[0].prosumer.as_str(),
+        invoices[0].prosumer.as_str()
+    );
+    use microgrid_core::settlement::reconcile::Problem;
+    assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+    assert!(
+        matches!(&r.problems[0], Problem::InvoiceTwice { prosumer, outpoint, .. } if *prosumer == invoices[0].prosumer && outpoint.vout == 2)
+    );
+    assert!(
+        matches!(&r.problems[1], Problem::InvoicePartly { candidates, .. } if *candidates == vec![invoices[1].prosumer.clone(), invoices[2].prosumer.clone()])
+    );
+    assert!(
+        matches!(&r.problems[2], Problem::PayoutWrongAmount { found, expected, .. } if found.to_sat() + 1 == expected.to_sat())
+    );
+    let others: Vec<u32> = r.other_outputs.iter().map(|o| o.outpoint.vout).collect();
+    assert_eq!(
+        others,
+        if stranger.is_some() {
+            vec![5, 6]
+        } else {
+            vec![5]
+        }
+    );
+    // Every output is accounted for.
+    assert_eq!(
+        r.payouts.len() + r.invoices.len() + r.problems.len() + r.other_outputs.len(),
+        tx.output.len()
+    );
+
+    // The ledger marks exactly what was paid, and a second transaction
+    // paying the same invoice again is reported.
+    let mut ledger = Payments::new(&s);
+    assert!(ledger.record(&r).unwrap().is_empty());
+    assert!(
+        ledger.record(&r).unwrap().is_empty(),
+        "recording twice changes nothing"
+    );
+    assert_eq!(ledger.open_payouts(&s), vec![batch[1].clone()]);
+    assert_eq!(ledger.open_invoices(&s).len(), 2);
+    let rest = transaction(&[
+        (&batch[1].0, batch[1].1),
+        (&operator, 5_000),
+        (&operator, 6_667),
+        (&operator, 3_333),
+    ]);
+    let again = ledger.record(&s.reconcile(&rest)).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].what, invoices[0].prosumer.as_str());
+    assert!(ledger.is_complete(&s));
+    let other = settle_own(&b, &reg, &rate(Decimal::from(61_000)));
+    assert!(matches!(
+        Payments::new(&other).record(&r),
+        Err(Error::ShapeMismatch(_))
+    ));
+    assert!(matches!(s.reconcile_hex("00zz"), Err(Error::Parse { .. })));
+}
+
+#[test]
+fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
+    let reg = registry(3);
+    let b = bills(&[-12, -3, -1].map(Decimal::from), Decimal::ZERO);
+    let s = settle_own(&b, &reg, &super_rate());
+    let batch = s.payout_batch();
+    let outputs: Vec<(&PayoutAddress, u64)> = batch.iter().map(|(a, v)| (a, *v)).collect();
+    let mut with_change = outputs.clone();
+    let change = own_operator();
+    with_change.push((&change, 12_345));
+    let tx = transaction(&with_change);
+    let mut paid = s.clone();
+    paid.mark_paid_by(&tx, &[]).unwrap();
+    assert_eq!(paid.paid_txid, Some(tx.compute_txid().to_string()));
+    let mut short = s.clone();
+    assert!(matches!(
+        short.mark_paid_by(&transaction(&outputs[..2]), &[]),
+        Err(Error::TransactionMismatch { .. })
+    ));
+    let mut wrong = outputs.clone();
+    wrong[0].1 += 1;
+    assert!(matches!(
+        short.mark_paid_by(&transaction(&wrong), &[]),
+        Err(Error::TransactionMismatch { .. })
+    ));
+    assert_eq!(short.paid_txid, None);
+    // The batch the members pay the fee of: the outputs less their shares.
+    let options = BatchOptions::new(FeeRate::new(1).unwrap()).fee_payer(FeePayer::Members);
+    let batches = s.batches(&options).unwrap();
+    let net: Vec<(PayoutAddress, u64)> = batches[0].payments();
+    let net_refs: Vec<(&PayoutAddress, u64)> = net.iter().map(|(a, v)| (a, *v)).collect();
+    let mut by_batch = s.clone();
+    assert!(by_batch.mark_paid_by(&transaction(&net_refs), &[]).is_err());
+    by_batch
+        .mark_paid_by(&transaction(&net_refs), &batches)
+        .unwrap();
+    assert!(by_batch.paid_txid.is_some());
+}
+
+#[test]
+fn every_invoice_uri_parses_back_to_what_it_asks() {
+    let reg = registry(4);
+    let b = bills(&[7, 30, 1, 12].map(Decimal::from), Decimal::ZERO);
+    let s = settle_plain(&b, &reg, &super_rate(), &BTreeMap::new());
+    assert!(!s.invoices().is_empty());
+    for inv in s.invoices() {
+        let r = bip21::parse(&inv.uri).unwrap();
+        assert_eq!(r.address_on(Network::Regtest).unwrap(), s.operator_address);
+        assert_eq!(r.amount, Some(bitcoin::Amount::from_sat(inv.sats)));
+        assert_eq!(r.label.as_deref(), Some(inv.prosumer.as_str()));
+        assert_eq!(
+            r.message.as_deref(),
+            Some("Energy bill 2026-06-01 to 2026-07-01")
+        );
+        assert!(r.other.is_empty());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    // payment_uri → parse gives back the address, amount, label and message.
+    #[test]
+    fn bip21_uris_round_trip(i in 0usize..3, sats in 0u64..=2_100_000_000_000_000, label in proptest::option::of("\\PC{0,30}"), message in proptest::option::of("\\PC{0,60}")) {
+        let a = addr(i);
+        let uri = bip21::payment_uri(&a, sats, label.as_deref(), message.as_deref());
+        let r = bip21::parse(&uri).unwrap();
+        prop_assert_eq!(r.address_on(Network::Regtest).unwrap(), a);
+        prop_assert_eq!(r.amount, (sats > 0).then(|| bitcoin::Amount::from_sat(sats)));
+        prop_assert_eq!(r.label, label);
+        prop_assert_eq!(r.message, message);
+        // What a wallet showing it as a QR code writes: upper-case scheme and keys.
+        let upper = uri.replacen("bitcoin:", "BITCOIN:", 1).replace("amount=", "AMOUNT=");
+        prop_assert_eq!(bip21::parse(&upper).unwrap().amount, r.amount);
+    }
+}

@@ -527,7 +527,10 @@ fn core_error<'py>(py: Python<'py>, e: &CoreError) -> (Bound<'py, PyType>, Detai
         | E::CurrencyMismatch { .. }
         | E::MixedNetworks { .. }
         | E::InsufficientInputs { .. }
-        | E::InvalidFeeRate(_)
+        | E::InvalidFeeRate { .. }
+        | E::PayoutBelowDustAfterFee { .. }
+        | E::TransactionMismatch { .. }
+        | E::InvalidPaymentUri { .. }
         | E::InvalidTxid(_)
         | E::SettlementVoided { .. }
         | E::InvalidSettlement { .. }
@@ -689,8 +692,25 @@ fn core_details(e: &CoreError) -> Details {
         E::InsufficientInputs { needed, available } => {
             vec![("needed", d(*needed)), ("available", d(*available))]
         }
-        E::InvalidFeeRate(rate) => vec![("sat_per_vb", d(*rate))],
+        E::InvalidFeeRate { sat_per_vb } => vec![("sat_per_vb", d(*sat_per_vb))],
         E::InvalidTxid(txid) => vec![("txid", d(txid.as_str()))],
+        E::PayoutBelowDustAfterFee {
+            address,
+            payout,
+            fee_share,
+            dust_limit,
+        } => vec![
+            ("address", d(address.as_str())),
+            ("payout", d(*payout)),
+            ("fee_share", d(*fee_share)),
+            ("dust_limit", d(*dust_limit)),
+        ],
+        E::TransactionMismatch { txid, reason } => {
+            vec![("txid", d(txid.as_str())), ("reason", d(reason.as_str()))]
+        }
+        E::InvalidPaymentUri { uri, reason } => {
+            vec![("uri", d(uri.as_str())), ("reason", d(reason.as_str()))]
+        }
         E::Parse { what, input } => vec![("what", d(*what)), ("input", d(input.as_str()))],
         E::UnknownTimeZone(name) => vec![("value", d(name.as_str()))],
         E::InvalidTimeOfUse { window, reason } => {

@@ -3,8 +3,19 @@
 //! The amount is decimal BTC without exponent or trailing zeros; label and
 //! message are UTF-8, percent-encoded except RFC 3986's unreserved
 //! characters (`A–Z a–z 0–9 - . _ ~`).
+//!
+//! [`parse`] reads them back, and what wallets write: the scheme in any
+//! case (`BITCOIN:`), a bech32 address in capitals (as QR codes carry it),
+//! parameter names in any case (as BIP321 allows), percent-encoded UTF-8
+//! values, and parameters it does not know, which it keeps
+//! ([`PaymentRequest::other`]) unless their name starts with `req-`: such a
+//! parameter is required and not understood, so the URI is refused.
 
-use crate::address::PayoutAddress;
+use bitcoin::address::NetworkUnchecked;
+use bitcoin::Amount;
+
+use crate::address::{Network, PayoutAddress};
+use crate::error::{Error, Result};
 use crate::settlement::sats::format_btc_short;
 
 /// A payment request for `sats` to `address`.
@@ -49,6 +60,151 @@ fn uri(address: &str, sats: u64, label: Option<&str>, message: Option<&str>) -> 
         push("message", &percent_encode(m));
     }
     uri
+}
+
+/// A BIP21 payment request, as [`parse`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// The address, not yet checked against a network
+    /// ([`PaymentRequest::address_on`] does).
+    pub address: bitcoin::Address<NetworkUnchecked>,
+    /// The amount, if the URI asks for one.
+    pub amount: Option<Amount>,
+    /// The label, percent-decoded.
+    pub label: Option<String>,
+    /// The message, percent-decoded.
+    pub message: Option<String>,
+    /// Other optional parameters (`lightning`, `pj`, ...), name in lower
+    /// case and value percent-decoded, in the URI's order.
+    pub other: Vec<(String, String)>,
+}
+
+impl PaymentRequest {
+    /// The address as a payout address on `network` (an error if it is
+    /// another network's or not a standard output type).
+    pub fn address_on(&self, network: Network) -> Result<PayoutAddress> {
+        PayoutAddress::new(&self.address.assume_checked_ref().to_string(), network)
+    }
+}
+
+/// Parses a BIP21 URI (see the [module docs](self)). A URI that is not
+/// `bitcoin:<address>[?params]`, has an address that does not parse, an
+/// amount that is not decimal BTC with at most 8 decimals (or more than 21
+/// million BTC), a parameter twice, bad percent-encoding or a `req-`
+/// parameter is [`Error::InvalidPaymentUri`].
+///
+/// ```
+/// use microgrid_core::settlement::bip21::parse;
+/// let r = parse("BITCOIN:BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4?AMOUNT=0.0005&label=B%C3%A4ckerei")?;
+/// assert_eq!(r.amount.map(|a| a.to_sat()), Some(50_000));
+/// assert_eq!(r.label.as_deref(), Some("Bäckerei"));
+/// assert!(parse("bitcoin:bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4?req-somethingnew=1").is_err());
+/// # Ok::<(), microgrid_core::Error>(())
+/// ```
+pub fn parse(uri: &str) -> Result<PaymentRequest> {
+    let invalid = |reason: String| Error::InvalidPaymentUri {
+        uri: uri.chars().take(200).collect(),
+        reason,
+    };
+    let scheme_len = "bitcoin:".len();
+    let rest = match uri.get(..scheme_len) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bitcoin:") => &uri[scheme_len..],
+        _ => return Err(invalid("it does not start with bitcoin:".into())),
+    };
+    let (address, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    if address.is_empty() {
+        return Err(invalid("it has no address".into()));
+    }
+    let address: bitcoin::Address<NetworkUnchecked> = address
+        .parse()
+        .map_err(|e: bitcoin::address::ParseError| invalid(format!("address: {e}")))?;
+    let mut request = PaymentRequest {
+        address,
+        amount: None,
+        label: None,
+        message: None,
+        other: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for param in query.into_iter().flat_map(|q| q.split('&')) {
+        if param.is_empty() {
+            continue;
+        }
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        let key = key.to_ascii_lowercase();
+        if !seen.insert(key.clone()) {
+            return Err(invalid(format!("parameter {key} appears twice")));
+        }
+        if key.starts_with("req-") {
+            return Err(invalid(format!(
+                "required parameter {key} is not understood"
+            )));
+        }
+        let decoded = percent_decode(value).map_err(|r| invalid(format!("{key}: {r}")))?;
+        match key.as_str() {
+            "amount" => {
+                request.amount =
+                    Some(parse_btc(value).map_err(|r| invalid(format!("amount {value:?}: {r}")))?)
+            }
+            "label" => request.label = Some(decoded),
+            "message" => request.message = Some(decoded),
+            _ => request.other.push((key, decoded)),
+        }
+    }
+    Ok(request)
+}
+
+/// Decimal BTC (`20.3`, `0.00000001`, `50`) to an amount: digits with at
+/// most one point and at most 8 decimals, no sign or exponent, at most 21
+/// million BTC.
+fn parse_btc(text: &str) -> std::result::Result<Amount, String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return Err("not decimal BTC".into());
+    }
+    if fraction.len() > 8 {
+        return Err("more than 8 decimals".into());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else if whole.len() > 8 {
+        return Err("more than 21 million BTC".into());
+    } else {
+        whole.parse().map_err(|_| "not decimal BTC".to_owned())?
+    };
+    let fraction: u64 = format!("{fraction:0<8}")
+        .parse()
+        .map_err(|_| "not decimal BTC".to_owned())?;
+    let sats = whole * 100_000_000 + fraction;
+    if sats > Amount::MAX_MONEY.to_sat() {
+        return Err("more than 21 million BTC".into());
+    }
+    Ok(Amount::from_sat(sats))
+}
+
+/// Decodes `%XX` escapes to bytes and the bytes as UTF-8.
+pub fn percent_decode(text: &str) -> std::result::Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-encoding at character {i}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "percent-encoded bytes are not UTF-8".to_owned())
 }
 
 /// Percent-encodes every byte but RFC 3986's unreserved characters.
@@ -99,6 +255,39 @@ mod tests {
             "B%C3%A4ckerei%20%26%20Co%2F5"
         );
         assert_eq!(percent_encode("a-b.c_d~e"), "a-b.c_d~e");
+    }
+
+    #[test]
+    fn what_wallets_write_parses() {
+        let r = parse("bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=20.3&label=Luke-Jr&message=Donation%20for%20project%20xyz&lightning=LNBC1").unwrap();
+        assert_eq!(r.amount, Some(Amount::from_sat(2_030_000_000)));
+        assert_eq!(r.message.as_deref(), Some("Donation for project xyz"));
+        assert_eq!(r.other, [("lightning".to_owned(), "LNBC1".to_owned())]);
+        assert!(r.address_on(Network::Regtest).is_ok());
+        assert!(r.address_on(Network::Bitcoin).is_err());
+        let upper =
+            parse("BitCoin:BCRT1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KYGT080?Amount=.5").unwrap();
+        assert_eq!(upper.amount, Some(Amount::from_sat(50_000_000)));
+        assert_eq!(upper.address, r.address);
+        for bad in [
+            "bitcoin:",
+            "litecoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=1,5",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=1e3",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=-1",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=0.000000001",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=21000001",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=1&amount=2",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?label=%ZZ",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?label=%C3",
+            "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?REQ-x=1",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(Error::InvalidPaymentUri { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -57,8 +57,11 @@
 //! # Ok::<(), microgrid_core::Error>(())
 //! ```
 
+pub mod batches;
 pub mod bip21;
+pub mod policy;
 pub mod psbt;
+pub mod reconcile;
 pub mod sats;
 
 use std::collections::BTreeMap;
@@ -75,6 +78,10 @@ use crate::error::{Error, Result};
 use crate::money::Currency;
 use crate::registry::{text_problem, ProsumerId, Registry};
 use crate::timeframe::TimeRange;
+
+pub use self::batches::{Batch, BatchOptions, BatchOutput};
+pub use self::policy::{FeePayer, PayoutPolicy};
+pub use self::reconcile::{Payments, Reconciliation};
 
 use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, Utxo};
 use self::sats::{format_btc, to_sats, to_sats_largest_remainder};
@@ -168,6 +175,9 @@ pub enum CarryReason {
     BelowDust,
     /// The member has no payout address.
     NoAddress,
+    /// The amount is below the payout policy's minimum
+    /// ([`PayoutPolicy::with_minimum_payout`]).
+    BelowMinimum,
 }
 
 /// What happens to one member's due amount.
@@ -266,7 +276,8 @@ pub struct Voiding {
 
 /// Settles `bills` at `rate` on `network`. Payout addresses come from the
 /// registry; `carried_in` holds the balances of earlier settlements (see
-/// [`Settlement::carried_out`]).
+/// [`Settlement::carried_out`]). Every balance that reaches its address's
+/// dust limit is paid: [`settle_with_policy`] with the default policy.
 pub fn settle(
     bills: &PeriodBills,
     registry: &Registry,
@@ -274,6 +285,31 @@ pub fn settle(
     network: Network,
     operator_address: &PayoutAddress,
     carried_in: &BTreeMap<ProsumerId, i64>,
+) -> Result<Settlement> {
+    settle_with_policy(
+        bills,
+        registry,
+        rate,
+        network,
+        operator_address,
+        carried_in,
+        &PayoutPolicy::default(),
+    )
+}
+
+/// [`settle`] with a payout policy: a balance due to a member below the
+/// policy's minimum payout is carried forward
+/// ([`CarryReason::BelowMinimum`]). The minimum changes who is paid, so a
+/// settlement made with one has other entries, and another id, than one
+/// made without whenever it carries a balance [`settle`] would pay.
+pub fn settle_with_policy(
+    bills: &PeriodBills,
+    registry: &Registry,
+    rate: &ExchangeRate,
+    network: Network,
+    operator_address: &PayoutAddress,
+    carried_in: &BTreeMap<ProsumerId, i64>,
+    policy: &PayoutPolicy,
 ) -> Result<Settlement> {
     if bills.currency != rate.currency {
         return Err(Error::CurrencyMismatch {
@@ -313,7 +349,7 @@ pub fn settle(
             let due = carried
                 .checked_sub(bill_sats)
                 .ok_or(Error::Overflow("balance in satoshis"))?;
-            let action = decide(registry, id, due, network, operator_address)?;
+            let action = decide(registry, id, due, network, operator_address, policy)?;
             let carried_out = if matches!(action, Action::Carry { .. }) {
                 due
             } else {
@@ -372,6 +408,7 @@ fn decide(
     due: i64,
     network: Network,
     operator: &PayoutAddress,
+    policy: &PayoutPolicy,
 ) -> Result<Action> {
     if due == 0 {
         return Ok(Action::Nothing);
@@ -398,6 +435,9 @@ fn decide(
         }),
         Some(a) if (due as u64) < a.dust_limit_sats() => Ok(Action::Carry {
             reason: CarryReason::BelowDust,
+        }),
+        Some(_) if !policy.reaches_minimum(due as u64) => Ok(Action::Carry {
+            reason: CarryReason::BelowMinimum,
         }),
         Some(a) => Ok(Action::Payout {
             address: a.clone(),

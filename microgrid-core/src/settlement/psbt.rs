@@ -15,28 +15,148 @@ use std::str::FromStr;
 use bitcoin::absolute::LockTime;
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, Psbt, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::address::{OutputType, PayoutAddress};
 use crate::error::{Error, Result};
 
-/// A fee rate in whole satoshis per virtual byte (1 to 10,000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The lowest fee rate accepted: 100 sat/kvB (0.1 sat/vB), Bitcoin Core's
+/// default minimum relay fee since 29.1; a lower rate is not relayed.
+pub const MIN_SAT_PER_KVB: u64 = 100;
+
+/// The highest fee rate accepted: 10,000,000 sat/kvB (10,000 sat/vB); a
+/// higher one is a mistake (Bitcoin Core's own `maxfeerate` guard is 0.1
+/// BTC/kvB).
+pub const MAX_SAT_PER_KVB: u64 = 10_000_000;
+
+/// A fee rate, checked where it is made: from 0.1 to 10,000 sat/vB.
+///
+/// It is held in satoshis per 1,000 virtual bytes (sat/kvB), Bitcoin Core's
+/// own unit (`-minrelaytxfee`, `estimatesmartfee` in BTC/kvB), so fractional
+/// rates such as 0.5 or 1.5 sat/vB are exact. The fee of `v` vbytes is
+/// `⌈v · rate / 1000⌉` sat, rounded up like Bitcoin Core's `CFeeRate::GetFee`,
+/// so a transaction never pays less than its rate. The [`bitcoin`] crate's
+/// [`bitcoin::FeeRate`] counts sat per 1,000 weight units (a quarter of a
+/// sat/kvB): [`FeeRate::from_bitcoin`] converts exactly,
+/// [`FeeRate::to_bitcoin`] rounds up to its unit.
+///
+/// ```
+/// use microgrid_core::settlement::psbt::FeeRate;
+/// use rust_decimal::Decimal;
+/// let half = FeeRate::from_sat_per_vb_decimal(Decimal::new(5, 1))?; // 0.5 sat/vB
+/// assert_eq!(half.sat_per_kvb(), 500);
+/// assert_eq!(half.fee_for_vbytes(141), 71); // 70.5 rounds up
+/// assert_eq!(FeeRate::new(2)?.fee_for_vbytes(141), 282);
+/// assert_eq!(FeeRate::from_bitcoin(bitcoin::FeeRate::from_sat_per_kwu(250))?, FeeRate::new(1)?);
+/// assert!(FeeRate::from_sat_per_kvb(99).is_err());
+/// # Ok::<(), microgrid_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "FeeRateRepr", into = "FeeRateRepr")]
 pub struct FeeRate(u64);
 
+/// A [`FeeRate`] as stored: `{"sat_per_kvb": 1500}`, checked when read.
+#[derive(Serialize, Deserialize)]
+struct FeeRateRepr {
+    sat_per_kvb: u64,
+}
+
 impl FeeRate {
-    /// `sat_per_vb` satoshis per vbyte.
+    /// `sat_per_vb` whole satoshis per vbyte (1 to 10,000).
     pub fn new(sat_per_vb: u64) -> Result<FeeRate> {
-        if (1..=10_000).contains(&sat_per_vb) {
-            Ok(FeeRate(sat_per_vb))
-        } else {
-            Err(Error::InvalidFeeRate(sat_per_vb))
+        match sat_per_vb.checked_mul(1000) {
+            Some(kvb) if sat_per_vb >= 1 => FeeRate::from_sat_per_kvb(kvb),
+            _ => Err(Error::InvalidFeeRate {
+                sat_per_vb: Decimal::from(sat_per_vb),
+            }),
         }
     }
 
-    /// Satoshis per vbyte.
-    pub fn sat_per_vb(self) -> u64 {
+    /// `sat_per_kvb` satoshis per 1,000 vbytes ([`MIN_SAT_PER_KVB`] to
+    /// [`MAX_SAT_PER_KVB`]).
+    pub fn from_sat_per_kvb(sat_per_kvb: u64) -> Result<FeeRate> {
+        if (MIN_SAT_PER_KVB..=MAX_SAT_PER_KVB).contains(&sat_per_kvb) {
+            Ok(FeeRate(sat_per_kvb))
+        } else {
+            Err(Error::InvalidFeeRate {
+                sat_per_vb: Decimal::new(i64::try_from(sat_per_kvb).unwrap_or(i64::MAX), 3)
+                    .normalize(),
+            })
+        }
+    }
+
+    /// A rate in sat/vB with at most 3 decimals (one sat/kvB), such as
+    /// `1.5`; more decimals, or a rate out of range, is
+    /// [`Error::InvalidFeeRate`].
+    pub fn from_sat_per_vb_decimal(sat_per_vb: Decimal) -> Result<FeeRate> {
+        let invalid = || Error::InvalidFeeRate { sat_per_vb };
+        let kvb = sat_per_vb
+            .checked_mul(Decimal::from(1000))
+            .ok_or_else(invalid)?;
+        if kvb.fract() != Decimal::ZERO {
+            return Err(invalid());
+        }
+        let kvb = u64::try_from(kvb).map_err(|_| invalid())?;
+        FeeRate::from_sat_per_kvb(kvb).map_err(|_| invalid())
+    }
+
+    /// The [`bitcoin`] crate's rate (sat per 1,000 weight units), exactly.
+    pub fn from_bitcoin(rate: bitcoin::FeeRate) -> Result<FeeRate> {
+        match rate.to_sat_per_kwu().checked_mul(4) {
+            Some(kvb) => FeeRate::from_sat_per_kvb(kvb),
+            None => Err(Error::InvalidFeeRate {
+                sat_per_vb: Decimal::MAX,
+            }),
+        }
+    }
+
+    /// As the [`bitcoin`] crate's rate, rounded up to a whole sat per
+    /// 1,000 weight units (exact when the rate is a multiple of 4 sat/kvB).
+    pub fn to_bitcoin(self) -> bitcoin::FeeRate {
+        bitcoin::FeeRate::from_sat_per_kwu(self.0.div_ceil(4))
+    }
+
+    /// Satoshis per 1,000 vbytes.
+    pub fn sat_per_kvb(self) -> u64 {
         self.0
+    }
+
+    /// Satoshis per vbyte, exactly (up to 3 decimals).
+    pub fn sat_per_vb_decimal(self) -> Decimal {
+        Decimal::new(self.0 as i64, 3).normalize()
+    }
+
+    /// Satoshis per vbyte, rounded up to a whole one.
+    pub fn sat_per_vb(self) -> u64 {
+        self.0.div_ceil(1000)
+    }
+
+    /// The fee of `vbytes` virtual bytes: `⌈vbytes · rate / 1000⌉` sat.
+    pub fn fee_for_vbytes(self, vbytes: u64) -> u64 {
+        let fee = (u128::from(vbytes) * u128::from(self.0)).div_ceil(1000);
+        u64::try_from(fee).unwrap_or(u64::MAX)
+    }
+}
+
+impl TryFrom<FeeRateRepr> for FeeRate {
+    type Error = Error;
+    fn try_from(r: FeeRateRepr) -> Result<FeeRate> {
+        FeeRate::from_sat_per_kvb(r.sat_per_kvb)
+    }
+}
+
+impl From<FeeRate> for FeeRateRepr {
+    fn from(rate: FeeRate) -> FeeRateRepr {
+        FeeRateRepr {
+            sat_per_kvb: rate.0,
+        }
+    }
+}
+
+impl std::fmt::Display for FeeRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} sat/vB", self.sat_per_vb_decimal())
     }
 }
 
@@ -69,7 +189,7 @@ fn varint_len(n: usize) -> u64 {
 }
 
 /// Weight of an input spending `output_type`, with a typical signature.
-fn input_weight(output_type: OutputType) -> u64 {
+pub(crate) fn input_weight(output_type: OutputType) -> u64 {
     match output_type {
         OutputType::P2pkh => 592,
         OutputType::P2sh => 364,
@@ -80,7 +200,7 @@ fn input_weight(output_type: OutputType) -> u64 {
 }
 
 /// Weight of an output paying to `address`.
-fn output_weight(address: &PayoutAddress) -> u64 {
+pub(crate) fn output_weight(address: &PayoutAddress) -> u64 {
     (9 + address.as_bitcoin().script_pubkey().len() as u64) * 4
 }
 
@@ -101,7 +221,7 @@ pub fn estimate_fee(
     let vbytes = weight.div_ceil(4);
     FeeEstimate {
         vbytes,
-        fee_sats: vbytes * feerate.sat_per_vb(),
+        fee_sats: feerate.fee_for_vbytes(vbytes),
     }
 }
 

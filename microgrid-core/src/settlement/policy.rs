@@ -1,0 +1,161 @@
+//! The payout policy: the smallest payout the operator sends, and who pays
+//! the miner fee.
+//!
+//! * **Minimum payout.** A member is paid only when the amount due reaches
+//!   both the dust limit of the member's address (as always) and the
+//!   policy's minimum; below it the balance is carried into the next
+//!   settlement ([`super::CarryReason::BelowMinimum`]), exactly as a balance
+//!   below dust is. The minimum changes who is paid, so it changes the
+//!   settlement's entries and with them its id; without a minimum
+//!   ([`PayoutPolicy::default`]) a settlement is what [`super::settle`]
+//!   makes, id included.
+//! * **Fee payer.** The operator pays the fee from its own inputs
+//!   ([`FeePayer::Operator`], the default), or each batch's fee is deducted
+//!   from that batch's payouts pro rata to their amounts
+//!   ([`FeePayer::Members`]), in whole satoshis with the largest remainder
+//!   rule, so the deductions add up to the fee exactly. Who pays the fee
+//!   is a choice made when the batches are built (see [`super::batches`]);
+//!   it does not change the settlement.
+
+use bitcoin::Amount;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Who pays the miner fee of a payout transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeePayer {
+    /// The operator, from its inputs: the members receive their payouts in full.
+    #[default]
+    Operator,
+    /// The members paid in the transaction, pro rata to their payouts.
+    Members,
+}
+
+impl FeePayer {
+    /// `operator` or `members`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeePayer::Operator => "operator",
+            FeePayer::Members => "members",
+        }
+    }
+}
+
+impl std::str::FromStr for FeePayer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<FeePayer> {
+        match s {
+            "operator" => Ok(FeePayer::Operator),
+            "members" => Ok(FeePayer::Members),
+            _ => Err(Error::Parse {
+                what: "fee payer (operator or members)",
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for FeePayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which balances are paid out when a period is settled
+/// ([`super::settle_with_policy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PayoutPolicy {
+    minimum_payout: Option<Amount>,
+}
+
+impl PayoutPolicy {
+    /// Pays balances of at least `minimum` (and at least the address's dust
+    /// limit); smaller ones are carried forward. A minimum of more than 21
+    /// million BTC is [`Error::InvalidAmount`].
+    pub fn with_minimum_payout(minimum: Amount) -> Result<PayoutPolicy> {
+        if minimum > Amount::MAX_MONEY {
+            return Err(Error::InvalidAmount {
+                what: "minimum payout in satoshis",
+                value: rust_decimal::Decimal::from(minimum.to_sat()),
+                reason: "more than 21 million BTC",
+            });
+        }
+        Ok(PayoutPolicy {
+            minimum_payout: Some(minimum),
+        })
+    }
+
+    /// The minimum payout, if any.
+    pub fn minimum_payout(&self) -> Option<Amount> {
+        self.minimum_payout
+    }
+
+    /// Whether `sats` due to a member reaches the minimum.
+    pub(crate) fn reaches_minimum(&self, sats: u64) -> bool {
+        self.minimum_payout.is_none_or(|m| sats >= m.to_sat())
+    }
+}
+
+/// Splits `total` in whole satoshis among `weights` pro rata with the
+/// largest remainder rule: each part is `⌊total · w / Σw⌋`, and the
+/// satoshis left over go one each to the largest remainders (ties: the
+/// earlier weight). The parts add up to `total` exactly. All weights zero
+/// (or none) gives all zeros only when `total` is zero; otherwise `None`.
+pub fn pro_rata(total: u64, weights: &[u64]) -> Option<Vec<u64>> {
+    let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
+    if sum == 0 {
+        return (total == 0).then(|| vec![0; weights.len()]);
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    let mut given: u128 = 0;
+    for &w in weights {
+        let exact = u128::from(total) * u128::from(w);
+        let part = exact / sum;
+        given += part;
+        parts.push(part as u64);
+        remainders.push(exact % sum);
+    }
+    let left = (u128::from(total) - given) as usize;
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&i, &j| remainders[j].cmp(&remainders[i]).then(i.cmp(&j)));
+    for &i in order.iter().take(left) {
+        parts[i] += 1;
+    }
+    Some(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pro_rata_parts_add_up_exactly() {
+        assert_eq!(pro_rata(10, &[1, 1, 1]), Some(vec![4, 3, 3]));
+        assert_eq!(pro_rata(100, &[50, 30, 20]), Some(vec![50, 30, 20]));
+        assert_eq!(pro_rata(7, &[0, 5]), Some(vec![0, 7]));
+        assert_eq!(pro_rata(0, &[]), Some(vec![]));
+        assert_eq!(pro_rata(1, &[0, 0]), None);
+        let parts = pro_rata(999_999, &[3, 7, 11, 13, 17]).unwrap();
+        assert_eq!(parts.iter().sum::<u64>(), 999_999);
+    }
+
+    #[test]
+    fn fee_payers_parse_and_print() {
+        for p in [FeePayer::Operator, FeePayer::Members] {
+            assert_eq!(p.as_str().parse::<FeePayer>().unwrap(), p);
+        }
+        assert!("miner".parse::<FeePayer>().is_err());
+    }
+
+    #[test]
+    fn a_minimum_beyond_all_bitcoin_is_refused() {
+        assert!(PayoutPolicy::with_minimum_payout(Amount::MAX_MONEY).is_ok());
+        assert!(
+            PayoutPolicy::with_minimum_payout(Amount::MAX_MONEY + Amount::from_sat(1)).is_err()
+        );
+        assert!(PayoutPolicy::default().reaches_minimum(1));
+    }
+}

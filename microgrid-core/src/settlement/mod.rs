@@ -82,6 +82,10 @@ use crate::timeframe::TimeRange;
 pub use self::batches::{Batch, BatchOptions, BatchOutput};
 pub use self::policy::{FeePayer, PayoutPolicy};
 pub use self::reconcile::{Payments, Reconciliation};
+/// The [`bitcoin`](https://docs.rs/bitcoin/0.32) crate whose types the
+/// settlement API takes and returns ([`bitcoin::Amount`],
+/// [`bitcoin::Transaction`], [`bitcoin::Txid`], [`bitcoin::Psbt`], ...).
+pub use ::bitcoin;
 
 use self::psbt::{build_psbt, estimate_fee, FeeEstimate, FeeRate, UnsignedBatch, Utxo};
 use self::sats::{format_btc, to_sats, to_sats_largest_remainder};

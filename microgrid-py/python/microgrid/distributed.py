@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -212,6 +213,7 @@ def run(
     t = Tariff(**tariff)
     # One copy of the community per worker (a list would be scattered item by item).
     community = client.scatter([prosumers], broadcast=True)[0]
+    run_id = uuid.uuid4().hex
     tasks = ranges(start, end, days_per_task)
     pairs = [
         client.submit(
@@ -225,7 +227,9 @@ def run(
             timeframe_minutes=timeframe_minutes,
             books=books,
             views=tuple(views),
-            key=f"microgrid-bill-range-{a.isoformat()}-{b.isoformat()}",
+            # A key of its own per run: two runs of one range (another
+            # mechanism, say) must never share a result.
+            key=f"microgrid-bill-range-{a:%Y%m%dT%H%M}-{run_id}",
             pure=False,
         )
         for a, b in tasks

@@ -70,16 +70,16 @@
 //! avoid it (its errors are independent when the readings are); rounding
 //! to the nearest Wh takes shorter steps but favours members steadily (a
 //! share that is always x.6 Wh always rounds up). In simulated 30-day
-//! months (`cargo run --release -p microgrid-benches --example
-//! rounding_deviation`) the standard deviation is at most 16 Wh; the worst
-//! member of a 10-household month ends 16.7 Wh from its exact total, of a
+//! months the standard deviation is at most 16 Wh; the worst member of a
+//! 10-household month ends 16.7 Wh from its exact total, of a
 //! 1,000-household month 40.1 Wh (plain floor in id order: 121 Wh and
-//! 689 Wh). Of 60,000 simulated member-months, 2 ended beyond 2 Wh a day
-//! (60 Wh), the furthest 66.4 Wh off, as often as a normal distribution's
-//! tail would have it: 2 Wh a day holds there with high probability, not
-//! by construction. Over all members the deviations add up to exactly zero
-//! in every timeframe, so their mean is zero. The tests of
-//! `microgrid-core/tests/rounding_fairness.rs` check all of this.
+//! 689 Wh). Of 60,000 simulated member-months (`cargo run --release -p
+//! microgrid-benches --example rounding_deviation -- 1000`), 2 ended
+//! beyond 2 Wh a day (60 Wh), the furthest 66.4 Wh off, as often as a
+//! normal distribution's tail would have it: 2 Wh a day holds there with
+//! high probability, not by construction. Over all members the deviations
+//! add up to exactly zero in every timeframe, so their mean is zero.
+//! `microgrid-core/tests/rounding_fairness.rs` checks all of this.
 //!
 //! # Example
 //!

@@ -18,7 +18,7 @@
 //! how many members ended more than 2 Wh a day off, and the largest
 //! deviation in standard deviations.
 
-use chrono::{NaiveDate, Timelike};
+use chrono::NaiveDate;
 use microgrid::simulate::Community;
 use microgrid::{clear_columns, ReadingMatrix, Result, Timeframe, TimeframeLength, Wh};
 
@@ -161,6 +161,31 @@ fn rows_of(m: &ReadingMatrix) -> impl Fn(usize) -> (Vec<Wh>, Vec<Wh>) + '_ {
     }
 }
 
+/// The timeframe of the first day in which the most members have a share
+/// that is not a whole Wh: the steady profile to repeat.
+fn busiest_row(matrix: &ReadingMatrix, per_day: usize) -> usize {
+    let fractional = |t: usize| {
+        let (produced, consumed) = matrix.row(t);
+        let net: Vec<i128> = produced
+            .iter()
+            .zip(consumed)
+            .map(|(p, c)| i128::from(p.get() - c.get()))
+            .collect();
+        let supply: i128 = net.iter().map(|&x| x.max(0)).sum();
+        let demand: i128 = net.iter().map(|&x| (-x).max(0)).sum();
+        let shared = supply.min(demand);
+        net.iter()
+            .filter(|&&x| {
+                let (w, total) = if x > 0 { (x, supply) } else { (-x, demand) };
+                x != 0 && (w * shared) % total != 0
+            })
+            .count()
+    };
+    (0..per_day.min(matrix.range().len()))
+        .max_by_key(|&t| (fractional(t), std::cmp::Reverse(t)))
+        .unwrap_or(0)
+}
+
 fn main() -> Result<()> {
     let seeds: u64 = std::env::args()
         .nth(1)
@@ -178,13 +203,14 @@ fn main() -> Result<()> {
         for (label, pick) in [
             ("simulated", 0usize),
             ("first day repeated (daily profile)", 1),
-            ("13:00 of the first day repeated (steady)", 2),
+            ("one timeframe repeated (steady)", 2),
         ] {
             let base = rows_of(&matrix);
+            let steady = busiest_row(&matrix, 96);
             let row = |t: usize| match pick {
                 0 => base(t),
                 1 => base(t % 96),
-                _ => base(52),
+                _ => base(steady),
             };
             for rule in [Rule::Old, Rule::New] {
                 let m = month(rule, first, rows, n, row)?;
@@ -193,18 +219,16 @@ fn main() -> Result<()> {
         }
     }
 
-    println!("\nother timeframe lengths, 10 households, simulated and steady (13:00 repeated)");
+    println!(
+        "\nother timeframe lengths, 10 households, simulated and steady (one timeframe repeated)"
+    );
     for minutes in [5u32, 60] {
         let length = TimeframeLength::new(minutes)?;
         let community = Community::new(10, june, days, 1).with_length(length);
         let matrix = community.matrix()?;
         let first = matrix.range().timeframes().next().expect("a month");
         let rows = matrix.range().len();
-        let at_one = matrix
-            .range()
-            .timeframes()
-            .position(|tf| tf.start().hour() == 13)
-            .unwrap_or(0);
+        let at_one = busiest_row(&matrix, length.per_day() as usize);
         for (label, steady) in [("simulated", false), ("steady", true)] {
             let base = rows_of(&matrix);
             let row = |t: usize| base(if steady { at_one } else { t });

@@ -61,7 +61,8 @@
 //! 30-day communities each, steady ones ended with every member within
 //! 6 Wh of its exact pro rata total and daily-repeating ones within 15 Wh;
 //! the plain floor in id order this rule replaces left members of such
-//! communities up to 2,700 Wh off.
+//! communities up to 2,900 Wh off in a 15-minute month (6,300 Wh with
+//! 5-minute timeframes).
 //!
 //! When shares vary at random from timeframe to timeframe, each member's
 //! total deviation is a sum of independent errors of mean zero: a random

@@ -4,8 +4,8 @@
 //! members add up to exactly zero.
 //!
 //! Steady and daily-repeating communities are where a biased rule drifts
-//! furthest (the plain floor in id order left members 2,700 Wh off in a
-//! month); there the low-discrepancy offset keeps every member within a
+//! furthest (the plain floor in id order left members up to 2,900 Wh off
+//! in a 15-minute month); there the low-discrepancy offset keeps every member within a
 //! few Wh, deterministically, so these tests draw fresh cases on every
 //! run. In simulated communities, whose shares vary at random, a member's
 //! deviation is a random walk (standard deviation at most 16 Wh a month in

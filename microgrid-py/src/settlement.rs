@@ -2,20 +2,200 @@
 //! software takes as they are.
 
 use microgrid_core::settlement::psbt::{FeeRate, Utxo};
-use microgrid_core::settlement::{Action, Settlement as CoreSettlement};
+use microgrid_core::settlement::reconcile::{decode_transaction, Problem, Reconciliation};
+use microgrid_core::settlement::{
+    bip21, Action, Batch, BatchOptions, FeePayer, Settlement as CoreSettlement,
+};
 use microgrid_core::PayoutAddress;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rust_decimal::Decimal;
 
-use crate::conversions::{arg, integer, text};
+use crate::conversions::{arg, decimal, integer, opt_arg, text};
 use crate::errors::{Error, Result};
 
-/// A fee rate in sat/vB from argument `sat_per_vb`.
+/// A fee rate in sat/vB from argument `sat_per_vb`: an exact decimal
+/// (`decimal.Decimal`, `int` or `str`, up to 3 decimals), 0.1 to 10,000.
 fn fee_rate(value: &Bound<'_, PyAny>) -> Result<FeeRate> {
     arg("sat_per_vb", value, |v| {
-        Ok(FeeRate::new(integer::<u64>(v)?)?)
+        Ok(FeeRate::from_sat_per_vb_decimal(decimal(v)?)?)
     })
+}
+
+/// The batch options from the keywords of `batches` and friends.
+fn batch_options(
+    network: microgrid_core::Network,
+    sat_per_vb: &Bound<'_, PyAny>,
+    max_vbytes: Option<&Bound<'_, PyAny>>,
+    fee_payer: Option<&Bound<'_, PyAny>>,
+    change_address: Option<&Bound<'_, PyAny>>,
+) -> Result<BatchOptions> {
+    let mut options = BatchOptions::new(fee_rate(sat_per_vb)?);
+    if let Some(cap) = opt_arg("max_vbytes", max_vbytes, integer::<u64>)? {
+        options = options
+            .max_vbytes(cap)
+            .map_err(|e| Error::from(e).in_argument("max_vbytes"))?;
+    }
+    if let Some(payer) = opt_arg(
+        "fee_payer",
+        fee_payer,
+        |v| Ok(text(v)?.parse::<FeePayer>()?),
+    )? {
+        options = options.fee_payer(payer);
+    }
+    if let Some(change) = opt_arg("change_address", change_address, |v| {
+        Ok(PayoutAddress::new(&text(v)?, network)?)
+    })? {
+        options = options.change(change);
+    }
+    Ok(options)
+}
+
+/// The UTXOs of argument `utxos`.
+fn utxos(value: &Bound<'_, PyAny>, network: microgrid_core::Network) -> Result<Vec<Utxo>> {
+    arg("utxos", value, |list| {
+        if list.is_instance_of::<pyo3::types::PyString>() {
+            return Err(Error::wrong_type(list, "a list of UTXO tuples"));
+        }
+        list.try_iter()
+            .map_err(|_| Error::wrong_type(list, "a list of UTXO tuples"))?
+            .enumerate()
+            .map(|(i, u)| utxo(&u?, network).map_err(|e| e.at_row(i)))
+            .collect::<Result<Vec<_>>>()
+    })
+}
+
+/// A batch as a dict.
+fn batch_dict<'py>(py: Python<'py>, b: &Batch) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("index", b.index)?;
+    d.set_item("vbytes", b.vbytes)?;
+    d.set_item("weight", b.weight.to_wu())?;
+    d.set_item("fee_sats", b.fee.to_sat())?;
+    d.set_item("fee_payer", b.fee_payer.as_str())?;
+    d.set_item("sat_per_vb", b.feerate.sat_per_vb_decimal())?;
+    d.set_item("payouts_sats", b.payouts_total().to_sat())?;
+    d.set_item("outputs_sats", b.outputs_total().to_sat())?;
+    let outputs = b
+        .outputs
+        .iter()
+        .map(|o| {
+            let od = PyDict::new(py);
+            od.set_item("address", o.address.as_str())?;
+            od.set_item("payout_sats", o.payout.to_sat())?;
+            od.set_item("fee_share_sats", o.fee_share.to_sat())?;
+            od.set_item("sats", o.amount.to_sat())?;
+            Ok(od)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("outputs", outputs)?;
+    let sendmany = PyDict::new(py);
+    for o in &b.outputs {
+        sendmany.set_item(o.address.as_str(), btc(o.amount.to_sat()))?;
+    }
+    d.set_item("sendmany", sendmany)?;
+    d.set_item("sendmany_json", b.sendmany_json())?;
+    Ok(d)
+}
+
+/// A reconciliation as a dict.
+fn reconciliation_dict<'py>(py: Python<'py>, r: &Reconciliation) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("txid", r.txid.to_string())?;
+    let payouts = r
+        .payouts
+        .iter()
+        .map(|p| {
+            let x = PyDict::new(py);
+            x.set_item("address", p.address.as_str())?;
+            x.set_item("sats", p.amount.to_sat())?;
+            x.set_item("vout", p.outpoint.vout)?;
+            Ok(x)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("payouts", payouts)?;
+    let invoices = r
+        .invoices
+        .iter()
+        .map(|i| {
+            let x = PyDict::new(py);
+            x.set_item("prosumer_id", i.prosumer.as_str())?;
+            x.set_item("sats", i.amount.to_sat())?;
+            x.set_item("vout", i.outpoint.vout)?;
+            Ok(x)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("invoices", invoices)?;
+    let problems = r
+        .problems
+        .iter()
+        .map(|p| {
+            let x = PyDict::new(py);
+            x.set_item("message", p.to_string())?;
+            match p {
+                Problem::PayoutWrongAmount {
+                    address,
+                    expected,
+                    found,
+                    outpoint,
+                } => {
+                    x.set_item("kind", "payout_wrong_amount")?;
+                    x.set_item("address", address.as_str())?;
+                    x.set_item("expected_sats", expected.to_sat())?;
+                    x.set_item("sats", found.to_sat())?;
+                    x.set_item("vout", outpoint.vout)?;
+                }
+                Problem::PayoutTwice {
+                    address,
+                    amount,
+                    outpoint,
+                } => {
+                    x.set_item("kind", "payout_twice")?;
+                    x.set_item("address", address.as_str())?;
+                    x.set_item("sats", amount.to_sat())?;
+                    x.set_item("vout", outpoint.vout)?;
+                }
+                Problem::InvoicePartly {
+                    amount,
+                    candidates,
+                    outpoint,
+                } => {
+                    x.set_item("kind", "invoice_partly")?;
+                    x.set_item(
+                        "candidates",
+                        candidates.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                    )?;
+                    x.set_item("sats", amount.to_sat())?;
+                    x.set_item("vout", outpoint.vout)?;
+                }
+                Problem::InvoiceTwice {
+                    prosumer,
+                    amount,
+                    outpoint,
+                } => {
+                    x.set_item("kind", "invoice_twice")?;
+                    x.set_item("prosumer_id", prosumer.as_str())?;
+                    x.set_item("sats", amount.to_sat())?;
+                    x.set_item("vout", outpoint.vout)?;
+                }
+            }
+            Ok(x)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("problems", problems)?;
+    let others = r
+        .other_outputs
+        .iter()
+        .map(|o| {
+            let x = PyDict::new(py);
+            x.set_item("address", o.address.clone())?;
+            x.set_item("sats", o.amount.to_sat())?;
+            x.set_item("vout", o.outpoint.vout)?;
+            Ok(x)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("other_outputs", others)?;
+    Ok(d)
 }
 
 /// One UTXO: a `(txid:vout, value_sats, address)` sequence.
@@ -202,16 +382,7 @@ impl Settlement {
         sat_per_vb: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyDict>> {
         let network = self.inner.network;
-        let utxos = arg("utxos", utxos, |list| {
-            if list.is_instance_of::<pyo3::types::PyString>() {
-                return Err(Error::wrong_type(list, "a list of UTXO tuples"));
-            }
-            list.try_iter()
-                .map_err(|_| Error::wrong_type(list, "a list of UTXO tuples"))?
-                .enumerate()
-                .map(|(i, u)| utxo(&u?, network).map_err(|e| e.at_row(i)))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let utxos = self::utxos(utxos, network)?;
         let change = arg("change_address", change_address, |v| {
             Ok(PayoutAddress::new(&text(v)?, network)?)
         })?;
@@ -225,11 +396,199 @@ impl Settlement {
         Ok(d)
     }
 
+    /// The payouts split into transactions Bitcoin Core relays (at most
+    /// `max_vbytes` each, 100,000 by default, counting one P2WPKH input and
+    /// change to `change_address` or the operator's address), at
+    /// `sat_per_vb` (an exact decimal, such as `Decimal("1.5")`), the fee
+    /// paid by `fee_payer` (`"operator"` or `"members"`, pro rata). One dict
+    /// per transaction: index, outputs (address, payout_sats,
+    /// fee_share_sats, sats), vbytes, weight, fee_sats, fee_payer,
+    /// sat_per_vb, payouts_sats, outputs_sats, sendmany, sendmany_json.
+    #[pyo3(signature = (sat_per_vb, *, max_vbytes = None, fee_payer = None, change_address = None))]
+    fn batches<'py>(
+        &self,
+        py: Python<'py>,
+        sat_per_vb: &Bound<'py, PyAny>,
+        max_vbytes: Option<&Bound<'py, PyAny>>,
+        fee_payer: Option<&Bound<'py, PyAny>>,
+        change_address: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Vec<Bound<'py, PyDict>>> {
+        let options = batch_options(
+            self.inner.network,
+            sat_per_vb,
+            max_vbytes,
+            fee_payer,
+            change_address,
+        )?;
+        let batches = self.inner.batches(&options)?;
+        Ok(batches
+            .iter()
+            .map(|b| batch_dict(py, b))
+            .collect::<PyResult<Vec<_>>>()?)
+    }
+
+    /// An unsigned PSBT for batch `index` of `batches(...)` with the same
+    /// keywords, paid from `utxos` (a list of `(txid:vout, value_sats,
+    /// address)`) with change to `change_address`: a dict with psbt
+    /// (base64), fee_sats, change_sats, vbytes. A transaction over the cap
+    /// with these inputs is a `ValidationError` of kind `too_large`.
+    #[pyo3(signature = (index, utxos, change_address, sat_per_vb, *, max_vbytes = None, fee_payer = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn batch_psbt<'py>(
+        &self,
+        py: Python<'py>,
+        index: &Bound<'py, PyAny>,
+        utxos: &Bound<'py, PyAny>,
+        change_address: &Bound<'py, PyAny>,
+        sat_per_vb: &Bound<'py, PyAny>,
+        max_vbytes: Option<&Bound<'py, PyAny>>,
+        fee_payer: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let network = self.inner.network;
+        let index = arg("index", index, integer::<usize>)?;
+        let utxos = self::utxos(utxos, network)?;
+        let change = arg("change_address", change_address, |v| {
+            Ok(PayoutAddress::new(&text(v)?, network)?)
+        })?;
+        let options = batch_options(
+            network,
+            sat_per_vb,
+            max_vbytes,
+            fee_payer,
+            Some(change_address),
+        )?;
+        let batches = self.inner.batches(&options)?;
+        let batch = batches.get(index).ok_or_else(|| {
+            Error::invalid(
+                "out_of_range",
+                format!("there are {} batches, no batch {index}", batches.len()),
+            )
+            .in_argument("index")
+        })?;
+        let unsigned = batch.psbt(&utxos, &change)?;
+        let d = PyDict::new(py);
+        d.set_item("psbt", unsigned.psbt_base64)?;
+        d.set_item("fee_sats", unsigned.fee_sats)?;
+        d.set_item("change_sats", unsigned.change_sats)?;
+        d.set_item("vbytes", unsigned.vbytes)?;
+        Ok(d)
+    }
+
+    /// What the raw transaction `raw_tx_hex` (as `getrawtransaction`
+    /// returns it) pays of this settlement: a dict with txid, payouts
+    /// (address, sats, vout), invoices (prosumer_id, sats, vout), problems
+    /// (kind `payout_wrong_amount`, `payout_twice`, `invoice_partly` or
+    /// `invoice_twice`, with message, sats, vout and what it concerns) and
+    /// other_outputs (address, sats, vout). Payouts are expected in full,
+    /// or, with `fee_payer="members"`, less their fee shares in the batches
+    /// at `sat_per_vb` and `max_vbytes`.
+    #[pyo3(signature = (raw_tx_hex, *, sat_per_vb = None, max_vbytes = None, fee_payer = None))]
+    fn reconcile<'py>(
+        &self,
+        py: Python<'py>,
+        raw_tx_hex: &Bound<'py, PyAny>,
+        sat_per_vb: Option<&Bound<'py, PyAny>>,
+        max_vbytes: Option<&Bound<'py, PyAny>>,
+        fee_payer: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let tx = arg("raw_tx_hex", raw_tx_hex, |v| {
+            Ok(decode_transaction(&text(v)?)?)
+        })?;
+        let r = match self.expected_batches(sat_per_vb, max_vbytes, fee_payer)? {
+            Some(batches) => self.inner.reconcile_batches(&tx, &batches),
+            None => self.inner.reconcile(&tx),
+        };
+        Ok(reconciliation_dict(py, &r)?)
+    }
+
+    /// Checks that the raw transaction `raw_tx_hex` pays this settlement's
+    /// whole payout batch (every address its payout once, or less its fee
+    /// share with `fee_payer="members"`; change allowed) and returns its
+    /// txid, for `Grid.mark_paid`. A transaction that does not, or a
+    /// settlement paid in several transactions, is a `SettlementError` of
+    /// kind `transaction_mismatch`.
+    #[pyo3(signature = (raw_tx_hex, *, sat_per_vb = None, max_vbytes = None, fee_payer = None))]
+    fn check_payment(
+        &self,
+        raw_tx_hex: &Bound<'_, PyAny>,
+        sat_per_vb: Option<&Bound<'_, PyAny>>,
+        max_vbytes: Option<&Bound<'_, PyAny>>,
+        fee_payer: Option<&Bound<'_, PyAny>>,
+    ) -> Result<String> {
+        let tx = arg("raw_tx_hex", raw_tx_hex, |v| {
+            Ok(decode_transaction(&text(v)?)?)
+        })?;
+        let batches = self
+            .expected_batches(sat_per_vb, max_vbytes, fee_payer)?
+            .unwrap_or_default();
+        let mut copy = self.inner.clone();
+        copy.paid_txid = None;
+        copy.voided = None;
+        copy.mark_paid_by(&tx, &batches)?;
+        Ok(tx.compute_txid().to_string())
+    }
+
+    /// Parses a BIP21 payment URI (what this library writes and what
+    /// wallets write: any case of the scheme and of parameter names,
+    /// percent-encoding, unknown parameters kept, `req-` parameters
+    /// refused): a dict with address, amount_sats (or None), label,
+    /// message and other (a dict). A URI that does not parse is a
+    /// `SettlementError` of kind `invalid_payment_uri`.
+    #[staticmethod]
+    fn parse_uri<'py>(py: Python<'py>, uri: &Bound<'py, PyAny>) -> Result<Bound<'py, PyDict>> {
+        let r = arg("uri", uri, |v| Ok(bip21::parse(&text(v)?)?))?;
+        let d = PyDict::new(py);
+        d.set_item("address", r.address.assume_checked_ref().to_string())?;
+        d.set_item("amount_sats", r.amount.map(|a| a.to_sat()))?;
+        d.set_item("label", r.label)?;
+        d.set_item("message", r.message)?;
+        let other = PyDict::new(py);
+        for (k, v) in r.other {
+            other.set_item(k, v)?;
+        }
+        d.set_item("other", other)?;
+        Ok(d)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Settlement(id={:?}, entries={})",
             self.inner.id,
             self.inner.entries.len()
         )
+    }
+}
+
+impl Settlement {
+    /// The batches whose outputs a transaction is expected to pay: `None`
+    /// (the payouts in full) unless `fee_payer` is `"members"`, which needs
+    /// `sat_per_vb`.
+    fn expected_batches(
+        &self,
+        sat_per_vb: Option<&Bound<'_, PyAny>>,
+        max_vbytes: Option<&Bound<'_, PyAny>>,
+        fee_payer: Option<&Bound<'_, PyAny>>,
+    ) -> Result<Option<Vec<Batch>>> {
+        let payer = opt_arg(
+            "fee_payer",
+            fee_payer,
+            |v| Ok(text(v)?.parse::<FeePayer>()?),
+        )?
+        .unwrap_or_default();
+        let rate = match sat_per_vb {
+            Some(v) if !v.is_none() => v,
+            _ if payer == FeePayer::Members => {
+                return Err(Error::validation(
+                    "fee_payer=\"members\" needs sat_per_vb: the fee shares depend on the rate",
+                )
+                .in_argument("sat_per_vb"))
+            }
+            _ => return Ok(None),
+        };
+        let options = batch_options(self.inner.network, rate, max_vbytes, fee_payer, None)?;
+        if payer == FeePayer::Operator {
+            return Ok(None);
+        }
+        Ok(Some(self.inner.batches(&options)?))
     }
 }

@@ -8,7 +8,8 @@
 //! output counts, times 4, plus 2 for the segwit marker and flag; an output
 //! is `(8 + 1 + script length) · 4`; an input, with a typical signature,
 //! is 592 (P2PKH), 364 (P2SH-wrapped P2WPKH), 272 (P2WPKH), 230 (P2TR key
-//! path). The fee is `vbytes · feerate`.
+//! path). The fee is `⌈vbytes · rate / 1000⌉` with the rate in sat/kvB
+//! ([`FeeRate`]).
 
 use std::str::FromStr;
 

@@ -150,8 +150,44 @@ class Settlement:
     def sendmany_json(self) -> str: ...
     def entries(self) -> List[Dict[str, Any]]: ...
     def invoices(self) -> List[Dict[str, Any]]: ...
-    def fee_estimate(self, sat_per_vb: int) -> Dict[str, int]: ...
-    def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: int) -> Dict[str, Any]: ...
+    def fee_estimate(self, sat_per_vb: _Amount) -> Dict[str, int]: ...
+    def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: _Amount) -> Dict[str, Any]: ...
+    def batches(
+        self,
+        sat_per_vb: _Amount,
+        *,
+        max_vbytes: Optional[int] = None,
+        fee_payer: Optional[str] = None,
+        change_address: Optional[str] = None,
+    ) -> List[Dict[str, Any]]: ...
+    def batch_psbt(
+        self,
+        index: int,
+        utxos: List[Tuple[str, int, str]],
+        change_address: str,
+        sat_per_vb: _Amount,
+        *,
+        max_vbytes: Optional[int] = None,
+        fee_payer: Optional[str] = None,
+    ) -> Dict[str, Any]: ...
+    def reconcile(
+        self,
+        raw_tx_hex: str,
+        *,
+        sat_per_vb: Optional[_Amount] = None,
+        max_vbytes: Optional[int] = None,
+        fee_payer: Optional[str] = None,
+    ) -> Dict[str, Any]: ...
+    def check_payment(
+        self,
+        raw_tx_hex: str,
+        *,
+        sat_per_vb: Optional[_Amount] = None,
+        max_vbytes: Optional[int] = None,
+        fee_payer: Optional[str] = None,
+    ) -> str: ...
+    @staticmethod
+    def parse_uri(uri: str) -> Dict[str, Any]: ...
 
 @final
 class BillingPart:

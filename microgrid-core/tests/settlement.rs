@@ -823,6 +823,19 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     let mut paid = s.clone();
     paid.mark_paid_by(&tx, &[]).unwrap();
     assert_eq!(paid.paid_txid, Some(tx.compute_txid().to_string()));
+    let mut by_txid = s.clone();
+    by_txid.mark_paid_txid(tx.compute_txid()).unwrap();
+    assert_eq!(by_txid.paid_txid, paid.paid_txid);
+    // A typed UTXO is the same as one written out.
+    let outpoint = bitcoin::OutPoint::new(tx.compute_txid(), 3);
+    assert_eq!(
+        Utxo::new(outpoint, bitcoin::Amount::from_sat(5_000), own_operator()),
+        Utxo {
+            outpoint: format!("{}:3", tx.compute_txid()),
+            value_sats: 5_000,
+            address: own_operator(),
+        }
+    );
     let mut short = s.clone();
     assert!(matches!(
         short.mark_paid_by(&transaction(&outputs[..2]), &[]),

@@ -587,6 +587,11 @@ impl Settlement {
         }
     }
 
+    /// [`Settlement::mark_paid`] with the [`bitcoin`] crate's txid.
+    pub fn mark_paid_txid(&mut self, txid: bitcoin::Txid) -> Result<()> {
+        self.mark_paid(&txid.to_string())
+    }
+
     /// Voids the settlement (to correct a rate, say), so that its period
     /// can be settled again. A paid settlement cannot be voided
     /// ([`Error::CannotVoidPaid`]); voiding a voided one changes nothing.

@@ -172,6 +172,18 @@ pub struct Utxo {
     pub address: PayoutAddress,
 }
 
+impl Utxo {
+    /// An unspent output from the [`bitcoin`] crate's types: the outpoint
+    /// and value cannot be mistyped as text or a bare integer.
+    pub fn new(outpoint: OutPoint, value: Amount, address: PayoutAddress) -> Utxo {
+        Utxo {
+            outpoint: outpoint.to_string(),
+            value_sats: value.to_sat(),
+            address,
+        }
+    }
+}
+
 /// A fee estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeeEstimate {

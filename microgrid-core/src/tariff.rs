@@ -61,7 +61,7 @@
 //! charge of [a, b) in one month = F(b) − F(a)
 //! ```
 //!
-//! Rounding is the same cumulative floor as the clearing's shares: the
+//! Rounding is a cumulative floor over the month's elapsed time: the
 //! charges of any split of a month into periods add up to `F(end) −
 //! F(start)` exactly, so a member registered all month pays exactly the
 //! fee, whether the month is billed at once, by week or by day, and a

@@ -14,7 +14,7 @@ use microgrid_core::{
     TimeRange, Timeframe, TimeframeClearing, TimeframeSummary, Wh,
 };
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 
 /// Who is connected.
 pub trait RegistryStore: Send + Sync {
@@ -341,68 +341,80 @@ pub trait Store: RegistryStore + ReadingStore + LedgerStore {}
 
 impl<T: RegistryStore + ReadingStore + LedgerStore> Store for T {}
 
-/// The outcome of storing `settlement` when the insert stored nothing or
-/// hit the one-settlement-per-period constraint: `by_id` is what is
-/// stored under its id, `overlapping` a standing settlement overlapping
-/// its period (see [`LedgerStore::save_settlement`]).
-pub(crate) fn settled_or_conflict(
-    settlement: &Settlement,
-    by_id: Option<Settlement>,
-    overlapping: Option<Settlement>,
-) -> Result<Settlement> {
-    match (by_id, overlapping) {
-        (Some(stored), _) => match &stored.voided {
-            None => Ok(stored),
-            Some(v) => Err(microgrid_core::Error::SettlementVoided {
-                id: stored.id.clone(),
-                reason: v.reason.clone(),
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+pub(crate) use written::{settled_or_conflict, unwritten_payment, unwritten_voiding};
+
+/// What a database adapter (SQL or MongoDB) answers when a conditional
+/// ledger write stored nothing.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+mod written {
+    use super::Result;
+    use crate::error::StoreError;
+    use microgrid_core::settlement::Settlement;
+
+    /// The outcome of storing `settlement` when the insert stored nothing or
+    /// hit the one-settlement-per-period constraint: `by_id` is what is
+    /// stored under its id, `overlapping` a standing settlement overlapping
+    /// its period (see [`LedgerStore::save_settlement`]).
+    pub(crate) fn settled_or_conflict(
+        settlement: &Settlement,
+        by_id: Option<Settlement>,
+        overlapping: Option<Settlement>,
+    ) -> Result<Settlement> {
+        match (by_id, overlapping) {
+            (Some(stored), _) => match &stored.voided {
+                None => Ok(stored),
+                Some(v) => Err(microgrid_core::Error::SettlementVoided {
+                    id: stored.id.clone(),
+                    reason: v.reason.clone(),
+                }
+                .into()),
+            },
+            (None, Some(standing)) => Err(settlement.conflict_with(&standing).into()),
+            (None, None) => Err(StoreError::Database {
+                operation: "saving a settlement",
+                message: format!(
+                    "settlement {} was neither stored nor refused; try again",
+                    settlement.id
+                ),
+            }),
+        }
+    }
+
+    /// Why a conditional payment write changed nothing, given what is stored
+    /// (see [`LedgerStore::save_payment`]).
+    pub(crate) fn unwritten_payment(stored: Option<Settlement>, paid: &Settlement) -> Result<()> {
+        let mut stored = stored.ok_or_else(|| not_found(&paid.id))?;
+        stored.mark_paid(paid.paid_txid.as_deref().unwrap_or_default())?;
+        Err(changed_meanwhile("marking a settlement paid", &paid.id))
+    }
+
+    /// Why a conditional voiding write changed nothing, given what is stored
+    /// (see [`LedgerStore::save_voiding`]): voiding twice is no change.
+    pub(crate) fn unwritten_voiding(stored: Option<Settlement>, voided: &Settlement) -> Result<()> {
+        let stored = stored.ok_or_else(|| not_found(&voided.id))?;
+        match (stored.paid_txid, stored.voided) {
+            (Some(txid), _) => Err(microgrid_core::Error::CannotVoidPaid {
+                id: stored.id,
+                txid,
             }
             .into()),
-        },
-        (None, Some(standing)) => Err(settlement.conflict_with(&standing).into()),
-        (None, None) => Err(StoreError::Database {
-            operation: "saving a settlement",
-            message: format!(
-                "settlement {} was neither stored nor refused; try again",
-                settlement.id
-            ),
-        }),
-    }
-}
-
-/// Why a conditional payment write changed nothing, given what is stored
-/// (see [`LedgerStore::save_payment`]).
-pub(crate) fn unwritten_payment(stored: Option<Settlement>, paid: &Settlement) -> Result<()> {
-    let mut stored = stored.ok_or_else(|| not_found(&paid.id))?;
-    stored.mark_paid(paid.paid_txid.as_deref().unwrap_or_default())?;
-    Err(changed_meanwhile("marking a settlement paid", &paid.id))
-}
-
-/// Why a conditional voiding write changed nothing, given what is stored
-/// (see [`LedgerStore::save_voiding`]): voiding twice is no change.
-pub(crate) fn unwritten_voiding(stored: Option<Settlement>, voided: &Settlement) -> Result<()> {
-    let stored = stored.ok_or_else(|| not_found(&voided.id))?;
-    match (stored.paid_txid, stored.voided) {
-        (Some(txid), _) => Err(microgrid_core::Error::CannotVoidPaid {
-            id: stored.id,
-            txid,
+            (None, Some(_)) => Ok(()),
+            (None, None) => Err(changed_meanwhile("voiding a settlement", &voided.id)),
         }
-        .into()),
-        (None, Some(_)) => Ok(()),
-        (None, None) => Err(changed_meanwhile("voiding a settlement", &voided.id)),
     }
-}
 
-fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound {
-        what: "settlement",
-        key: id.to_owned(),
+    fn not_found(id: &str) -> StoreError {
+        StoreError::NotFound {
+            what: "settlement",
+            key: id.to_owned(),
+        }
     }
-}
 
-fn changed_meanwhile(operation: &'static str, id: &str) -> StoreError {
-    StoreError::Database {
-        operation,
-        message: format!("settlement {id} changed meanwhile; try again"),
+    fn changed_meanwhile(operation: &'static str, id: &str) -> StoreError {
+        StoreError::Database {
+            operation,
+            message: format!("settlement {id} changed meanwhile; try again"),
+        }
     }
 }

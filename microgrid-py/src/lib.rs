@@ -24,6 +24,7 @@ fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<settlement::Settlement>()?;
     m.add_class::<distributed::BillingPart>()?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate::regtest_address, m)?)?;
     errors::register(m)?;
     Ok(())
 }

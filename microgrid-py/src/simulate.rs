@@ -6,7 +6,7 @@ use microgrid_core::simulate::Community;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::conversions::{arg, date, integer, opt_arg};
+use crate::conversions::{arg, date, integer, opt_arg, text};
 use crate::errors::{Error, Result};
 
 /// The most readings one call simulates (a Python object per value: about
@@ -114,4 +114,37 @@ pub fn simulate<'py>(
             .collect::<Vec<_>>(),
     )?;
     Ok(d)
+}
+
+/// A made-up but valid regtest payout address, the same for the same
+/// `seed`: `output_type` is `"p2wpkh"` (the default), `"p2pkh"` or
+/// `"p2tr"`. For examples and tests, one per member: nobody holds its keys.
+#[pyfunction]
+#[pyo3(
+    signature = (seed, output_type = None),
+    text_signature = "(seed, output_type='p2wpkh')"
+)]
+pub fn regtest_address(
+    seed: &Bound<'_, PyAny>,
+    output_type: Option<&Bound<'_, PyAny>>,
+) -> Result<String> {
+    use microgrid_core::OutputType;
+    let seed = arg("seed", seed, integer::<u64>)?;
+    let name = opt_arg("output_type", output_type, text)?;
+    let output_type = match name.as_deref() {
+        None | Some("p2wpkh") => OutputType::P2wpkh,
+        Some("p2pkh") => OutputType::P2pkh,
+        Some("p2tr") => OutputType::P2tr,
+        Some(other) => {
+            return Err(Error::invalid(
+                "invalid_value",
+                format!("output type {other:?}: one of \"p2wpkh\", \"p2pkh\", \"p2tr\""),
+            )
+            .in_argument("output_type")
+            .with("value", other));
+        }
+    };
+    Ok(microgrid_core::simulate::regtest_address(seed, output_type)
+        .as_str()
+        .to_owned())
 }

@@ -106,6 +106,7 @@ from ._microgrid import (
     ValidationError,
     __version__,
     _refused,
+    regtest_address,
     simulate,
 )
 
@@ -124,6 +125,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "record_frame",
+    "regtest_address",
     "simulate",
     "to_arrow",
     "to_frame",

@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "_refused",
     "simulate",
+    "regtest_address",
 ]
 
 _Amount = Union[Decimal, int, str]
@@ -283,3 +284,5 @@ def _refused(argument: str, error: BaseException) -> MicrogridError:
 def simulate(
     households: int, start: date, days: int, *, seed: int = 42, timeframe_minutes: int = 15
 ) -> Dict[str, List[Any]]: ...
+
+def regtest_address(seed: int, output_type: str = "p2wpkh") -> str: ...

@@ -4,7 +4,8 @@
 //! MicrogridError
 //! ├── ValidationError   bad input: types, ids, readings, prices, addresses, times
 //! ├── ConflictError     a reading that differs from a cleared one, a duplicate id,
-//! │                     a period settled or paid otherwise, a paid settlement voided
+//! │                     a period settled or paid otherwise, a paid settlement voided,
+//! │                     a write into a month archived (detached) in PostgreSQL
 //! ├── NotFoundError     an unknown prosumer, settlement or period not cleared
 //! ├── StorageError      the database failed
 //! └── SettlementError   rates, networks, fees, inputs that do not cover a batch,
@@ -747,6 +748,19 @@ fn store_error<'py>(py: Python<'py>, e: &StoreError) -> (Bound<'py, PyType>, Det
         StoreError::Corrupt { what, value } => (
             py.get_type::<StorageError>(),
             vec![("what", (*what).into()), ("value", value.as_str().into())],
+        ),
+        // A write into a month an operator archived, or a detach refused:
+        // the store's state forbids it, like a conflicting settlement.
+        StoreError::MonthArchived { month } => (
+            py.get_type::<ConflictError>(),
+            vec![("month", month.as_str().into())],
+        ),
+        StoreError::MonthNotDetachable { month, reason } => (
+            py.get_type::<ConflictError>(),
+            vec![
+                ("month", month.as_str().into()),
+                ("reason", reason.as_str().into()),
+            ],
         ),
         _ => (py.get_type::<StorageError>(), Vec::new()),
     }

@@ -55,7 +55,8 @@ Every exception the package raises for any argument value is a
     MicrogridError
     ├── ValidationError   bad input: types, ids, readings, prices, addresses, times
     ├── ConflictError     a reading that differs from a cleared one, a duplicate id,
-    │                     a period settled or paid otherwise, a paid settlement voided
+    │                     a period settled or paid otherwise, a paid settlement voided,
+    │                     a write into a month archived (detached) in PostgreSQL
     ├── NotFoundError     an unknown prosumer, settlement or period not cleared
     ├── StorageError      the database failed
     └── SettlementError   rates, networks, fees, inputs that do not cover a batch,

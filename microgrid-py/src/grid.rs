@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use microgrid_core::billing::PeriodBills;
-use microgrid_core::settlement::ExchangeRate;
+use microgrid_core::settlement::bitcoin::Amount;
+use microgrid_core::settlement::{ExchangeRate, PayoutPolicy};
 use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
     Allocation, Error as CoreError, Network, PayoutAddress, Prosumer, ReadingColumns, Registry,
@@ -208,6 +209,16 @@ fn settlement_inputs(
     let rate = ExchangeRate::new(rate, tariff.currency(), &rate_source, at)
         .map_err(|e| Error::from(e).in_argument("rate"))?;
     Ok((rate, net, operator))
+}
+
+/// The payout policy of `minimum_payout_sats` (whole satoshis; none: pay
+/// every balance above dust).
+fn payout_policy(minimum_payout_sats: Option<&Any<'_>>) -> Result<PayoutPolicy> {
+    match opt_arg("minimum_payout_sats", minimum_payout_sats, integer::<u64>)? {
+        None => Ok(PayoutPolicy::default()),
+        Some(sats) => PayoutPolicy::with_minimum_payout(Amount::from_sat(sats))
+            .map_err(|e| Error::from(e).in_argument("minimum_payout_sats")),
+    }
 }
 
 /// An argument as passed; converted by hand (see `conversions`).
@@ -644,8 +655,8 @@ impl Grid {
     /// settlement before the period, stored once. The same bills give the
     /// same settlement, content hash included.
     #[pyo3(
-        signature = (parts, tariff, *, rate, operator_address, network = None, rate_source = None),
-        text_signature = "($self, /, parts, tariff, *, rate, operator_address, network='regtest', rate_source='manual')"
+        signature = (parts, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None),
+        text_signature = "($self, /, parts, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn settle_parts(
@@ -657,7 +668,9 @@ impl Grid {
         operator_address: &Any<'_>,
         network: Option<&Any<'_>>,
         rate_source: Option<&Any<'_>>,
+        minimum_payout_sats: Option<&Any<'_>>,
     ) -> Result<Settlement> {
+        let policy = payout_policy(minimum_payout_sats)?;
         let parts = arg("parts", parts, self::parts)?;
         let t = arg("tariff", tariff, self::tariff)?;
         let (rate, net, operator) = settlement_inputs(
@@ -671,7 +684,9 @@ impl Grid {
         let grid = self.inner.clone();
         let inner = block_on(py, async move {
             let bills = grid.bill_parts(parts, &t).await?;
-            Ok(grid.settle_bills(&bills, &rate, net, &operator).await?)
+            Ok(grid
+                .settle_bills_with_policy(&bills, &rate, net, &operator, &policy)
+                .await?)
         })?;
         Ok(Settlement { inner })
     }
@@ -679,10 +694,12 @@ impl Grid {
     /// Bills and settles `[start, end)` at `rate` (tariff currency per BTC,
     /// a decimal), paying out on `network` with invoices to
     /// `operator_address`. Settling again with the same inputs returns the
-    /// stored settlement.
+    /// stored settlement. With `minimum_payout_sats`, a balance due to a
+    /// member below it is carried forward to the next settlement instead
+    /// of paid (this changes who is paid, and so the id).
     #[pyo3(
-        signature = (start, end, tariff, *, rate, operator_address, network = None, rate_source = None),
-        text_signature = "($self, /, start, end, tariff, *, rate, operator_address, network='regtest', rate_source='manual')"
+        signature = (start, end, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None),
+        text_signature = "($self, /, start, end, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn settle(
@@ -695,7 +712,9 @@ impl Grid {
         operator_address: &Any<'_>,
         network: Option<&Any<'_>>,
         rate_source: Option<&Any<'_>>,
+        minimum_payout_sats: Option<&Any<'_>>,
     ) -> Result<Settlement> {
+        let policy = payout_policy(minimum_payout_sats)?;
         let r = range(start, end, self.inner.length())?;
         let t = arg("tariff", tariff, self::tariff)?;
         let (rate, net, operator) = settlement_inputs(
@@ -708,7 +727,9 @@ impl Grid {
         )?;
         let grid = self.inner.clone();
         let inner = block_on(py, async move {
-            Ok(grid.settle(&r, &t, &rate, net, &operator).await?)
+            Ok(grid
+                .settle_with_policy(&r, &t, &rate, net, &operator, &policy)
+                .await?)
         })?;
         Ok(Settlement { inner })
     }

@@ -242,3 +242,38 @@ def test_bip21_uris_parse_back():
             microgrid.Settlement.parse_uri(bad)
         assert e.value.kind == "invalid_payment_uri"
         assert e.value.details["argument"] == "uri"
+
+
+def test_a_minimum_payout_carries_smaller_balances_forward():
+    import datetime as dt
+    from decimal import Decimal
+
+    utc = dt.timezone.utc
+    start = dt.datetime(2026, 6, 1, tzinfo=utc)
+    end = start + dt.timedelta(days=7)
+    data = microgrid.simulate(40, start.date(), 7, seed=3)
+    tariff = microgrid.Tariff(Decimal("0.30"), Decimal("0.08"))
+
+    def settled(minimum):
+        grid = microgrid.Grid()
+        for i, pid in enumerate(sorted(set(data["prosumer_id"]))):
+            grid.register(pid, pid, microgrid.ProsumerKind.HOUSEHOLD, dt.date(2026, 1, 1),
+                          address=microgrid.regtest_address(i))
+        grid.record(data["start"], data["prosumer_id"], data["produced_wh"], data["consumed_wh"])
+        grid.clear(start, end, microgrid.Mechanism.SUPPLY_DEMAND_RATIO, tariff)
+        return grid.settle(start, end, tariff, rate=Decimal("90000"),
+                           operator_address=microgrid.regtest_address(99), minimum_payout_sats=minimum)
+
+    everyone = settled(None)
+    payouts = sorted(e["due_sats"] for e in everyone.entries() if e["due_sats"] > 0)
+    assert len(payouts) >= 2, payouts
+    minimum = payouts[len(payouts) // 2]
+    policy = settled(minimum)
+    paid = {a: v for a, v in policy.sendmany().items()}
+    assert all(v * 100_000_000 >= minimum for v in paid.values())
+    assert len(paid) < len(everyone.sendmany())
+    assert policy.id != everyone.id
+    assert policy.is_conserved()
+    with pytest.raises(microgrid.ValidationError) as raised:
+        settled(-1)
+    assert raised.value.details["argument"] == "minimum_payout_sats"

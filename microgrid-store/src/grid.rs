@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
 use microgrid_core::billing::{BillingPart, PeriodBills, RowBilling};
-use microgrid_core::settlement::{settle, ExchangeRate, Settlement};
+use microgrid_core::settlement::{settle_with_policy, ExchangeRate, PayoutPolicy, Settlement};
 use microgrid_core::tariff::Tariff;
 use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
 use microgrid_core::{
@@ -452,6 +452,24 @@ impl<S: Store> Grid<S> {
         self.settle_bills(&bills, rate, network, operator).await
     }
 
+    /// [`Grid::settle`] with a payout policy: a balance due to a member
+    /// below the policy's minimum payout is carried forward to the next
+    /// settlement instead of paid ([`PayoutPolicy::with_minimum_payout`]).
+    /// The minimum changes who is paid, and so the settlement's id.
+    pub async fn settle_with_policy(
+        &self,
+        period: &TimeRange,
+        tariff: &Tariff,
+        rate: &ExchangeRate,
+        network: Network,
+        operator: &PayoutAddress,
+        policy: &PayoutPolicy,
+    ) -> Result<Settlement> {
+        let bills = self.bill(period, tariff).await?;
+        self.settle_bills_with_policy(&bills, rate, network, operator, policy)
+            .await
+    }
+
     /// Settles bills made elsewhere (say, [`Grid::bill_parts`] of parts
     /// billed on other machines) as [`Grid::settle`] settles its own:
     /// carrying in the balances of the last standing settlement before
@@ -464,6 +482,20 @@ impl<S: Store> Grid<S> {
         network: Network,
         operator: &PayoutAddress,
     ) -> Result<Settlement> {
+        self.settle_bills_with_policy(bills, rate, network, operator, &PayoutPolicy::default())
+            .await
+    }
+
+    /// [`Grid::settle_bills`] with a payout policy (see
+    /// [`Grid::settle_with_policy`]).
+    pub async fn settle_bills_with_policy(
+        &self,
+        bills: &PeriodBills,
+        rate: &ExchangeRate,
+        network: Network,
+        operator: &PayoutAddress,
+        policy: &PayoutPolicy,
+    ) -> Result<Settlement> {
         let period = &bills.period;
         let registry = self.shared_registry().await?;
         let carried = self
@@ -472,7 +504,8 @@ impl<S: Store> Grid<S> {
             .await?
             .map(|s| s.carried_out())
             .unwrap_or_default();
-        let settlement = settle(bills, &registry, rate, network, operator, &carried)?;
+        let settlement =
+            settle_with_policy(bills, &registry, rate, network, operator, &carried, policy)?;
         self.store.save_settlement(&settlement).await
     }
 

@@ -262,6 +262,7 @@ class Grid:
         operator_address: str,
         network: str = "regtest",
         rate_source: str = "manual",
+        minimum_payout_sats: Optional[int] = None,
     ) -> Settlement: ...
     def settle(
         self,
@@ -273,6 +274,7 @@ class Grid:
         operator_address: str,
         network: str = "regtest",
         rate_source: str = "manual",
+        minimum_payout_sats: Optional[int] = None,
     ) -> Settlement: ...
     def settlement(self, id: str) -> Optional[Settlement]: ...
     def mark_paid(self, id: str, txid: str) -> Settlement: ...

@@ -4,6 +4,7 @@ of 2 worker processes (microgrid.distributed.run).
 
     python benches/distributed_scaling.py 10000 100000 [--days 30] [--workers 2]
         [--days-per-task 1] [--views summaries] [--single] [--dir DIR] [--keep]
+        [--start 2026-06-01]
 
 For each size it prints the time to write the Parquet files (a day at a
 time, numpy-generated readings), the time of the cluster run (every task,
@@ -179,7 +180,15 @@ def main():
     p.add_argument("--single", action="store_true", help="also run on one Grid and compare")
     p.add_argument("--dir", default=None)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--start", type=dt.date.fromisoformat, default=START.date(),
+                   help="first day (UTC), default 2026-06-01; a year must end before today")
     args = p.parse_args()
+    global START
+    START = dt.datetime.combine(args.start, dt.time(), UTC)
+    end = START + dt.timedelta(days=args.days)
+    if end > dt.datetime.now(UTC):
+        # The library clears only timeframes that have ended: say so before writing gigabytes.
+        p.error(f"{args.days} days from {args.start} end {end:%Y-%m-%d}, in the future: pass an earlier --start")
     print(f"microgrid {microgrid.__version__}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / (1 << 30):.0f} GiB RAM; {args.workers} worker processes, "
           f"1 thread each, {args.days_per_task} day(s) per task, views written: {args.views or 'none'}")

@@ -171,6 +171,7 @@ def one_size(n, args, directory):
 
 
 def main():
+    global START
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
     p.add_argument("--days", type=int, default=30)
@@ -183,7 +184,6 @@ def main():
     p.add_argument("--start", type=dt.date.fromisoformat, default=START.date(),
                    help="first day (UTC), default 2026-06-01; a year must end before today")
     args = p.parse_args()
-    global START
     START = dt.datetime.combine(args.start, dt.time(), UTC)
     end = START + dt.timedelta(days=args.days)
     if end > dt.datetime.now(UTC):

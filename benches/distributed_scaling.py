@@ -123,7 +123,7 @@ def one_size(n, args, directory):
     write_s = time.perf_counter() - t
     parquet_mb = size_of(readings) / MB
     prosumers = pa.table({"id": ids_of(n), "name": ids_of(n), "kind": ["household"] * n,
-                          "joined": [dt.date(2026, 1, 1)] * n})
+                          "joined": [START.date()] * n})
     print(f"\n== {n:,} prosumers x {args.days} days: {rows:,} readings, Parquet {parquet_mb:,.0f} MiB, "
           f"written in {write_s:.1f} s", flush=True)
 

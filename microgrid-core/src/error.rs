@@ -37,7 +37,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// A prosumer kind name is not one of the known kinds.
-    #[error("unknown prosumer kind {0:?} (expected household, company, public or other)")]
+    #[error("unknown prosumer kind {0:?} (expected household, company, public, other or battery)")]
     UnknownProsumerKind(String),
     /// A prosumer left before it joined.
     #[error("prosumer {id} leaves on {left} before it joins on {joined}")]
@@ -418,6 +418,32 @@ pub enum Error {
         /// Start of the timeframe.
         start: DateTime<Utc>,
     },
+    /// A community battery's specification is unusable (a capacity that is
+    /// not positive, an efficiency outside (0, 1], a starting state of
+    /// charge above the capacity, ...).
+    #[error("invalid battery {id}: {input} {reason}")]
+    InvalidBattery {
+        /// The battery's prosumer id.
+        id: String,
+        /// Which input of the specification.
+        input: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A community battery cannot be cleared from this timeframe: its state
+    /// of charge carries over from one timeframe to the next, so its
+    /// timeframes are cleared in time order (an earlier one is still open,
+    /// a later one is cleared already), or its stored history does not fit
+    /// its specification.
+    #[error("battery {id} at the timeframe starting {start}: {reason}")]
+    BatteryHistory {
+        /// The battery's prosumer id.
+        id: String,
+        /// Start of the timeframe concerned.
+        start: DateTime<Utc>,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -477,6 +503,8 @@ impl Error {
             Error::UnknownTimeZone { .. } => "unknown_time_zone",
             Error::InvalidTimeOfUse { .. } => "invalid_time_of_use",
             Error::TariffNotAligned { .. } => "tariff_not_aligned",
+            Error::InvalidBattery { .. } => "invalid_battery",
+            Error::BatteryHistory { .. } => "battery_history",
         }
     }
 }

@@ -45,6 +45,7 @@
 
 pub mod address;
 pub mod batch;
+pub mod battery;
 pub mod billing;
 pub mod clearing;
 pub mod energy;
@@ -64,6 +65,7 @@ pub mod views;
 
 pub use address::{Network, OutputType, PayoutAddress};
 pub use batch::{ReadingColumns, ReadingRow, ValidReadings};
+pub use battery::{BatteryOwner, BatterySpec, BatteryStep, BatteryTotals};
 pub use clearing::{
     clear_columns, clear_columns_in_order, clear_range, clear_timeframe, Allocation, EnergyTotals,
     GridTariff, TimeframeClearing, TimeframeSummary,

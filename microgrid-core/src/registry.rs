@@ -95,6 +95,9 @@ pub enum ProsumerKind {
     Public,
     /// Anything else.
     Other,
+    /// A community battery ([`crate::battery::BatterySpec`]): its readings
+    /// are not metered but computed by the battery's dispatch rule.
+    Battery,
 }
 
 impl ProsumerKind {
@@ -105,6 +108,7 @@ impl ProsumerKind {
             ProsumerKind::Company => "company",
             ProsumerKind::Public => "public",
             ProsumerKind::Other => "other",
+            ProsumerKind::Battery => "battery",
         }
     }
 }
@@ -123,6 +127,7 @@ impl FromStr for ProsumerKind {
             "company" => Ok(ProsumerKind::Company),
             "public" => Ok(ProsumerKind::Public),
             "other" => Ok(ProsumerKind::Other),
+            "battery" => Ok(ProsumerKind::Battery),
             _ => Err(Error::UnknownProsumerKind(s.to_owned())),
         }
     }

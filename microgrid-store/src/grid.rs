@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
+use microgrid_core::battery::{net_surplus_of_row, BatterySpec, BatteryStep};
 use microgrid_core::billing::{BillingPart, PeriodBills, RowBilling};
 use microgrid_core::settlement::{settle_with_policy, ExchangeRate, PayoutPolicy, Settlement};
 use microgrid_core::tariff::Tariff;
@@ -99,6 +100,7 @@ pub struct Grid<S> {
     threads: usize,
     clock: Clock,
     registry: Arc<Mutex<Option<Arc<Registry>>>>,
+    battery: Option<Arc<BatterySpec>>,
 }
 
 impl<S: Store> Grid<S> {
@@ -112,6 +114,7 @@ impl<S: Store> Grid<S> {
             threads: available_threads(),
             clock: Clock::system(),
             registry: Arc::default(),
+            battery: None,
         }
     }
 
@@ -132,6 +135,32 @@ impl<S: Store> Grid<S> {
     pub fn with_clock(mut self, clock: Clock) -> Grid<S> {
         self.clock = clock;
         self
+    }
+
+    /// The same grid with a community battery taking part in clearing
+    /// ([`microgrid_core::battery`]): [`Grid::clear`] then computes the
+    /// battery's readings by its dispatch rule before clearing each
+    /// timeframe, and [`Grid::battery_states`] shows its state of charge.
+    /// The battery must be registered (kind
+    /// [`microgrid_core::ProsumerKind::Battery`], see
+    /// [`BatterySpec::prosumer`]); its state of charge is
+    /// [`BatterySpec::initial_soc`] at midnight UTC of the day it joined.
+    ///
+    /// The specification is not stored: give the same one each time the
+    /// grid is opened. Its state of charge is recomputed from its stored
+    /// readings, so a battery's timeframes are cleared in time order:
+    /// clearing refuses ([`microgrid_core::Error::BatteryHistory`]) a range
+    /// whose first open timeframe (from the battery's joining on) follows
+    /// one that is not cleared, or precedes one that is. Nothing is
+    /// recomputed silently.
+    pub fn with_battery(mut self, battery: BatterySpec) -> Grid<S> {
+        self.battery = Some(Arc::new(battery));
+        self
+    }
+
+    /// The community battery, if the grid has one.
+    pub fn battery(&self) -> Option<&BatterySpec> {
+        self.battery.as_deref()
     }
 
     /// The store underneath.
@@ -273,6 +302,21 @@ impl<S: Store> Grid<S> {
                 .map_or(range.start(), |tf| tf.start());
             return Err(microgrid_core::Error::TimeframeNotEnded { start: open, now }.into());
         }
+        if let Some(battery) = self.battery.clone() {
+            return self
+                .clear_with_battery(range, tariff, mechanism, &battery)
+                .await;
+        }
+        self.clear_ended(range, tariff, mechanism).await
+    }
+
+    /// [`Grid::clear`] of a range that has ended, without a battery.
+    async fn clear_ended(
+        &self,
+        range: &TimeRange,
+        tariff: &(dyn GridTariff + Sync),
+        mechanism: &dyn PricingMechanism,
+    ) -> Result<ClearReport> {
         let registry = self.shared_registry().await?;
         let order = registry.id_order();
         let threads = self.threads;
@@ -286,6 +330,187 @@ impl<S: Store> Grid<S> {
             report.already_cleared += counts.already_cleared;
         }
         Ok(report)
+    }
+
+    /// [`Grid::clear`] with the battery: the part of `range` before the
+    /// battery joined is cleared as usual; from then on, a chunk at a
+    /// time, the battery's readings are dispatched from the stored readings
+    /// of the other members, recorded, and cleared with them (checked again
+    /// inside the store's clearing step, so a reading changed meanwhile is
+    /// refused rather than cleared with a stale dispatch).
+    async fn clear_with_battery(
+        &self,
+        range: &TimeRange,
+        tariff: &(dyn GridTariff + Sync),
+        mechanism: &dyn PricingMechanism,
+        spec: &BatterySpec,
+    ) -> Result<ClearReport> {
+        let (registry, b, joined) = self.battery_member(spec).await?;
+        let length = self.length;
+        let mut report = ClearReport::default();
+        let from = range.start().max(joined);
+        if range.start() < from {
+            // Before the battery joined: an ordinary clearing.
+            let before = TimeRange::new(range.start(), from.min(range.end()), length)?;
+            let r = self.clear_ended(&before, tariff, mechanism).await?;
+            report.cleared += r.cleared;
+            report.already_cleared += r.already_cleared;
+        }
+        if from >= range.end() {
+            return Ok(report);
+        }
+        let part = TimeRange::new(from, range.end(), length)?;
+        let done = self.store.cleared(&part).await?;
+        let Some(first_open) = part.timeframes().find(|tf| !done.contains(&tf.start())) else {
+            report.already_cleared += part.len();
+            return Ok(report);
+        };
+        let history = |reason: String| -> StoreError {
+            microgrid_core::Error::BatteryHistory {
+                id: spec.id().to_string(),
+                start: first_open.start(),
+                reason,
+            }
+            .into()
+        };
+        // Everything of the battery before the first open timeframe is
+        // cleared, and nothing after it.
+        let mut soc = spec.initial_soc();
+        if joined < first_open.start() {
+            let before = TimeRange::new(joined, first_open.start(), length)?;
+            let cleared = self.store.cleared(&before).await?;
+            if let Some(gap) = before
+                .timeframes()
+                .find(|tf| !cleared.contains(&tf.start()))
+            {
+                return Err(history(format!(
+                    "the earlier timeframe starting {} is not cleared: a battery's \
+                     timeframes are cleared in time order",
+                    gap.start()
+                )));
+            }
+            for step in self.replay_battery(spec, &before, soc).await? {
+                soc = step.soc_end;
+            }
+        }
+        let horizon = Timeframe::containing(self.clock.now(), length)
+            .start()
+            .max(range.end());
+        if first_open.start() < horizon {
+            let after = TimeRange::new(first_open.start(), horizon, length)?;
+            if let Some(later) = self.store.cleared(&after).await?.into_iter().next() {
+                return Err(history(format!(
+                    "the later timeframe starting {later} is cleared already: a \
+                     battery's timeframes are cleared in time order"
+                )));
+            }
+        }
+        // The timeframes of `part` before the first open one are cleared.
+        report.already_cleared +=
+            ((first_open.start() - from).num_seconds() / length.seconds()) as usize;
+        let open = TimeRange::new(first_open.start(), range.end(), length)?;
+        let battery = registry.by_index()[b].clone();
+        let order = registry.id_order();
+        let threads = self.threads;
+        for chunk in chunks(&open, registry.len())? {
+            let rows = self.store.reading_rows(&chunk, &registry).await?;
+            let mut readings = Vec::new();
+            let mut chunk_soc = soc;
+            for (tf, row) in chunk.timeframes().zip(&rows) {
+                if battery.is_active_in(&tf) {
+                    let step = spec.step(tf, chunk_soc, net_surplus_of_row(row, Some(b)))?;
+                    readings.push(step.reading(spec.id())?);
+                    chunk_soc = step.soc_end;
+                }
+            }
+            if !readings.is_empty() {
+                self.record(readings).await?;
+            }
+            let start_soc = soc;
+            let compute = |todo: &[(Timeframe, &ReadingRow)]| {
+                check_battery_rows(spec, &battery, b, &chunk, start_soc, todo)?;
+                clear_reading_rows(todo, &order, tariff, mechanism, threads)
+            };
+            let counts = self.store.clear_with(&chunk, &registry, &compute).await?;
+            report.cleared += counts.cleared;
+            report.already_cleared += counts.already_cleared;
+            soc = chunk_soc;
+        }
+        Ok(report)
+    }
+
+    /// The registry, the battery's dense index and the instant it joined;
+    /// an error if it is not registered as a battery, or its owner is not
+    /// registered.
+    async fn battery_member(
+        &self,
+        spec: &BatterySpec,
+    ) -> Result<(Arc<Registry>, usize, DateTime<Utc>)> {
+        let mut registry = self.shared_registry().await?;
+        if registry.find(spec.id().as_str()).is_none() {
+            registry = self.refresh_registry().await?;
+        }
+        let b = registry.index_of(spec.id())?.get();
+        let p = &registry.by_index()[b];
+        if p.kind() != microgrid_core::ProsumerKind::Battery {
+            return Err(microgrid_core::Error::InvalidBattery {
+                id: spec.id().to_string(),
+                input: "id",
+                reason: format!("is registered as a {} prosumer, not as a battery", p.kind()),
+            }
+            .into());
+        }
+        if let microgrid_core::BatteryOwner::Member(owner) = spec.owner() {
+            registry.index_of(owner)?;
+        }
+        let joined = p.joined().and_time(chrono::NaiveTime::MIN).and_utc();
+        Ok((registry, b, joined))
+    }
+
+    /// The battery's steps in `range`, replayed from its stored
+    /// allocations from `soc` (timeframes without one are idle).
+    async fn replay_battery(
+        &self,
+        spec: &BatterySpec,
+        range: &TimeRange,
+        soc: microgrid_core::Wh,
+    ) -> Result<Vec<BatteryStep>> {
+        let mut soc = soc;
+        let mut steps = Vec::new();
+        for a in self.store.allocations(range, Some(spec.id())).await? {
+            let step = spec.replay(a.timeframe, soc, a.consumed, a.produced)?;
+            soc = step.soc_end;
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    /// The community battery per cleared timeframe of `range` in which it
+    /// has a reading: its state of charge at the start and the end, and
+    /// what it charged, stored, lost and discharged. Recomputed from its
+    /// stored readings since it joined (see [`Grid::with_battery`]); an
+    /// error if the grid has no battery, or a stored reading does not fit
+    /// its specification ([`microgrid_core::Error::BatteryHistory`]).
+    pub async fn battery_states(&self, range: &TimeRange) -> Result<Vec<BatteryStep>> {
+        let Some(spec) = self.battery.clone() else {
+            return Err(StoreError::NotFound {
+                what: "battery",
+                key: "this grid has no battery (Grid::with_battery)".into(),
+            });
+        };
+        let (_, _, joined) = self.battery_member(&spec).await?;
+        if joined >= range.end() {
+            return Ok(Vec::new());
+        }
+        let mut soc = spec.initial_soc();
+        if joined < range.start() {
+            let before = TimeRange::new(joined, range.start(), self.length)?;
+            if let Some(last) = self.replay_battery(&spec, &before, soc).await?.last() {
+                soc = last.soc_end;
+            }
+        }
+        let within = TimeRange::new(range.start().max(joined), range.end(), self.length)?;
+        self.replay_battery(&spec, &within, soc).await
     }
 
     /// The grid as a whole per cleared timeframe ("smart grid info").
@@ -568,6 +793,45 @@ impl ClearedRows {
     }
 }
 
+/// Checks, inside the store's clearing step, that the rows about to be
+/// cleared are the consecutive timeframes of `chunk` and hold the
+/// battery's readings its dispatch rule gives from `soc` (a reading
+/// corrected after the dispatch would otherwise be cleared with a stale
+/// one).
+fn check_battery_rows(
+    spec: &BatterySpec,
+    battery: &Prosumer,
+    b: usize,
+    chunk: &TimeRange,
+    soc: microgrid_core::Wh,
+    todo: &[(Timeframe, &ReadingRow)],
+) -> microgrid_core::Result<()> {
+    let mut soc = soc;
+    let mut expected = chunk.timeframes();
+    for (tf, row) in todo {
+        let stale = |reason: &str| microgrid_core::Error::BatteryHistory {
+            id: spec.id().to_string(),
+            start: tf.start(),
+            reason: reason.to_owned(),
+        };
+        if expected.next() != Some(*tf) {
+            return Err(stale(
+                "an earlier timeframe was cleared meanwhile by another grid; clear again",
+            ));
+        }
+        if battery.is_active_in(tf) {
+            let step = spec.step(*tf, soc, net_surplus_of_row(row, Some(b)))?;
+            if row.get(b) != Some((step.discharged, step.charged)) {
+                return Err(stale(
+                    "a reading changed after the battery was dispatched; clear again",
+                ));
+            }
+            soc = step.soc_end;
+        }
+    }
+    Ok(())
+}
+
 /// `range` cut into consecutive ranges of about [`CELLS_PER_CHUNK`]
 /// readings for `prosumers` prosumers (whole days where possible).
 fn chunks(range: &TimeRange, prosumers: usize) -> Result<Vec<TimeRange>> {
@@ -595,6 +859,89 @@ mod tests {
     use microgrid_core::simulate::Community;
     use microgrid_core::{GridPrices, Mechanism};
     use rust_decimal::Decimal;
+
+    /// A grid with a battery clears a period in two steps as in one and as
+    /// the core's row path does; out of order is refused; the battery's
+    /// states chain and it has its own bill.
+    #[tokio::test]
+    async fn a_battery_clears_in_time_order_like_the_core() {
+        use microgrid_core::battery::clear_range_with_battery;
+        use microgrid_core::BatteryTotals;
+        let community = Community::new(9, NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), 3, 11);
+        let period = community.range().unwrap();
+        let spec = BatterySpec::new(
+            "battery",
+            20_000,
+            8_000,
+            6_000,
+            "0.9".parse().unwrap(),
+            3_000,
+        )
+        .unwrap();
+        let tariff = Tariff::new(
+            "EUR".parse().unwrap(),
+            GridPrices::new("0.30".parse().unwrap(), "0.08".parse().unwrap()).unwrap(),
+        );
+        let mut members: Vec<Prosumer> = community.registry().unwrap().iter().cloned().collect();
+        members.push(
+            spec.prosumer("Battery", NaiveDate::from_ymd_opt(2026, 6, 1).unwrap())
+                .unwrap(),
+        );
+        let readings = community.readings().unwrap();
+        let mechanism = Mechanism::SupplyDemandRatio;
+        let grid = || async {
+            let g = Grid::new(MemoryStore::new(), period.length()).with_battery(spec.clone());
+            g.register_all(members.clone()).await.unwrap();
+            g.record(readings.clone()).await.unwrap();
+            g
+        };
+        let whole = grid().await;
+        whole.clear(&period, &tariff, &mechanism).await.unwrap();
+        let (expected, steps) = clear_range_with_battery(
+            &period,
+            &readings,
+            &tariff,
+            &mechanism,
+            &spec,
+            spec.initial_soc(),
+        )
+        .unwrap();
+        assert_eq!(whole.clearings(&period).await.unwrap(), expected);
+        assert_eq!(whole.battery_states(&period).await.unwrap(), steps);
+        let t = BatteryTotals::of(&steps);
+        assert!(t.charged.get() > 0 && t.discharged.get() > 0, "{t:?}");
+
+        let half = period.start() + Duration::hours(31);
+        let first = TimeRange::new(period.start(), half, period.length()).unwrap();
+        let second = TimeRange::new(half, period.end(), period.length()).unwrap();
+        let split = grid().await;
+        // The second half first: refused, nothing cleared.
+        let err = split.clear(&second, &tariff, &mechanism).await.unwrap_err();
+        assert_eq!(err.kind(), "battery_history", "{err}");
+        assert!(split.summaries(&period).await.unwrap().is_empty());
+        split.clear(&first, &tariff, &mechanism).await.unwrap();
+        // Clearing the first half again changes nothing.
+        let again = split.clear(&first, &tariff, &mechanism).await.unwrap();
+        assert_eq!((again.cleared, again.already_cleared), (0, first.len()));
+        let r = split.clear(&period, &tariff, &mechanism).await.unwrap();
+        assert_eq!((r.cleared, r.already_cleared), (second.len(), first.len()));
+        assert_eq!(split.clearings(&period).await.unwrap(), expected);
+        let later = split.battery_states(&second).await.unwrap();
+        assert_eq!(
+            later.first().unwrap().soc_start,
+            steps[first.len() - 1].soc_end
+        );
+        let bills = split.bill(&period, &tariff).await.unwrap();
+        let bill = bills.bill(spec.id()).unwrap();
+        assert_eq!(
+            (bill.energy.consumed, bill.energy.produced),
+            (t.charged, t.discharged)
+        );
+        assert_eq!(
+            bills.total(),
+            bills.grid_leg + bills.fees + bills.operator_margin
+        );
+    }
 
     /// Two grids with the same registry, each holding half of a period
     /// that crosses a month boundary, bill parts that merge into the

@@ -375,6 +375,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An output descriptor for the operator's wallet does not parse, holds
+    /// a private key, is not ranged (`/*`), derives hardened children, is
+    /// for another network than the settlement's, or is of a type the
+    /// wallet does not spend (only `wpkh(...)` and key-path `tr(...)`).
+    #[error("invalid wallet descriptor {descriptor:?}: {reason}")]
+    InvalidDescriptor {
+        /// The descriptor (its first 200 characters; one holding a private
+        /// key is shown only up to its first key).
+        descriptor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A bitcoin transaction id is not 64 hexadecimal characters.
     #[error("invalid transaction id {0:?}: expected 64 hexadecimal characters")]
     InvalidTxid(String),
@@ -494,6 +506,7 @@ impl Error {
             Error::InsufficientInputs { .. } => "insufficient_inputs",
             Error::InvalidFeeRate { .. } => "invalid_fee_rate",
             Error::InvalidTxid { .. } => "invalid_txid",
+            Error::InvalidDescriptor { .. } => "invalid_descriptor",
             Error::PayoutBelowDustAfterFee { .. } => "payout_below_dust_after_fee",
             Error::TransactionMismatch { .. } => "transaction_mismatch",
             Error::InvalidPaymentUri { .. } => "invalid_payment_uri",

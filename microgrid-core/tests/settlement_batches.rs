@@ -98,6 +98,7 @@ fn settlement(payouts: &[(usize, u64)]) -> Settlement {
         operator_sats: 0,
         paid_txid: None,
         voided: None,
+        wallet: None,
     }
 }
 

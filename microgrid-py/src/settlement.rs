@@ -178,6 +178,18 @@ fn reconciliation_dict<'py>(py: Python<'py>, r: &Reconciliation) -> PyResult<Bou
                     x.set_item("sats", amount.to_sat())?;
                     x.set_item("vout", outpoint.vout)?;
                 }
+                Problem::InvoiceOverpaid {
+                    prosumer,
+                    expected,
+                    found,
+                    outpoint,
+                } => {
+                    x.set_item("kind", "invoice_overpaid")?;
+                    x.set_item("prosumer_id", prosumer.as_str())?;
+                    x.set_item("expected_sats", expected.to_sat())?;
+                    x.set_item("sats", found.to_sat())?;
+                    x.set_item("vout", outpoint.vout)?;
+                }
             }
             Ok(x)
         })

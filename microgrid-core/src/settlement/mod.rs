@@ -63,6 +63,7 @@ pub mod policy;
 pub mod psbt;
 pub mod reconcile;
 pub mod sats;
+pub mod wallet;
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,10 @@ use crate::timeframe::TimeRange;
 pub use self::batches::{Batch, BatchOptions, BatchOutput};
 pub use self::policy::{FeePayer, PayoutPolicy};
 pub use self::reconcile::{Payments, Reconciliation};
+pub use self::wallet::{
+    settle_with_wallet, InvoiceAddress, Keychain, NextIndices, OperatorWallet, WalletPsbt,
+    WalletRecord, WalletUtxo,
+};
 /// The [`bitcoin`](https://docs.rs/bitcoin/0.32) crate whose types the
 /// settlement API takes and returns ([`bitcoin::Amount`],
 /// [`bitcoin::Transaction`], [`bitcoin::Txid`], [`bitcoin::Psbt`], ...).
@@ -239,6 +244,11 @@ pub struct Invoice {
     pub sats: u64,
     /// A BIP21 URI paying it to the operator.
     pub uri: String,
+    /// The address it is paid to: the operator's address, or with a
+    /// wallet ([`settle_with_wallet`]) an address of its own.
+    pub address: PayoutAddress,
+    /// With a wallet, the address's index on the receive chain.
+    pub index: Option<u32>,
 }
 
 /// The settlement of one billing period.
@@ -267,6 +277,12 @@ pub struct Settlement {
     /// period. Like `paid_txid` it is not part of the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voided: Option<Voiding>,
+    /// The operator's wallet and the invoice addresses it gave, for a
+    /// settlement made with one ([`settle_with_wallet`]); part of the
+    /// content and of the id. Absent from the documents of settlements
+    /// made without one, which read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<WalletRecord>,
 }
 
 /// Why and when a settlement was voided.
@@ -391,6 +407,7 @@ pub fn settle_with_policy(
         operator_sats: total - grid_sats,
         paid_txid: None,
         voided: None,
+        wallet: None,
     };
     settlement.id = settlement.input_hash()[..32].to_owned();
     Ok(settlement)
@@ -462,26 +479,35 @@ impl Settlement {
             .collect()
     }
 
-    /// The invoices with their BIP21 URIs to the operator's address.
+    /// The invoices with their BIP21 URIs: to the operator's address, or
+    /// for a settlement made with a wallet each to its own address
+    /// ([`WalletRecord::invoices`]).
     pub fn invoices(&self) -> Vec<Invoice> {
         let message = format!(
             "Energy bill {} to {}",
             self.period.start().format("%Y-%m-%d"),
             self.period.end().format("%Y-%m-%d")
         );
+        let mut own = self.wallet.iter().flat_map(|w| w.invoices.iter());
         self.entries
             .iter()
             .filter_map(|e| match e.action {
-                Action::Invoice { sats } => Some(Invoice {
-                    prosumer: e.prosumer.clone(),
-                    sats,
-                    uri: bip21::payment_uri(
-                        &self.operator_address,
+                Action::Invoice { sats } => {
+                    let slot = own.next().filter(|a| a.prosumer == e.prosumer);
+                    let address = slot.map_or(&self.operator_address, |a| &a.address);
+                    Some(Invoice {
+                        prosumer: e.prosumer.clone(),
                         sats,
-                        Some(e.prosumer.as_str()),
-                        Some(&message),
-                    ),
-                }),
+                        uri: bip21::payment_uri(
+                            address,
+                            sats,
+                            Some(e.prosumer.as_str()),
+                            Some(&message),
+                        ),
+                        address: address.clone(),
+                        index: slot.map(|a| a.index),
+                    })
+                }
                 _ => None,
             })
             .collect()
@@ -636,7 +662,8 @@ impl Settlement {
 
     /// What differs between this settlement and `other`, by name:
     /// `"period"`, `"network"`, `"rate"`, `"rate currency"`,
-    /// `"rate source"`, `"rate time"`, `"operator address"`, `"amounts"`
+    /// `"rate source"`, `"rate time"`, `"operator address"`, `"wallet"`
+    /// (its invoice addresses and indices), `"amounts"`
     /// (the bills, balances or payouts). Empty when both have the same
     /// content.
     pub fn differences(&self, other: &Settlement) -> Vec<String> {
@@ -652,6 +679,7 @@ impl Settlement {
                 "operator address",
                 self.operator_address != other.operator_address,
             ),
+            ("wallet", self.wallet != other.wallet),
             (
                 "amounts",
                 self.entries != other.entries
@@ -720,12 +748,15 @@ impl Settlement {
         if !self.is_conserved() {
             return Err(invalid("its satoshis are not conserved".into()));
         }
+        if let Some(w) = &self.wallet {
+            wallet::check_record(self, w).map_err(invalid)?;
+        }
         Ok(())
     }
 
     /// SHA-256 of the inputs that decide the settlement, hex.
     fn input_hash(&self) -> String {
-        let inputs = serde_json::json!({
+        let mut inputs = serde_json::json!({
             "period": self.period,
             "network": self.network,
             "rate": self.rate,
@@ -738,6 +769,14 @@ impl Settlement {
             })).collect::<Vec<_>>(),
             "grid_sats": self.grid_sats,
         });
+        // Only a settlement made with a wallet has one: the ids of the
+        // others stay as they were.
+        if let (Some(w), Value::Object(map)) = (&self.wallet, &mut inputs) {
+            map.insert(
+                "wallet".into(),
+                serde_json::to_value(w).unwrap_or(Value::Null),
+            );
+        }
         hex_sha256(canonical(&inputs).as_bytes())
     }
 

@@ -16,6 +16,11 @@
 //!   invoice and equal to none is [`Problem::InvoicePartly`], naming the
 //!   invoices it could part-pay (invoices all pay the operator's one
 //!   address, so the amount is all that tells them apart);
+//! * for a settlement made with the operator's wallet
+//!   ([`super::settle_with_wallet`]) each invoice has an address of its
+//!   own: an output to it pays that invoice if it pays its amount; less is
+//!   [`Problem::InvoicePartly`] naming that one member, more
+//!   [`Problem::InvoiceOverpaid`], a second output [`Problem::InvoiceTwice`];
 //! * everything else (change, say) is listed in
 //!   [`Reconciliation::other_outputs`].
 //!
@@ -103,6 +108,18 @@ pub enum Problem {
         /// The second output.
         outpoint: OutPoint,
     },
+    /// An output to an invoice's own address (a settlement made with a
+    /// wallet) paying more than the invoice.
+    InvoiceOverpaid {
+        /// The member whose invoice it pays.
+        prosumer: ProsumerId,
+        /// The invoice's amount.
+        expected: Amount,
+        /// What the output pays.
+        found: Amount,
+        /// The output.
+        outpoint: OutPoint,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -154,6 +171,18 @@ impl std::fmt::Display for Problem {
                 "output {} pays {prosumer}'s invoice of {} sat again",
                 outpoint.vout,
                 amount.to_sat()
+            ),
+            Problem::InvoiceOverpaid {
+                prosumer,
+                expected,
+                found,
+                outpoint,
+            } => write!(
+                f,
+                "output {} pays {} sat to {prosumer}'s invoice address, which is owed {} sat",
+                outpoint.vout,
+                found.to_sat(),
+                expected.to_sat()
             ),
         }
     }
@@ -244,6 +273,13 @@ impl Settlement {
         let operator = self.operator_address.as_bitcoin().script_pubkey();
         let invoices = self.invoices();
         let mut invoice_paid = vec![false; invoices.len()];
+        // With a wallet each invoice has an address of its own.
+        let own: BTreeMap<ScriptBuf, usize> = invoices
+            .iter()
+            .enumerate()
+            .filter(|(_, inv)| inv.index.is_some())
+            .map(|(i, inv)| (inv.address.as_bitcoin().script_pubkey(), i))
+            .collect();
         let mut paid_addresses = std::collections::BTreeSet::new();
         let mut r = Reconciliation {
             settlement: self.id.clone(),
@@ -280,7 +316,15 @@ impl Settlement {
                 }
                 continue;
             }
-            if out.script_pubkey == operator {
+            if let Some(&i) = own.get(&out.script_pubkey) {
+                if let Some(problem) =
+                    match_own_invoice(&invoices[i], &mut invoice_paid[i], amount, outpoint, &mut r)
+                {
+                    r.problems.push(problem);
+                }
+                continue;
+            }
+            if own.is_empty() && out.script_pubkey == operator {
                 if let Some(problem) =
                     match_invoice(&invoices, &mut invoice_paid, amount, outpoint, &mut r)
                 {
@@ -356,6 +400,49 @@ impl Settlement {
         }
         self.mark_paid(&txid.to_string())
     }
+}
+
+/// Matches an output to an invoice's own address: its amount pays it
+/// once; a second output is [`Problem::InvoiceTwice`], less
+/// [`Problem::InvoicePartly`], more [`Problem::InvoiceOverpaid`].
+fn match_own_invoice(
+    invoice: &Invoice,
+    paid: &mut bool,
+    amount: Amount,
+    outpoint: OutPoint,
+    r: &mut Reconciliation,
+) -> Option<Problem> {
+    let prosumer = invoice.prosumer.clone();
+    let expected = Amount::from_sat(invoice.sats);
+    if *paid {
+        return Some(Problem::InvoiceTwice {
+            prosumer,
+            amount,
+            outpoint,
+        });
+    }
+    if amount < expected {
+        return Some(Problem::InvoicePartly {
+            amount,
+            candidates: vec![prosumer],
+            outpoint,
+        });
+    }
+    *paid = true;
+    if amount > expected {
+        return Some(Problem::InvoiceOverpaid {
+            prosumer,
+            expected,
+            found: amount,
+            outpoint,
+        });
+    }
+    r.invoices.push(PaidInvoice {
+        prosumer,
+        amount,
+        outpoint,
+    });
+    None
 }
 
 /// Matches an output of `amount` to the operator against the invoices:

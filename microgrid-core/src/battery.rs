@@ -63,7 +63,7 @@
 //! use microgrid_core::{BatterySpec, Timeframe, TimeframeLength, Wh};
 //!
 //! // 10 kWh, 5 kW both ways, 90 % round trip, starting half full.
-//! let battery = BatterySpec::new("battery", 10_000, 5_000, 5_000, "0.9".parse()?, 5_000)?;
+//! let battery = BatterySpec::new("battery", 10_000, 5_000, 5_000, rust_decimal::Decimal::new(9, 1), 5_000)?;
 //! let noon = Timeframe::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), TimeframeLength::default())?;
 //! // A surplus of 3 kWh in 15 minutes: at most 1,250 Wh (5 kW × ¼ h) go in.
 //! let step = battery.step(noon, Wh::new(5_000), 3_000)?;

@@ -291,3 +291,62 @@ impl TradeColumns {
         self.start.is_empty()
     }
 }
+
+/// A community battery, one entry per timeframe in which it took part
+/// ([`crate::battery::BatteryStep`]s as columns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatteryColumns {
+    /// Start of the timeframe, seconds since the epoch.
+    pub start: Vec<i64>,
+    /// State of charge at the start.
+    pub soc_start_wh: Vec<i64>,
+    /// Taken from the community's surplus.
+    pub charged_wh: Vec<i64>,
+    /// Added to the state of charge, `⌊charged · η⌋`.
+    pub stored_wh: Vec<i64>,
+    /// `charged − stored`.
+    pub loss_wh: Vec<i64>,
+    /// Given to the community's deficit.
+    pub discharged_wh: Vec<i64>,
+    /// State of charge at the end.
+    pub soc_end_wh: Vec<i64>,
+}
+
+impl BatteryColumns {
+    /// The columns of these steps, in their order.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use microgrid_core::views::BatteryColumns;
+    /// use microgrid_core::{BatterySpec, Timeframe, TimeframeLength, Wh};
+    /// let b = BatterySpec::new("battery", 10_000, 4_000, 4_000, rust_decimal::Decimal::new(9, 1), 0)?;
+    /// let tf = Timeframe::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), TimeframeLength::default())?;
+    /// let steps = b.dispatch(Wh::ZERO, [(tf, 2_000), (tf.next(), -300)])?;
+    /// let c = BatteryColumns::from_steps(&steps);
+    /// assert_eq!((c.charged_wh, c.stored_wh, c.discharged_wh, c.soc_end_wh), (vec![1_000, 0], vec![900, 0], vec![0, 300], vec![900, 600]));
+    /// # Ok::<(), microgrid_core::Error>(())
+    /// ```
+    pub fn from_steps(steps: &[crate::battery::BatteryStep]) -> BatteryColumns {
+        let mut c = BatteryColumns::default();
+        for s in steps {
+            c.start.push(s.timeframe.start().timestamp());
+            c.soc_start_wh.push(s.soc_start.get());
+            c.charged_wh.push(s.charged.get());
+            c.stored_wh.push(s.stored.get());
+            c.loss_wh.push(s.loss.get());
+            c.discharged_wh.push(s.discharged.get());
+            c.soc_end_wh.push(s.soc_end.get());
+        }
+        c
+    }
+
+    /// Number of timeframes.
+    pub fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty()
+    }
+}

@@ -387,6 +387,25 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A BOLT12 offer does not parse, is for another chain, has expired,
+    /// or is not one a payout can be sent to (it asks for a fixed amount
+    /// or a quantity).
+    #[error("invalid BOLT12 offer {offer:?}: {reason}")]
+    InvalidOffer {
+        /// The offer (its first 200 characters).
+        offer: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A BOLT11 invoice does not parse, is for another network, has
+    /// expired, or asks for another amount than the payment it goes with.
+    #[error("invalid BOLT11 invoice {invoice:?}: {reason}")]
+    InvalidLightningInvoice {
+        /// The invoice (its first 200 characters).
+        invoice: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A bitcoin transaction id is not 64 hexadecimal characters.
     #[error("invalid transaction id {0:?}: expected 64 hexadecimal characters")]
     InvalidTxid(String),
@@ -510,6 +529,8 @@ impl Error {
             Error::PayoutBelowDustAfterFee { .. } => "payout_below_dust_after_fee",
             Error::TransactionMismatch { .. } => "transaction_mismatch",
             Error::InvalidPaymentUri { .. } => "invalid_payment_uri",
+            Error::InvalidOffer { .. } => "invalid_offer",
+            Error::InvalidLightningInvoice { .. } => "invalid_lightning_invoice",
             Error::Psbt { .. } => "psbt",
             Error::Parse { .. } => "parse",
             Error::DuplicateClearing { .. } => "duplicate_clearing",

@@ -50,6 +50,9 @@ pub mod billing;
 pub mod clearing;
 pub mod energy;
 pub mod error;
+// Settlement over Lightning; its file sits with settlement's.
+#[path = "settlement/lightning.rs"]
+pub mod lightning;
 pub mod matrix;
 pub mod metrics;
 pub mod money;

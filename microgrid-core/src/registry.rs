@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::PayoutAddress;
 use crate::error::{Error, Result};
+use crate::lightning::PayoutOffer;
 use crate::timeframe::Timeframe;
 
 /// A prosumer's stable key, chosen by the operator: 1 to 64 ASCII letters,
@@ -156,6 +157,10 @@ pub struct Prosumer {
     joined: NaiveDate,
     left: Option<NaiveDate>,
     payout: Option<PayoutAddress>,
+    /// A BOLT12 offer for payouts over Lightning (absent in records made
+    /// before offers existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offer: Option<PayoutOffer>,
 }
 
 impl Prosumer {
@@ -179,6 +184,7 @@ impl Prosumer {
             joined,
             left: None,
             payout: None,
+            offer: None,
         })
     }
 
@@ -198,6 +204,22 @@ impl Prosumer {
     /// The same prosumer, paid out to `address`.
     pub fn with_payout(mut self, address: PayoutAddress) -> Prosumer {
         self.payout = Some(address);
+        self
+    }
+
+    /// The same prosumer, with a BOLT12 offer that payouts below the
+    /// policy's on-chain threshold are paid to over Lightning
+    /// ([`crate::lightning`]). [`PayoutOffer::parse`] checks the offer's
+    /// chain and expiry when it is made; [`crate::lightning::split_payouts`]
+    /// checks them again when a payout is due.
+    pub fn with_offer(mut self, offer: PayoutOffer) -> Prosumer {
+        self.offer = Some(offer);
+        self
+    }
+
+    /// The same prosumer without a BOLT12 offer.
+    pub fn without_offer(mut self) -> Prosumer {
+        self.offer = None;
         self
     }
 
@@ -224,6 +246,10 @@ impl Prosumer {
     /// Payout address, if any.
     pub fn payout(&self) -> Option<&PayoutAddress> {
         self.payout.as_ref()
+    }
+    /// BOLT12 offer for Lightning payouts, if any.
+    pub fn offer(&self) -> Option<&PayoutOffer> {
+        self.offer.as_ref()
     }
 
     /// Whether the prosumer is a member during the whole of `tf`.

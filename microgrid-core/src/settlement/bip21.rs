@@ -10,6 +10,13 @@
 //! values, and parameters it does not know, which it keeps
 //! ([`PaymentRequest::other`]) unless their name starts with `req-`: such a
 //! parameter is required and not understood, so the URI is refused.
+//!
+//! A URI may carry a BOLT11 invoice in the `lightning=` parameter (BIP321),
+//! so a wallet can pay on-chain or over Lightning:
+//! [`payment_uri_with_lightning`] and [`with_lightning`] write it,
+//! [`PaymentRequest::lightning`] reads it back (wallets write the invoice
+//! in either case: QR codes carry it in capitals), and
+//! [`crate::lightning::check_bolt11`] validates it.
 
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::Amount;
@@ -36,6 +43,26 @@ pub fn payment_uri(
     message: Option<&str>,
 ) -> String {
     uri(address.as_str(), sats, label, message)
+}
+
+/// [`payment_uri`] with a BOLT11 invoice in the `lightning=` parameter
+/// (BIP321). The invoice is written as given (a bech32 invoice has only
+/// unreserved characters; anything else is percent-encoded); check it
+/// first with [`crate::lightning::check_bolt11`].
+pub fn payment_uri_with_lightning(
+    address: &PayoutAddress,
+    sats: u64,
+    label: Option<&str>,
+    message: Option<&str>,
+    lightning: &str,
+) -> String {
+    with_lightning(&payment_uri(address, sats, label, message), lightning)
+}
+
+/// `uri` with `lightning=<invoice>` appended (percent-encoded as needed).
+pub fn with_lightning(uri: &str, lightning: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}lightning={}", percent_encode(lightning))
 }
 
 /// The URI for an address already validated (or, in tests, BIP21's own
@@ -80,6 +107,15 @@ pub struct PaymentRequest {
 }
 
 impl PaymentRequest {
+    /// The `lightning=` parameter (a BOLT11 invoice, as the URI wrote it),
+    /// if the URI has one.
+    pub fn lightning(&self) -> Option<&str> {
+        self.other
+            .iter()
+            .find(|(k, _)| k == "lightning")
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The address as a payout address on `network` (an error if it is
     /// another network's or not a standard output type).
     pub fn address_on(&self, network: Network) -> Result<PayoutAddress> {

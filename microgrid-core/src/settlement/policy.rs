@@ -16,6 +16,11 @@
 //!   rule, so the deductions add up to the fee exactly. Who pays the fee
 //!   is a choice made when the batches are built (see [`super::batches`]);
 //!   it does not change the settlement.
+//! * **Lightning below a threshold.** Payouts below an on-chain threshold
+//!   ([`PayoutPolicy::with_lightning_below`]) to members with a BOLT12
+//!   offer are paid over Lightning instead ([`crate::lightning`]). Like the
+//!   fee payer it is a choice made after settling: it does not change the
+//!   settlement or its id.
 
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
@@ -68,6 +73,8 @@ impl std::fmt::Display for FeePayer {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PayoutPolicy {
     minimum_payout: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lightning_below: Option<Amount>,
 }
 
 impl PayoutPolicy {
@@ -84,7 +91,32 @@ impl PayoutPolicy {
         }
         Ok(PayoutPolicy {
             minimum_payout: Some(minimum),
+            lightning_below: None,
         })
+    }
+
+    /// The same policy, paying payouts of less than `threshold` over
+    /// Lightning to members who registered a BOLT12 offer
+    /// ([`crate::lightning::split_payouts`]); larger payouts, and payouts
+    /// to members without an offer, stay on-chain. A threshold of zero
+    /// sends nothing over Lightning; more than 21 million BTC is
+    /// [`Error::InvalidAmount`].
+    pub fn with_lightning_below(mut self, threshold: Amount) -> Result<PayoutPolicy> {
+        if threshold > Amount::MAX_MONEY {
+            return Err(Error::InvalidAmount {
+                what: "Lightning threshold in satoshis",
+                value: rust_decimal::Decimal::from(threshold.to_sat()),
+                reason: "more than 21 million BTC",
+            });
+        }
+        self.lightning_below = Some(threshold);
+        Ok(self)
+    }
+
+    /// The on-chain threshold: payouts below it go over Lightning to
+    /// members with an offer. `None`: every payout is on-chain.
+    pub fn lightning_below(&self) -> Option<Amount> {
+        self.lightning_below
     }
 
     /// The minimum payout, if any.
@@ -157,5 +189,23 @@ mod tests {
             PayoutPolicy::with_minimum_payout(Amount::MAX_MONEY + Amount::from_sat(1)).is_err()
         );
         assert!(PayoutPolicy::default().reaches_minimum(1));
+    }
+
+    #[test]
+    fn a_lightning_threshold_keeps_the_minimum() {
+        let p = PayoutPolicy::with_minimum_payout(Amount::from_sat(1_000))
+            .unwrap()
+            .with_lightning_below(Amount::from_sat(20_000))
+            .unwrap();
+        assert_eq!(p.minimum_payout(), Some(Amount::from_sat(1_000)));
+        assert_eq!(p.lightning_below(), Some(Amount::from_sat(20_000)));
+        assert_eq!(PayoutPolicy::default().lightning_below(), None);
+        assert!(PayoutPolicy::default()
+            .with_lightning_below(Amount::MAX_MONEY + Amount::from_sat(1))
+            .is_err());
+        let json = serde_json::to_string(&PayoutPolicy::default()).unwrap();
+        assert_eq!(json, r#"{"minimum_payout":null}"#);
+        let back: PayoutPolicy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 }

@@ -1,0 +1,831 @@
+//! The JSON bodies of the API: money as decimal strings, energy as whole
+//! Wh, bitcoin as whole sats, times as RFC 3339 UTC.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use microgrid_core::billing::{Bill, PeriodBills};
+use microgrid_core::settlement::{Action, Batch, Invoice, Settlement};
+use microgrid_core::{Allocation, Prosumer, TimeframeSummary, Trade};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::keys::KeyInfo;
+
+/// A time as RFC 3339 UTC with whole seconds, `2026-10-01T00:00:00Z`.
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn money(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `"ok"`.
+    pub status: String,
+}
+
+/// `GET /api/v1/me`: who the key belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// `operator` or `prosumer`.
+    pub role: String,
+    /// The prosumer of a prosumer key; null for the operator.
+    pub prosumer: Option<String>,
+    /// The key's id.
+    pub key_id: String,
+}
+
+/// A prosumer to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProsumer {
+    /// Its id: ASCII letters, digits, `-`, `_`, `.`.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// `household`, `company`, `public` or `other`.
+    pub kind: String,
+    /// The day it joins (`YYYY-MM-DD`, UTC).
+    pub joined: NaiveDate,
+    /// The day it leaves, if known.
+    #[serde(default)]
+    pub left: Option<NaiveDate>,
+    /// A bitcoin payout address on `network`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `bitcoin`, `testnet`, `signet` or `regtest` (default).
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// A registered prosumer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProsumerOut {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// The day it joined.
+    pub joined: NaiveDate,
+    /// The day it leaves, if known.
+    pub left: Option<NaiveDate>,
+    /// Its payout address, if any.
+    pub address: Option<String>,
+    /// The address's network, if any.
+    pub network: Option<String>,
+}
+
+impl From<&Prosumer> for ProsumerOut {
+    fn from(p: &Prosumer) -> ProsumerOut {
+        ProsumerOut {
+            id: p.id().to_string(),
+            name: p.name().to_owned(),
+            kind: p.kind().as_str().to_owned(),
+            joined: p.joined(),
+            left: p.left(),
+            address: p.payout().map(|a| a.as_str().to_owned()),
+            network: p.payout().map(|a| a.network().as_str().to_owned()),
+        }
+    }
+}
+
+/// One reading of a JSON batch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingIn {
+    /// The prosumer's id.
+    pub prosumer: String,
+    /// The start of the reading's timeframe (RFC 3339 with an offset).
+    pub start: DateTime<Utc>,
+    /// Energy produced in the timeframe, Wh.
+    pub produced_wh: i64,
+    /// Energy consumed in the timeframe, Wh.
+    pub consumed_wh: i64,
+}
+
+/// What recording a batch did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestOut {
+    /// Readings in the body.
+    pub received: usize,
+    /// New readings stored.
+    pub inserted: usize,
+    /// Readings that corrected a stored one (of a timeframe not cleared).
+    pub replaced: usize,
+    /// Readings already stored with the same values (duplicates).
+    pub unchanged: usize,
+}
+
+/// A tariff, as `microgrid.Tariff` takes it: prices per kWh and amounts as
+/// decimal strings.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TariffIn {
+    /// The grid's import price per kWh (required unless the server has a
+    /// default tariff).
+    #[serde(default)]
+    pub import_price: Option<String>,
+    /// The grid's export price per kWh (required with `import_price`).
+    #[serde(default)]
+    pub export_price: Option<String>,
+    /// ISO 4217 code (default `EUR`).
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Grid fee per kWh imported.
+    #[serde(default)]
+    pub grid_fee: Option<String>,
+    /// Fixed fee per member and calendar month.
+    #[serde(default)]
+    pub fixed_fee: Option<String>,
+    /// Operator margin per kWh bought in the community.
+    #[serde(default)]
+    pub operator_margin: Option<String>,
+    /// Network charge per kWh bought in the community.
+    #[serde(default)]
+    pub network_charge: Option<String>,
+    /// IANA time zone of the tariff (default `UTC`).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// `POST /api/v1/clear`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearIn {
+    /// Start of the range (RFC 3339, or a date for midnight UTC).
+    pub start: String,
+    /// End of the range, exclusive.
+    pub end: String,
+    /// `sdr`, `mmr`, `bill_sharing` or `fixed:<price per kWh>`.
+    pub mechanism: String,
+    /// The grid prices to clear at; the server's default tariff if absent.
+    #[serde(default)]
+    pub tariff: Option<TariffIn>,
+}
+
+/// What clearing did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClearOut {
+    /// Timeframes cleared now.
+    pub cleared: usize,
+    /// Timeframes cleared before (left as they were).
+    pub already_cleared: usize,
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Items in the whole list.
+    pub total: usize,
+    /// The position of the first item of this page in the list.
+    pub offset: usize,
+    /// The most items a page holds.
+    pub limit: usize,
+    /// The path and query of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+/// The grid in one cleared timeframe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GridTimeframe {
+    /// Start of the timeframe.
+    pub start: String,
+    /// End of the timeframe.
+    pub end: String,
+    /// Σ produced, Wh.
+    pub production_wh: i64,
+    /// Σ consumed, Wh.
+    pub consumption_wh: i64,
+    /// Σ surplus of the sellers, Wh.
+    pub supply_wh: i64,
+    /// Σ deficit of the buyers, Wh.
+    pub demand_wh: i64,
+    /// Shared inside the community, Wh.
+    pub shared_wh: i64,
+    /// Drawn from the grid, Wh.
+    pub import_wh: i64,
+    /// Fed into the grid, Wh.
+    pub export_wh: i64,
+    /// Prosumers with surplus.
+    pub sellers: u32,
+    /// Prosumers with deficit.
+    pub buyers: u32,
+    /// The grid's import price per kWh.
+    pub import_price: String,
+    /// The grid's export price per kWh.
+    pub export_price: String,
+    /// What buyers paid on average per kWh; null when priced per period.
+    pub buy_price: Option<String>,
+    /// What sellers got on average per kWh; null when priced per period.
+    pub sell_price: Option<String>,
+}
+
+impl From<&TimeframeSummary> for GridTimeframe {
+    fn from(s: &TimeframeSummary) -> GridTimeframe {
+        GridTimeframe {
+            start: rfc3339(s.timeframe.start()),
+            end: rfc3339(s.timeframe.end()),
+            production_wh: s.production.get(),
+            consumption_wh: s.consumption.get(),
+            supply_wh: s.supply.get(),
+            demand_wh: s.demand.get(),
+            shared_wh: s.shared.get(),
+            import_wh: s.import.get(),
+            export_wh: s.export.get(),
+            sellers: s.sellers,
+            buyers: s.buyers,
+            import_price: money(s.grid.import().per_kwh()),
+            export_price: money(s.grid.export().per_kwh()),
+            buy_price: s.buy_price().map(|p| money(p.per_kwh())),
+            sell_price: s.sell_price().map(|p| money(p.per_kwh())),
+        }
+    }
+}
+
+/// The grid over one UTC day: sums of its cleared timeframes.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct GridDay {
+    /// The day (UTC).
+    pub date: NaiveDate,
+    /// Cleared timeframes in it.
+    pub timeframes: usize,
+    /// Σ produced, Wh.
+    pub production_wh: i64,
+    /// Σ consumed, Wh.
+    pub consumption_wh: i64,
+    /// Shared inside the community, Wh.
+    pub shared_wh: i64,
+    /// Drawn from the grid, Wh.
+    pub import_wh: i64,
+    /// Fed into the grid, Wh.
+    pub export_wh: i64,
+}
+
+/// One prosumer in one cleared timeframe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProsumerTimeframe {
+    /// Start of the timeframe.
+    pub start: String,
+    /// The prosumer.
+    pub prosumer: String,
+    /// Produced, Wh.
+    pub produced_wh: i64,
+    /// Consumed, Wh.
+    pub consumed_wh: i64,
+    /// Sold inside the community, Wh.
+    pub sold_wh: i64,
+    /// Bought inside the community, Wh.
+    pub bought_wh: i64,
+    /// Drawn from the grid, Wh.
+    pub imported_wh: i64,
+    /// Fed into the grid, Wh.
+    pub exported_wh: i64,
+    /// `(bought − sold) · p`; null while priced per period.
+    pub community_amount: Option<String>,
+    /// `imported · r − exported · e`.
+    pub grid_amount: String,
+    /// What the prosumer pays for the timeframe (negative: is paid); null
+    /// while priced per period.
+    pub amount: Option<String>,
+}
+
+impl From<&Allocation> for ProsumerTimeframe {
+    fn from(a: &Allocation) -> ProsumerTimeframe {
+        ProsumerTimeframe {
+            start: rfc3339(a.timeframe.start()),
+            prosumer: a.prosumer.to_string(),
+            produced_wh: a.produced.get(),
+            consumed_wh: a.consumed.get(),
+            sold_wh: a.sold.get(),
+            bought_wh: a.bought.get(),
+            imported_wh: a.imported.get(),
+            exported_wh: a.exported.get(),
+            community_amount: a.community_amount.map(money),
+            grid_amount: money(a.grid_amount),
+            amount: a.amount().map(money),
+        }
+    }
+}
+
+/// One prosumer over one UTC day.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ProsumerDay {
+    /// The day (UTC).
+    pub date: NaiveDate,
+    /// Cleared timeframes in it.
+    pub timeframes: usize,
+    /// Produced, Wh.
+    pub produced_wh: i64,
+    /// Consumed, Wh.
+    pub consumed_wh: i64,
+    /// Sold inside the community (shared out), Wh.
+    pub sold_wh: i64,
+    /// Bought inside the community (shared in), Wh.
+    pub bought_wh: i64,
+    /// Drawn from the grid, Wh.
+    pub imported_wh: i64,
+    /// Fed into the grid, Wh.
+    pub exported_wh: i64,
+}
+
+/// A bilateral trade.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradeOut {
+    /// Start of the timeframe.
+    pub start: String,
+    /// Who sold.
+    pub seller: String,
+    /// Who bought.
+    pub buyer: String,
+    /// How much, Wh.
+    pub energy_wh: i64,
+    /// Price per kWh; null while priced per period.
+    pub price_per_kwh: Option<String>,
+    /// `energy × price`; null while priced per period.
+    pub amount: Option<String>,
+}
+
+impl From<&Trade> for TradeOut {
+    fn from(t: &Trade) -> TradeOut {
+        TradeOut {
+            start: rfc3339(t.timeframe.start()),
+            seller: t.seller.to_string(),
+            buyer: t.buyer.to_string(),
+            energy_wh: t.energy.get(),
+            price_per_kwh: t.price.map(|p| money(p.per_kwh())),
+            amount: t.amount().map(money),
+        }
+    }
+}
+
+/// One member's bill.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillOut {
+    /// The member.
+    pub prosumer: String,
+    /// Σ produced, Wh.
+    pub produced_wh: i64,
+    /// Σ consumed, Wh.
+    pub consumed_wh: i64,
+    /// Σ bought inside the community, Wh.
+    pub bought_wh: i64,
+    /// Σ sold inside the community, Wh.
+    pub sold_wh: i64,
+    /// Σ imported, Wh.
+    pub imported_wh: i64,
+    /// Σ exported, Wh.
+    pub exported_wh: i64,
+    /// Paid for energy bought in the community.
+    pub purchases: String,
+    /// Received for energy sold in the community.
+    pub sales: String,
+    /// Paid for imported energy.
+    pub imports: String,
+    /// Received for exported energy.
+    pub exports: String,
+    /// Grid fee on imports.
+    pub grid_fee: String,
+    /// Network charge on energy bought in the community.
+    pub network_charge: String,
+    /// Fixed fee for the member's time in the period.
+    pub fixed_fee: String,
+    /// Operator margin on community purchases.
+    pub operator_margin: String,
+    /// What the member owes (negative: is owed).
+    pub total: String,
+    /// What the member would have paid without the community: every
+    /// deficit imported at the grid's price and every surplus exported at
+    /// the grid's, with the same fees (the library's baseline).
+    pub baseline: String,
+    /// `baseline − total`: what the community saved the member.
+    pub saving: String,
+}
+
+impl From<&Bill> for BillOut {
+    fn from(b: &Bill) -> BillOut {
+        BillOut {
+            prosumer: b.prosumer.to_string(),
+            produced_wh: b.energy.produced.get(),
+            consumed_wh: b.energy.consumed.get(),
+            bought_wh: b.energy.bought.get(),
+            sold_wh: b.energy.sold.get(),
+            imported_wh: b.energy.imported.get(),
+            exported_wh: b.energy.exported.get(),
+            purchases: money(b.purchases),
+            sales: money(b.sales),
+            imports: money(b.imports),
+            exports: money(b.exports),
+            grid_fee: money(b.grid_fee),
+            network_charge: money(b.network_charge),
+            fixed_fee: money(b.fixed_fee),
+            operator_margin: money(b.operator_margin),
+            total: money(b.total),
+            baseline: money(b.baseline),
+            saving: money(b.saving),
+        }
+    }
+}
+
+/// The community's totals of a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillTotals {
+    /// Σ of the bills' totals.
+    pub total: String,
+    /// Σ of the savings.
+    pub saving: String,
+    /// The community's grid bill.
+    pub grid_leg: String,
+    /// Σ grid fees, network charges and fixed fees.
+    pub fees: String,
+    /// Σ operator margin.
+    pub operator_margin: String,
+}
+
+/// The bills of a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillsOut {
+    /// Start of the period.
+    pub start: String,
+    /// End of the period.
+    pub end: String,
+    /// The currency of every amount.
+    pub currency: String,
+    /// One bill per member with readings (a prosumer key: its own only).
+    pub bills: Vec<BillOut>,
+    /// The community's totals (operator only; null for a prosumer key).
+    pub totals: Option<BillTotals>,
+}
+
+impl BillsOut {
+    pub(crate) fn new(bills: &PeriodBills, only: Option<&microgrid_core::ProsumerId>) -> BillsOut {
+        BillsOut {
+            start: rfc3339(bills.period.start()),
+            end: rfc3339(bills.period.end()),
+            currency: bills.currency.to_string(),
+            bills: bills
+                .bills
+                .iter()
+                .filter(|b| only.is_none_or(|p| &b.prosumer == p))
+                .map(BillOut::from)
+                .collect(),
+            totals: only.is_none().then(|| BillTotals {
+                total: money(bills.total()),
+                saving: money(bills.saving()),
+                grid_leg: money(bills.grid_leg),
+                fees: money(bills.fees),
+                operator_margin: money(bills.operator_margin),
+            }),
+        }
+    }
+}
+
+/// `POST /api/v1/bills`: a period and its tariff.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillsIn {
+    /// Start of the period.
+    pub start: String,
+    /// End of the period, exclusive.
+    pub end: String,
+    /// The tariff; the server's default if absent.
+    #[serde(default)]
+    pub tariff: Option<TariffIn>,
+}
+
+/// `POST /api/v1/settlements`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleIn {
+    /// Start of the period.
+    pub start: String,
+    /// End of the period, exclusive.
+    pub end: String,
+    /// The tariff; the server's default if absent.
+    #[serde(default)]
+    pub tariff: Option<TariffIn>,
+    /// The exchange rate: tariff currency per BTC, a decimal string.
+    pub rate: String,
+    /// Where the rate came from (default `manual`).
+    #[serde(default)]
+    pub rate_source: Option<String>,
+    /// The operator's address, receiving the invoices.
+    pub operator_address: String,
+    /// `bitcoin`, `testnet`, `signet` or `regtest` (default).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Balances due to a member below this are carried forward.
+    #[serde(default)]
+    pub minimum_payout_sats: Option<u64>,
+}
+
+/// What happens to one member's due amount.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementEntryOut {
+    /// The member.
+    pub prosumer: String,
+    /// The bill total in the tariff currency.
+    pub bill_total: String,
+    /// The bill total in sats (positive: owed by the member).
+    pub bill_sats: i64,
+    /// Balance carried in (positive: owed to the member).
+    pub carried_in: i64,
+    /// `carried_in − bill_sats`.
+    pub due: i64,
+    /// `nothing`, `payout`, `invoice` or `carry`.
+    pub action: String,
+    /// The payout address of a payout.
+    pub address: Option<String>,
+    /// The sats of a payout or invoice.
+    pub sats: Option<u64>,
+    /// Why a balance is carried: `below_dust`, `no_address`, `below_minimum`.
+    pub reason: Option<String>,
+    /// Balance carried into the next settlement.
+    pub carried_out: i64,
+}
+
+/// An exchange-rate snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateOut {
+    /// Currency per BTC.
+    pub per_btc: String,
+    /// The currency.
+    pub currency: String,
+    /// Where it came from.
+    pub source: String,
+    /// When it was taken.
+    pub at: String,
+}
+
+/// Why and when a settlement was voided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoidingOut {
+    /// When.
+    pub at: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A settlement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementOut {
+    /// Stable id: a hash of its inputs.
+    pub id: String,
+    /// Start of the period settled.
+    pub start: String,
+    /// End of the period settled.
+    pub end: String,
+    /// The network paid on.
+    pub network: String,
+    /// The rate used.
+    pub rate: RateOut,
+    /// The operator's receiving address.
+    pub operator_address: String,
+    /// One entry per member with a bill or a carried balance.
+    pub entries: Vec<SettlementEntryOut>,
+    /// The community's grid leg in sats (positive: paid to the grid).
+    pub grid_sats: i64,
+    /// What the operator keeps, in sats.
+    pub operator_sats: i64,
+    /// Σ payouts, sats.
+    pub payouts_sats: u64,
+    /// Σ invoices, sats.
+    pub invoices_sats: u64,
+    /// The transaction that paid it, once marked paid.
+    pub paid_txid: Option<String>,
+    /// Set once voided.
+    pub voided: Option<VoidingOut>,
+    /// SHA-256 of its canonical JSON.
+    pub content_hash: String,
+}
+
+impl From<&Settlement> for SettlementOut {
+    fn from(s: &Settlement) -> SettlementOut {
+        let entries: Vec<SettlementEntryOut> = s
+            .entries
+            .iter()
+            .map(|e| {
+                let (action, address, sats, reason) = match &e.action {
+                    Action::Nothing => ("nothing", None, None, None),
+                    Action::Payout { address, sats } => (
+                        "payout",
+                        Some(address.as_str().to_owned()),
+                        Some(*sats),
+                        None,
+                    ),
+                    Action::Invoice { sats } => ("invoice", None, Some(*sats), None),
+                    Action::Carry { reason } => (
+                        "carry",
+                        None,
+                        None,
+                        serde_json::to_value(reason)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned)),
+                    ),
+                };
+                SettlementEntryOut {
+                    prosumer: e.prosumer.to_string(),
+                    bill_total: money(e.bill_total),
+                    bill_sats: e.bill_sats,
+                    carried_in: e.carried_in,
+                    due: e.due,
+                    action: action.to_owned(),
+                    address,
+                    sats,
+                    reason,
+                    carried_out: e.carried_out,
+                }
+            })
+            .collect();
+        SettlementOut {
+            id: s.id.clone(),
+            start: rfc3339(s.period.start()),
+            end: rfc3339(s.period.end()),
+            network: s.network.as_str().to_owned(),
+            rate: RateOut {
+                per_btc: money(s.rate.per_btc()),
+                currency: s.rate.currency().to_string(),
+                source: s.rate.source().to_owned(),
+                at: rfc3339(s.rate.at()),
+            },
+            operator_address: s.operator_address.as_str().to_owned(),
+            entries,
+            grid_sats: s.grid_sats,
+            operator_sats: s.operator_sats,
+            payouts_sats: s.payouts().iter().map(|(_, v)| v).sum(),
+            invoices_sats: s.invoices().iter().map(|i| i.sats).sum(),
+            paid_txid: s.paid_txid.clone(),
+            voided: s.voided.as_ref().map(|v| VoidingOut {
+                at: rfc3339(v.at),
+                reason: v.reason.clone(),
+            }),
+            content_hash: s.content_hash(),
+        }
+    }
+}
+
+/// A BIP21 invoice: a member owes the operator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvoiceOut {
+    /// The member.
+    pub prosumer: String,
+    /// How much, sats.
+    pub sats: u64,
+    /// A BIP21 URI paying it to the operator.
+    pub uri: String,
+}
+
+impl From<&Invoice> for InvoiceOut {
+    fn from(i: &Invoice) -> InvoiceOut {
+        InvoiceOut {
+            prosumer: i.prosumer.to_string(),
+            sats: i.sats,
+            uri: i.uri.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/settlements/{id}/paid`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaidIn {
+    /// The paying transaction's id, 64 hex characters.
+    pub txid: String,
+}
+
+/// One output of a payout transaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOutputOut {
+    /// Where to.
+    pub address: String,
+    /// What the settlement pays this address, sats.
+    pub payout_sats: u64,
+    /// The part of the fee deducted from it, sats.
+    pub fee_share_sats: u64,
+    /// The output's value, sats.
+    pub amount_sats: u64,
+}
+
+/// One payout transaction of a settlement, with its PSBT when inputs were
+/// given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    /// Its place among the settlement's batches, from 0.
+    pub index: usize,
+    /// The outputs it pays.
+    pub outputs: Vec<BatchOutputOut>,
+    /// Estimated virtual size with the assumed inputs.
+    pub vbytes: u64,
+    /// Estimated fee, sats.
+    pub fee_sats: u64,
+    /// `operator` or `members`.
+    pub fee_payer: String,
+    /// The fee rate, sat/vB (a decimal string).
+    pub sat_per_vb: String,
+    /// Bitcoin Core's `sendmany` outputs object for it (BTC amounts).
+    #[schema(value_type = Object)]
+    pub sendmany: serde_json::Value,
+    /// The unsigned PSBT (BIP174, base64) paying it from the given inputs;
+    /// null without `utxos`.
+    pub psbt: Option<String>,
+    /// The PSBT's fee, sats.
+    pub psbt_fee_sats: Option<u64>,
+    /// The PSBT's change, sats.
+    pub psbt_change_sats: Option<u64>,
+    /// The inputs (`txid:vout`) the PSBT spends.
+    pub psbt_inputs: Vec<String>,
+}
+
+impl BatchOut {
+    pub(crate) fn new(b: &Batch) -> BatchOut {
+        BatchOut {
+            index: b.index,
+            outputs: b
+                .outputs
+                .iter()
+                .map(|o| BatchOutputOut {
+                    address: o.address.as_str().to_owned(),
+                    payout_sats: o.payout.to_sat(),
+                    fee_share_sats: o.fee_share.to_sat(),
+                    amount_sats: o.amount.to_sat(),
+                })
+                .collect(),
+            vbytes: b.vbytes,
+            fee_sats: b.fee.to_sat(),
+            fee_payer: b.fee_payer.as_str().to_owned(),
+            sat_per_vb: money(b.feerate.sat_per_vb_decimal()),
+            sendmany: serde_json::from_str(&b.sendmany_json()).unwrap_or_default(),
+            psbt: None,
+            psbt_fee_sats: None,
+            psbt_change_sats: None,
+            psbt_inputs: Vec::new(),
+        }
+    }
+}
+
+/// `GET /api/v1/settlements/{id}/psbt`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PsbtOut {
+    /// The settlement.
+    pub settlement: String,
+    /// One per payout transaction.
+    pub batches: Vec<BatchOut>,
+}
+
+/// `POST /api/v1/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// `operator` or `prosumer`.
+    pub role: String,
+    /// The prosumer of a prosumer key (registered).
+    #[serde(default)]
+    pub prosumer: Option<String>,
+}
+
+/// A key as listed (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyOut {
+    /// Its id.
+    pub id: String,
+    /// `operator` or `prosumer`.
+    pub role: String,
+    /// The prosumer of a prosumer key.
+    pub prosumer: Option<String>,
+    /// When it was created.
+    pub created: String,
+}
+
+impl From<&KeyInfo> for KeyOut {
+    fn from(k: &KeyInfo) -> KeyOut {
+        KeyOut {
+            id: k.id.clone(),
+            role: k.role.name().to_owned(),
+            prosumer: k.role.prosumer().map(|p| p.to_string()),
+            created: rfc3339(k.created),
+        }
+    }
+}
+
+/// A new key with its secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyOut {
+    /// Its id.
+    pub id: String,
+    /// `operator` or `prosumer`.
+    pub role: String,
+    /// The prosumer of a prosumer key.
+    pub prosumer: Option<String>,
+    /// When it was created.
+    pub created: String,
+    /// The secret, for `Authorization: Bearer <secret>`; not kept by the
+    /// server (only its hash is), so shown this once.
+    pub secret: String,
+}

@@ -522,7 +522,8 @@ fn core_error<'py>(py: Python<'py>, e: &CoreError) -> (Bound<'py, PyType>, Detai
         | E::CannotVoidPaid { .. }
         | E::ClearedInOtherCurrency { .. }
         | E::DuplicateProsumer(_)
-        | E::DuplicateReading { .. } => py.get_type::<ConflictError>(),
+        | E::DuplicateReading { .. }
+        | E::BatteryHistory { .. } => py.get_type::<ConflictError>(),
         E::UnknownProsumer(_) | E::PeriodNotCleared { .. } => py.get_type::<NotFoundError>(),
         E::RateOutOfRange { .. }
         | E::CurrencyMismatch { .. }
@@ -720,6 +721,16 @@ fn core_details(e: &CoreError) -> Details {
         E::TariffNotAligned { what, minutes } => {
             vec![("what", d(what.as_str())), ("minutes", d(*minutes))]
         }
+        E::InvalidBattery { id, input, reason } => vec![
+            ("id", d(id.as_str())),
+            ("input", d(*input)),
+            ("reason", d(reason.as_str())),
+        ],
+        E::BatteryHistory { id, start, reason } => vec![
+            ("id", d(id.as_str())),
+            ("start", d(*start)),
+            ("reason", d(reason.as_str())),
+        ],
         _ => Vec::new(),
     }
 }

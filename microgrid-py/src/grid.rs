@@ -767,4 +767,61 @@ impl Grid {
         )?;
         Ok(Settlement { inner })
     }
+
+    /// The same books with the community battery `battery` (a
+    /// `microgrid.Battery`) taking part in clearing: `clear` computes the
+    /// battery's readings by its dispatch rule and clears them with the
+    /// members'. The battery must be registered with kind `"battery"`; its
+    /// state of charge is `initial_soc_wh` at midnight UTC of the day it
+    /// joined and is recomputed from its stored readings, so its
+    /// timeframes are cleared in time order (a range after an open
+    /// timeframe, or before a cleared one, is a `ConflictError` of kind
+    /// `battery_history`). The battery is not stored: pass it again when
+    /// the books are opened again.
+    fn with_battery(&self, battery: &Any<'_>) -> Result<Grid> {
+        let spec = arg("battery", battery, |v| {
+            v.cast::<crate::battery::Battery>()
+                .map(|b| b.get().inner.clone())
+                .map_err(|_| Error::wrong_type(v, "a microgrid.Battery"))
+        })?;
+        Ok(Grid {
+            inner: Arc::new((*self.inner).clone().with_battery(spec)),
+        })
+    }
+
+    /// The community battery of these books (`with_battery`), if any.
+    #[getter]
+    fn battery(&self) -> Option<crate::battery::Battery> {
+        self.inner
+            .battery()
+            .map(|b| crate::battery::Battery { inner: b.clone() })
+    }
+
+    /// The battery per cleared timeframe of `[start, end)` in which it has
+    /// a reading, as columns: `start`, `soc_start_wh`, `charged_wh`,
+    /// `stored_wh`, `loss_wh`, `discharged_wh`, `soc_end_wh`.
+    fn battery_states(&self, py: Python<'_>, start: &Any<'_>, end: &Any<'_>) -> Result<Py<PyDict>> {
+        let r = range(start, end, self.inner.length())?;
+        let grid = self.inner.clone();
+        let steps = block_on(py, async move { Ok(grid.battery_states(&r).await?) })?;
+        crate::battery::state_dict(
+            py,
+            &microgrid_core::views::BatteryColumns::from_steps(&steps),
+        )
+    }
+
+    /// `battery_states` as an Arrow table (PyCapsule interface).
+    fn battery_states_arrow(
+        &self,
+        py: Python<'_>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+    ) -> Result<PyTable> {
+        let r = range(start, end, self.inner.length())?;
+        let grid = self.inner.clone();
+        block_on(py, async move {
+            let steps = grid.battery_states(&r).await?;
+            crate::battery::state_table(microgrid_core::views::BatteryColumns::from_steps(&steps))
+        })
+    }
 }

@@ -3,6 +3,7 @@
 //! crates. The Python package `microgrid` re-exports this module.
 
 mod arrow_views;
+mod battery;
 mod conversions;
 mod distributed;
 mod errors;
@@ -21,6 +22,7 @@ fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<grid::Grid>()?;
     m.add_class::<tariff::Tariff>()?;
+    m.add_class::<battery::Battery>()?;
     m.add_class::<settlement::Settlement>()?;
     m.add_class::<distributed::BillingPart>()?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;

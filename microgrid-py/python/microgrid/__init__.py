@@ -95,6 +95,7 @@ import enum
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from ._microgrid import (
+    Battery,
     BillingPart,
     ConflictError,
     Grid,
@@ -112,6 +113,7 @@ from ._microgrid import (
 )
 
 __all__ = [
+    "Battery",
     "BillingPart",
     "ConflictError",
     "Grid",
@@ -153,6 +155,7 @@ class ProsumerKind(str, enum.Enum):
     COMPANY = "company"
     PUBLIC = "public"
     OTHER = "other"
+    BATTERY = "battery"
 
     def __str__(self) -> str:
         return self.value

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 __version__: str
 __all__ = [
+    "Battery",
     "BillingPart",
     "ConflictError",
     "Grid",
@@ -125,6 +126,39 @@ class Tariff:
     def fixed_fee(self) -> Decimal: ...
     def grid_prices(self, start: datetime) -> Tuple[Decimal, Decimal]: ...
     def fixed_fee_between(self, start: datetime, end: datetime) -> Decimal: ...
+
+@final
+class Battery:
+    """A community battery taking part in clearing as a member of its own
+    (kind ``"battery"``): charges from the community's surplus before
+    export, discharges into its deficit before import; the loss is taken
+    at charge, ``stored = floor(charged * round_trip_efficiency)``."""
+
+    def __new__(
+        cls,
+        id: str,
+        *,
+        capacity_wh: int,
+        max_charge_w: int,
+        max_discharge_w: int,
+        round_trip_efficiency: Union[Decimal, int, str],
+        initial_soc_wh: int = 0,
+        owner: Optional[str] = None,
+    ) -> "Battery": ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def capacity_wh(self) -> int: ...
+    @property
+    def max_charge_w(self) -> int: ...
+    @property
+    def max_discharge_w(self) -> int: ...
+    @property
+    def round_trip_efficiency(self) -> Decimal: ...
+    @property
+    def initial_soc_wh(self) -> int: ...
+    @property
+    def owner(self) -> Optional[str]: ...
 
 @final
 class Settlement:
@@ -279,6 +313,11 @@ class Grid:
     def settlement(self, id: str) -> Optional[Settlement]: ...
     def mark_paid(self, id: str, txid: str) -> Settlement: ...
     def void_settlement(self, id: str, reason: str) -> Settlement: ...
+    def with_battery(self, battery: Battery) -> "Grid": ...
+    @property
+    def battery(self) -> Optional[Battery]: ...
+    def battery_states(self, start: datetime, end: datetime) -> Dict[str, List[Any]]: ...
+    def battery_states_arrow(self, start: datetime, end: datetime) -> _ArrowStream: ...
 
 def _refused(argument: str, error: BaseException) -> MicrogridError:
     """The MicrogridError that ``error``, raised reading ``argument``, becomes

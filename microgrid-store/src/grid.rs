@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use microgrid_core::batch::{IngestCounts, ReadingColumns, ReadingRow};
 use microgrid_core::battery::{net_surplus_of_row, BatterySpec, BatteryStep};
 use microgrid_core::billing::{BillingPart, PeriodBills, RowBilling};
-use microgrid_core::settlement::{settle_with_policy, ExchangeRate, PayoutPolicy, Settlement};
+use microgrid_core::settlement::{
+    settle_with_policy, settle_with_wallet, ExchangeRate, NextIndices, OperatorWallet,
+    PayoutPolicy, Settlement,
+};
 use microgrid_core::tariff::Tariff;
 use microgrid_core::views::{AllocationColumns, SummaryColumns, TradeColumns};
 use microgrid_core::{
@@ -21,6 +24,13 @@ use microgrid_core::{
 
 use crate::error::{Result, StoreError};
 use crate::traits::Store;
+
+/// Later than any period's end (9999-12-31 23:59:59 UTC), in range for
+/// every store's date type (BSON dates among them).
+const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
+    Some(t) => t,
+    None => DateTime::<Utc>::UNIX_EPOCH,
+};
 
 /// What recording a batch of readings did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -731,6 +741,127 @@ impl<S: Store> Grid<S> {
             .unwrap_or_default();
         let settlement =
             settle_with_policy(bills, &registry, rate, network, operator, &carried, policy)?;
+        self.store.save_settlement(&settlement).await
+    }
+
+    /// The next unused receive and change indices of the operator's
+    /// `wallet`: one past the highest used by the settlements stored for
+    /// it ([`NextIndices::after`] over each). It reads the chain of
+    /// standing settlements through [`LedgerStore::last_settlement`]
+    /// (from the last one back, period by period), the only way the store
+    /// traits list settlements, so it is the same on every store; a
+    /// voided settlement is not in that chain, so the indices it handed out
+    /// are seen only while it stands (see [`Grid::settle_with_wallet`]).
+    ///
+    /// [`LedgerStore::last_settlement`]: crate::LedgerStore::last_settlement
+    pub async fn next_wallet_indices(&self, wallet: &OperatorWallet) -> Result<NextIndices> {
+        let id = wallet.id();
+        let mut next = NextIndices::default();
+        let mut before = END_OF_TIME;
+        while let Some(s) = self.store.last_settlement(before).await? {
+            next = next.after(&s, &id);
+            if s.period.start() >= before {
+                break;
+            }
+            before = s.period.start();
+        }
+        Ok(next)
+    }
+
+    /// The indices a settlement of `period` with `wallet` starts from: the
+    /// first indices of the standing settlement of an overlapping period
+    /// made with it (so that settling again with the same inputs gives
+    /// the same settlement), else [`Grid::next_wallet_indices`].
+    async fn wallet_indices_for(
+        &self,
+        wallet: &OperatorWallet,
+        period: &TimeRange,
+    ) -> Result<NextIndices> {
+        let id = wallet.id();
+        let mut next = NextIndices::default();
+        let mut before = END_OF_TIME;
+        while let Some(s) = self.store.last_settlement(before).await? {
+            next = next.after(&s, &id);
+            let overlaps = s.period.start() < period.end() && period.start() < s.period.end();
+            match &s.wallet {
+                Some(r) if overlaps && r.wallet == id => {
+                    return Ok(NextIndices {
+                        receive: r.first_index,
+                        change: r.first_change_index,
+                    })
+                }
+                _ => {}
+            }
+            if s.period.start() >= before {
+                break;
+            }
+            before = s.period.start();
+        }
+        Ok(next)
+    }
+
+    /// [`Grid::settle_with_policy`] with the operator's descriptor wallet
+    /// instead of one address: each member who owes gets an invoice to an
+    /// address of its own at the wallet's next unused receive index
+    /// ([`Grid::next_wallet_indices`]), recorded in the settlement, which
+    /// is stored like any other. The network is the wallet's. Settling the
+    /// same period again with the same inputs starts from the indices of
+    /// the standing settlement and so returns it. A settlement that is voided
+    /// drops out of the chain the indices are read from: settle its
+    /// replacement before any later period, or give the replacement a
+    /// wallet whose first indices are past the voided one's
+    /// ([`Grid::settle_bills_with_wallet_from`]).
+    pub async fn settle_with_wallet(
+        &self,
+        period: &TimeRange,
+        tariff: &Tariff,
+        rate: &ExchangeRate,
+        wallet: &OperatorWallet,
+        policy: &PayoutPolicy,
+    ) -> Result<Settlement> {
+        let bills = self.bill(period, tariff).await?;
+        self.settle_bills_with_wallet(&bills, rate, wallet, policy)
+            .await
+    }
+
+    /// [`Grid::settle_with_wallet`] of bills made elsewhere.
+    pub async fn settle_bills_with_wallet(
+        &self,
+        bills: &PeriodBills,
+        rate: &ExchangeRate,
+        wallet: &OperatorWallet,
+        policy: &PayoutPolicy,
+    ) -> Result<Settlement> {
+        self.settle_bills_with_wallet_from(bills, rate, wallet, policy, NextIndices::default())
+            .await
+    }
+
+    /// [`Grid::settle_bills_with_wallet`] from at least `floor`: the
+    /// indices used are the larger of `floor` and the stored settlements'
+    /// next ones (for a wallet also used outside this grid, or after a
+    /// voided settlement).
+    pub async fn settle_bills_with_wallet_from(
+        &self,
+        bills: &PeriodBills,
+        rate: &ExchangeRate,
+        wallet: &OperatorWallet,
+        policy: &PayoutPolicy,
+        floor: NextIndices,
+    ) -> Result<Settlement> {
+        let stored = self.wallet_indices_for(wallet, &bills.period).await?;
+        let next = NextIndices {
+            receive: stored.receive.max(floor.receive),
+            change: stored.change.max(floor.change),
+        };
+        let registry = self.shared_registry().await?;
+        let carried = self
+            .store
+            .last_settlement(bills.period.start())
+            .await?
+            .map(|s| s.carried_out())
+            .unwrap_or_default();
+        let settlement =
+            settle_with_wallet(bills, &registry, rate, wallet, next, &carried, policy)?;
         self.store.save_settlement(&settlement).await
     }
 

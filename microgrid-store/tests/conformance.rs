@@ -778,6 +778,161 @@ pub async fn ingest_and_clear_do_not_interleave<S: Store + 'static>(store: S) {
 }
 
 /// Runs every test of the suite against the store `make()` returns.
+/// A test wallet's public descriptor (a tpub derived from a fixed seed).
+fn test_wallet() -> settlement::OperatorWallet {
+    use settlement::bitcoin::bip32::{DerivationPath, Xpriv, Xpub};
+    use settlement::bitcoin::secp256k1::Secp256k1;
+    use settlement::bitcoin::NetworkKind;
+    let secp = Secp256k1::new();
+    let master = Xpriv::new_master(NetworkKind::Test, &[9u8; 32]).unwrap();
+    let path: DerivationPath = "m/84'/1'/0'".parse().unwrap();
+    let xpub = Xpub::from_priv(&secp, &master.derive_priv(&secp, &path).unwrap());
+    let descriptor = format!(
+        "wpkh([{}/84'/1'/0']{xpub}/<0;1>/*)",
+        master.fingerprint(&secp)
+    );
+    settlement::OperatorWallet::new(&descriptor, None, Network::Regtest).unwrap()
+}
+
+/// Settlements made with the operator's wallet give each invoice a fresh
+/// address: the next settlement starts after the highest index any
+/// earlier one used, read back from the store; settling again returns the
+/// stored settlement; a settlement made without the wallet changes
+/// nothing; after a voiding, the replacement starts past the voided
+/// settlement's indices when given them as a floor.
+pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
+    let (grid, community) = community_grid(store, 3).await;
+    grid.record(community.readings().unwrap()).await.unwrap();
+    let t = tariff();
+    grid.clear(&days(1, 4), &t, &Mechanism::SupplyDemandRatio)
+        .await
+        .unwrap();
+    let wallet = test_wallet();
+    let policy = settlement::PayoutPolicy::default();
+    let rate = |p: &TimeRange| {
+        ExchangeRate::new(Decimal::from(90_000), t.currency(), "test", p.end()).unwrap()
+    };
+    assert_eq!(
+        grid.next_wallet_indices(&wallet).await.unwrap(),
+        settlement::NextIndices::default()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut all = Vec::new();
+    for d in 1..3 {
+        let p = days(d, d + 1);
+        let s = grid
+            .settle_with_wallet(&p, &t, &rate(&p), &wallet, &policy)
+            .await
+            .unwrap();
+        let r = s.wallet.clone().unwrap();
+        assert!(!r.invoices.is_empty());
+        for inv in s.invoices() {
+            assert!(
+                seen.insert(inv.address.to_string()),
+                "{} reused",
+                inv.address
+            );
+            assert_eq!(
+                inv.address,
+                wallet.receive_address(inv.index.unwrap()).unwrap()
+            );
+        }
+        // Read back from the store: the record and the next indices.
+        assert_eq!(grid.settlement(&s.id).await.unwrap().as_ref(), Some(&s));
+        let next = grid.next_wallet_indices(&wallet).await.unwrap();
+        assert_eq!(
+            (next.receive, next.change),
+            (r.next_index, r.next_change_index)
+        );
+        all.push(s);
+    }
+    assert_eq!(
+        all[1].wallet.as_ref().unwrap().first_index,
+        all[0].wallet.as_ref().unwrap().next_index
+    );
+    // Settling the first day again gives the stored settlement.
+    let p = days(1, 2);
+    assert_eq!(
+        grid.settle_with_wallet(&p, &t, &rate(&p), &wallet, &policy)
+            .await
+            .unwrap(),
+        all[0]
+    );
+    // Void the second day and settle it again at another rate: the
+    // replacement, given the voided settlement's indices as a floor,
+    // starts after them.
+    let voided = grid
+        .void_settlement(&all[1].id, "wrong rate")
+        .await
+        .unwrap();
+    let floor = settlement::NextIndices::default().after(&voided, &wallet.id());
+    let p = days(2, 3);
+    let bills = grid.bill(&p, &t).await.unwrap();
+    let dearer = ExchangeRate::new(Decimal::from(95_000), t.currency(), "test", p.end()).unwrap();
+    let again = grid
+        .settle_bills_with_wallet_from(&bills, &dearer, &wallet, &policy, floor)
+        .await
+        .unwrap();
+    for inv in again.invoices() {
+        assert!(
+            seen.insert(inv.address.to_string()),
+            "{} reused",
+            inv.address
+        );
+    }
+    // A settlement without the wallet leaves its indices as they are.
+    let p = days(3, 4);
+    let plain = grid
+        .settle(
+            &p,
+            &t,
+            &rate(&p),
+            Network::Regtest,
+            &regtest_address(77, OutputType::P2wpkh),
+        )
+        .await
+        .unwrap();
+    assert!(plain.wallet.is_none());
+    let next = grid.next_wallet_indices(&wallet).await.unwrap();
+    assert_eq!(next.receive, again.wallet.as_ref().unwrap().next_index);
+}
+
+/// A member's BOLT12 payout offer is stored and read back by every store:
+/// on registration (one and many), replaced and removed by an update; a
+/// member without one reads back without one.
+pub async fn payout_offers_round_trip<S: Store>(store: S) {
+    use microgrid_core::lightning::PayoutOffer;
+    // Test vectors of the `lightning` crate: a testnet offer and a minimal
+    // mainnet one, both without amount.
+    let testnet: PayoutOffer = "lno1qgsyxjtl6luzd9t3pr62xr7eemp6awnejusgf6gw45q75vcfqqqqqqq2p32x2um5ypmx2cm5dae8x93pqthvwfzadd7jejes8q9lhc4rvjxd022zv5l44g6qah82ru5rdpnpj"
+        .parse()
+        .unwrap();
+    let mainnet: PayoutOffer = "lno1zcss9mk8y3wkklfvevcrszlmu23kfrxh49px20665dqwmn4p72pksese"
+        .parse()
+        .unwrap();
+    let grid = Grid::new(store, TimeframeLength::default());
+    let member = |id: &str| Prosumer::new(id, id, ProsumerKind::Household, day(1)).unwrap();
+    let a = member("a")
+        .with_payout(regtest_address(1, OutputType::P2wpkh))
+        .with_offer(testnet.clone());
+    let b = member("b");
+    let c = member("c").with_offer(mainnet.clone());
+    grid.register(a.clone()).await.unwrap();
+    grid.register_all(vec![b.clone(), c.clone()]).await.unwrap();
+    let reg = grid.registry().await.unwrap();
+    assert_eq!(reg.by_index(), [a.clone(), b.clone(), c.clone()]);
+    assert_eq!(reg.get(a.id()).unwrap().offer(), Some(&testnet));
+    assert_eq!(reg.get(b.id()).unwrap().offer(), None);
+
+    let a2 = a.with_offer(mainnet.clone());
+    grid.update(a2.clone()).await.unwrap();
+    let c2 = c.without_offer();
+    grid.update(c2.clone()).await.unwrap();
+    let reg = grid.registry().await.unwrap();
+    assert_eq!(reg.get(a2.id()).unwrap(), &a2);
+    assert_eq!(reg.get(c2.id()).unwrap().offer(), None);
+}
+
 macro_rules! conformance {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -786,6 +941,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn registry_round_trips() {
                 super::registry_round_trips($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn payout_offers_round_trip() {
+                super::payout_offers_round_trip($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ingest_is_idempotent_and_refuses_conflicts() {
@@ -842,6 +1001,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ingest_and_clear_do_not_interleave() {
                 super::ingest_and_clear_do_not_interleave($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn wallet_settlements_never_reuse_an_address() {
+                super::wallet_settlements_never_reuse_an_address($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_month_settles_end_to_end() {

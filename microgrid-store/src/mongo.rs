@@ -6,7 +6,7 @@
 //!
 //! | collection | `_id` | fields |
 //! | --- | --- | --- |
-//! | `prosumers` | id | name, kind, dates, payout address |
+//! | `prosumers` | id | name, kind, dates, payout address, BOLT12 offer |
 //! | `reading_frames` | start | `start`, `length_minutes`, `rev`, `ids`, `produced`, `consumed`, and while a large batch is written, `pending` |
 //! | `cleared_frames` | start | `start`, `summary` (energies, counts, `Decimal128` prices), `ids`, `produced`, `consumed`, `community_wh` |
 //! | `settlements` | id | period, hash, payment, `voided`, `claims`, the settlement as JSON |
@@ -184,6 +184,9 @@ struct ProsumerDoc {
     left_on: Option<String>,
     payout_address: Option<String>,
     payout_network: Option<String>,
+    /// Absent in documents written before offers existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payout_offer: Option<String>,
 }
 
 impl ProsumerDoc {
@@ -196,6 +199,7 @@ impl ProsumerDoc {
             left_on: p.left().map(|d| d.to_string()),
             payout_address: p.payout().map(|a| a.as_str().to_owned()),
             payout_network: p.payout().map(|a| a.network().as_str().to_owned()),
+            payout_offer: p.offer().map(|o| o.as_str().to_owned()),
         }
     }
 }
@@ -644,6 +648,7 @@ impl RegistryStore for MongoStore {
                     left: d.left_on.as_deref().map(date).transpose()?,
                     address: d.payout_address,
                     network: d.payout_network,
+                    offer: d.payout_offer,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

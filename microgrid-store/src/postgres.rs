@@ -713,7 +713,7 @@ async fn insert_prosumers_in<'c>(
     tail: &str,
 ) -> std::result::Result<(), sqlx::Error> {
     let statement = format!(
-        "{}SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[]){tail}",
+        "{}SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], $8::text[]){tail}",
         sql::INSERT_PROSUMERS
     );
     sqlx::query(sqlx::AssertSqlSafe(statement))
@@ -732,6 +732,12 @@ async fn insert_prosumers_in<'c>(
             batch
                 .iter()
                 .map(|p| p.payout().map(|a| a.network().as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.offer().map(|o| o.as_str()))
                 .collect::<Vec<_>>(),
         )
         .execute(e)

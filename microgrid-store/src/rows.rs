@@ -2,6 +2,7 @@
 //! of rows (or documents) to the core's types, written once.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use microgrid_core::lightning::PayoutOffer;
 use microgrid_core::{
     CommunityPrice, GridPrices, Network, PayoutAddress, Price, Prosumer, ProsumerKind, Registry,
     Timeframe, TimeframeLength, TimeframeSummary, Wh,
@@ -48,6 +49,10 @@ pub(crate) struct ProsumerRow {
     pub left: Option<NaiveDate>,
     pub address: Option<String>,
     pub network: Option<String>,
+    /// A BOLT12 offer (`lno1…`), checked again as it is read (its chain
+    /// and expiry are checked when a payout is due, not here: an offer
+    /// that has expired since stays on the record).
+    pub offer: Option<String>,
 }
 
 /// The registry from its rows, every record checked again.
@@ -60,6 +65,9 @@ pub(crate) fn registry(rows: impl IntoIterator<Item = ProsumerRow>) -> Result<Re
         }
         if let (Some(a), Some(n)) = (r.address, r.network) {
             p = p.with_payout(PayoutAddress::new(&a, n.parse::<Network>()?)?);
+        }
+        if let Some(offer) = r.offer {
+            p = p.with_offer(offer.parse::<PayoutOffer>()?);
         }
         registry.register(p)?;
     }

@@ -20,13 +20,14 @@ use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, date, length, ProsumerRow, SummaryRow};
 
 pub(crate) const INSERT_PROSUMERS: &str =
-    "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network) ";
+    "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network, payout_offer) ";
 /// After [`INSERT_PROSUMERS`]: a taken id is updated (saving a prosumer).
 pub(crate) const UPDATE_PROSUMER: &str =
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, joined = excluded.joined, \
-     left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network";
+     left_on = excluded.left_on, payout_address = excluded.payout_address, payout_network = excluded.payout_network, \
+     payout_offer = excluded.payout_offer";
 pub(crate) const REGISTRY: &str =
-    "SELECT id, name, kind, joined, left_on, payout_address, payout_network FROM prosumers ORDER BY position";
+    "SELECT id, name, kind, joined, left_on, payout_address, payout_network, payout_offer FROM prosumers ORDER BY position";
 pub(crate) const PROSUMER_IDS: &str = "SELECT id FROM prosumers";
 
 pub(crate) const INSERT_READINGS: &str =
@@ -127,6 +128,7 @@ pub(crate) struct ProsumerRecord<D> {
     left_on: Option<D>,
     payout_address: Option<String>,
     payout_network: Option<String>,
+    payout_offer: Option<String>,
 }
 
 impl<D: Load<NaiveDate>> ProsumerRecord<D> {
@@ -139,6 +141,7 @@ impl<D: Load<NaiveDate>> ProsumerRecord<D> {
             left: self.left_on.map(Load::load).transpose()?,
             address: self.payout_address,
             network: self.payout_network,
+            offer: self.payout_offer,
         })
     }
 }

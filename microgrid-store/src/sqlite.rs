@@ -218,7 +218,8 @@ async fn insert_prosumers_in(
                 .push_bind(p.joined().to_string())
                 .push_bind(p.left().map(|d| d.to_string()))
                 .push_bind(p.payout().map(|a| a.as_str()))
-                .push_bind(p.payout().map(|a| a.network().as_str()));
+                .push_bind(p.payout().map(|a| a.network().as_str()))
+                .push_bind(p.offer().map(|o| o.as_str()));
         });
         q.push(tail).build().execute(&mut *conn).await?;
     }

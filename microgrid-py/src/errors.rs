@@ -533,6 +533,7 @@ fn core_error<'py>(py: Python<'py>, e: &CoreError) -> (Bound<'py, PyType>, Detai
         | E::PayoutBelowDustAfterFee { .. }
         | E::TransactionMismatch { .. }
         | E::InvalidPaymentUri { .. }
+        | E::InvalidLightningInvoice { .. }
         | E::InvalidTxid(_)
         | E::SettlementVoided { .. }
         | E::InvalidSettlement { .. }
@@ -713,6 +714,16 @@ fn core_details(e: &CoreError) -> Details {
         E::InvalidPaymentUri { uri, reason } => {
             vec![("uri", d(uri.as_str())), ("reason", d(reason.as_str()))]
         }
+        E::InvalidOffer { offer, reason } => {
+            vec![("offer", d(offer.as_str())), ("reason", d(reason.as_str()))]
+        }
+        E::InvalidLightningInvoice { invoice, reason } => {
+            vec![("invoice", d(invoice.as_str())), ("reason", d(reason.as_str()))]
+        }
+        E::InvalidDescriptor { descriptor, reason } => vec![
+            ("descriptor", d(descriptor.as_str())),
+            ("reason", d(reason.as_str())),
+        ],
         E::Parse { what, input } => vec![("what", d(*what)), ("input", d(input.as_str()))],
         E::UnknownTimeZone(name) => vec![("value", d(name.as_str()))],
         E::InvalidTimeOfUse { window, reason } => {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use microgrid_core::billing::PeriodBills;
 use microgrid_core::settlement::bitcoin::Amount;
-use microgrid_core::settlement::{ExchangeRate, PayoutPolicy};
+use microgrid_core::settlement::{ExchangeRate, NextIndices, PayoutPolicy};
 use microgrid_core::tariff::Tariff as CoreTariff;
 use microgrid_core::{
     Allocation, Error as CoreError, Network, PayoutAddress, Prosumer, ReadingColumns, Registry,
@@ -252,11 +252,50 @@ impl Grid {
         self.inner.length().minutes()
     }
 
-    /// Registers a prosumer. `kind` is a `ProsumerKind` or its name;
-    /// `address` a bitcoin payout address on `network`.
+    /// Splits `settlement`'s payouts by an on-chain threshold: a payout of
+    /// less than `lightning_below_sats` to a member registered with a
+    /// BOLT12 offer (usable on the settlement's network at `at`, default
+    /// now) is paid over Lightning; the rest stay on-chain. A dict with
+    /// settlement_id, onchain (prosumer, address, sats), lightning
+    /// (prosumer, offer, amount_msat, payer_note), offers_not_used
+    /// (prosumer, reason), onchain_sats and lightning_msat, which add up to
+    /// the settlement's payouts exactly; with `sat_per_vb`, also the
+    /// on-chain part's batches (as `Settlement.batches`, with `max_vbytes`
+    /// and `fee_payer`).
     #[pyo3(
-        signature = (id, name, kind, joined, *, left = None, address = None, network = None),
-        text_signature = "($self, id, name, kind, joined, *, left=None, address=None, network='regtest')"
+        signature = (settlement, *, lightning_below_sats, at = None, sat_per_vb = None, max_vbytes = None, fee_payer = None),
+        text_signature = "($self, settlement, *, lightning_below_sats, at=None, sat_per_vb=None, max_vbytes=None, fee_payer='operator')"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn lightning_split<'py>(
+        &self,
+        py: Python<'py>,
+        settlement: PyRef<'py, Settlement>,
+        lightning_below_sats: &Any<'py>,
+        at: Option<&Any<'py>>,
+        sat_per_vb: Option<&Any<'py>>,
+        max_vbytes: Option<&Any<'py>>,
+        fee_payer: Option<&Any<'py>>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let options = crate::lightning::split_options(
+            lightning_below_sats,
+            at,
+            sat_per_vb,
+            max_vbytes,
+            fee_payer,
+        )?;
+        let grid = self.inner.clone();
+        let registry = block_on(py, async move { Ok(grid.shared_registry().await?) })?;
+        crate::lightning::split_dict(py, &registry, &settlement.inner, &options)
+    }
+
+    /// Registers a prosumer. `kind` is a `ProsumerKind` or its name;
+    /// `address` a bitcoin payout address on `network`; `offer` a BOLT12
+    /// offer for payouts over Lightning (`Grid.lightning_split`), checked
+    /// for `network` now (see `microgrid.check_offer`).
+    #[pyo3(
+        signature = (id, name, kind, joined, *, left = None, address = None, network = None, offer = None),
+        text_signature = "($self, id, name, kind, joined, *, left=None, address=None, network='regtest', offer=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn register(
@@ -269,6 +308,7 @@ impl Grid {
         left: Option<&Any<'_>>,
         address: Option<&Any<'_>>,
         network: Option<&Any<'_>>,
+        offer: Option<&Any<'_>>,
     ) -> Result<()> {
         let id = arg("id", id, text)?;
         let name = arg("name", name, text)?;
@@ -285,6 +325,9 @@ impl Grid {
             p = p.with_payout(
                 PayoutAddress::new(&a, net).map_err(|e| Error::from(e).in_argument("address"))?,
             );
+        }
+        if let Some(o) = offer.filter(|o| !o.is_none()) {
+            p = p.with_offer(crate::lightning::payout_offer(o, net, Utc::now())?);
         }
         let grid = self.inner.clone();
         block_on(py, async move {
@@ -322,6 +365,7 @@ impl Grid {
                 d.set_item("left", p.left())?;
                 d.set_item("address", p.payout().map(|a| a.as_str().to_owned()))?;
                 d.set_item("network", p.payout().map(|a| a.network().as_str()))?;
+                d.set_item("offer", p.offer().map(|o| o.as_str().to_owned()))?;
                 Ok(d)
             })
             .collect()
@@ -732,6 +776,76 @@ impl Grid {
                 .await?)
         })?;
         Ok(Settlement { inner })
+    }
+
+    /// Bills and settles `[start, end)` as `settle` does, with the
+    /// operator's descriptor `wallet` (a `microgrid.OperatorWallet`)
+    /// instead of one address: each member who owes gets an invoice to an
+    /// address of its own, at the wallet's next unused receive index after
+    /// every settlement stored with it (see `next_wallet_indices`); the
+    /// network is the wallet's. Settling again with the same inputs
+    /// returns the stored settlement. After voiding a settlement made with
+    /// the wallet, pass `first_index` / `first_change_index` past the
+    /// voided one's (`settlement.wallet["next_index"]`, ...) so its
+    /// addresses are not handed out again.
+    #[pyo3(
+        signature = (start, end, tariff, *, rate, wallet, rate_source = None, minimum_payout_sats = None, first_index = None, first_change_index = None),
+        text_signature = "($self, /, start, end, tariff, *, rate, wallet, rate_source='manual', minimum_payout_sats=None, first_index=None, first_change_index=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn settle_with_wallet(
+        &self,
+        py: Python<'_>,
+        start: &Any<'_>,
+        end: &Any<'_>,
+        tariff: &Any<'_>,
+        rate: &Any<'_>,
+        wallet: PyRef<'_, crate::settlement::OperatorWallet>,
+        rate_source: Option<&Any<'_>>,
+        minimum_payout_sats: Option<&Any<'_>>,
+        first_index: Option<&Any<'_>>,
+        first_change_index: Option<&Any<'_>>,
+    ) -> Result<Settlement> {
+        let policy = payout_policy(minimum_payout_sats)?;
+        let r = range(start, end, self.inner.length())?;
+        let t = arg("tariff", tariff, self::tariff)?;
+        let floor = NextIndices {
+            receive: opt_arg("first_index", first_index, integer::<u32>)?.unwrap_or(0),
+            change: opt_arg("first_change_index", first_change_index, integer::<u32>)?.unwrap_or(0),
+        };
+        let per_btc = arg("rate", rate, decimal)?;
+        let source =
+            opt_arg("rate_source", rate_source, text)?.unwrap_or_else(|| "manual".to_owned());
+        let rate = ExchangeRate::new(per_btc, t.currency(), &source, r.end())
+            .map_err(|e| Error::from(e).in_argument("rate"))?;
+        let wallet = wallet.inner.clone();
+        let grid = self.inner.clone();
+        let inner = block_on(py, async move {
+            let bills = grid.bill(&r, &t).await?;
+            Ok(grid
+                .settle_bills_with_wallet_from(&bills, &rate, &wallet, &policy, floor)
+                .await?)
+        })?;
+        Ok(Settlement { inner })
+    }
+
+    /// The next unused indices of `wallet` after the settlements stored
+    /// with it: a dict with receive and change.
+    fn next_wallet_indices<'py>(
+        &self,
+        py: Python<'py>,
+        wallet: PyRef<'py, crate::settlement::OperatorWallet>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let wallet = wallet.inner.clone();
+        let grid = self.inner.clone();
+        let next = block_on(
+            py,
+            async move { Ok(grid.next_wallet_indices(&wallet).await?) },
+        )?;
+        let d = PyDict::new(py);
+        d.set_item("receive", next.receive)?;
+        d.set_item("change", next.change)?;
+        Ok(d)
     }
 
     /// The stored settlement with `id`, or None.

@@ -9,6 +9,7 @@ mod distributed;
 mod errors;
 mod grid;
 mod input;
+mod lightning;
 mod runtime;
 mod settlement;
 mod simulate;
@@ -24,9 +25,13 @@ fn _microgrid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tariff::Tariff>()?;
     m.add_class::<battery::Battery>()?;
     m.add_class::<settlement::Settlement>()?;
+    m.add_class::<settlement::OperatorWallet>()?;
     m.add_class::<distributed::BillingPart>()?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::regtest_address, m)?)?;
+    m.add_function(wrap_pyfunction!(lightning::check_offer, m)?)?;
+    m.add_function(wrap_pyfunction!(lightning::check_bolt11, m)?)?;
+    m.add_function(wrap_pyfunction!(lightning::invoice_uri_with_lightning, m)?)?;
     errors::register(m)?;
     Ok(())
 }

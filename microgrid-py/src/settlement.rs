@@ -1,10 +1,12 @@
 //! `microgrid.Settlement`: a settled period and the outputs bitcoin
 //! software takes as they are.
 
+use microgrid_core::settlement::bitcoin::{Amount, OutPoint};
 use microgrid_core::settlement::psbt::{FeeRate, Utxo};
 use microgrid_core::settlement::reconcile::{decode_transaction, Problem, Reconciliation};
 use microgrid_core::settlement::{
-    bip21, Action, Batch, BatchOptions, FeePayer, Settlement as CoreSettlement,
+    bip21, Action, Batch, BatchOptions, FeePayer, Keychain, OperatorWallet as CoreWallet,
+    Settlement as CoreSettlement, WalletUtxo,
 };
 use microgrid_core::PayoutAddress;
 use pyo3::prelude::*;
@@ -234,6 +236,131 @@ fn utxo(value: &Bound<'_, PyAny>, network: microgrid_core::Network) -> Result<Ut
     })
 }
 
+/// A wallet UTXO from a `(txid:vout, value_sats, keychain, index)` tuple.
+fn wallet_utxo(value: &Bound<'_, PyAny>) -> Result<WalletUtxo> {
+    let expected = "a (txid:vout, value_sats, keychain, index) tuple";
+    if value.is_instance_of::<pyo3::types::PyString>() {
+        return Err(Error::wrong_type(value, expected));
+    }
+    let items: Vec<Bound<'_, PyAny>> = value
+        .try_iter()
+        .map_err(|_| Error::wrong_type(value, expected))?
+        .collect::<PyResult<_>>()?;
+    let [outpoint, value_sats, keychain, index] = items.as_slice() else {
+        return Err(Error::invalid(
+            "shape_mismatch",
+            format!("expected {expected}, got {} items", items.len()),
+        ));
+    };
+    let outpoint = arg("outpoint", outpoint, |v| {
+        let t = text(v)?;
+        t.parse::<OutPoint>().map_err(|e| {
+            Error::from(microgrid_core::Error::Parse {
+                what: "outpoint (txid:vout)",
+                input: format!("{t} ({e})"),
+            })
+        })
+    })?;
+    let keychain = arg("keychain", keychain, |v| match text(v)?.as_str() {
+        "receive" => Ok(Keychain::Receive),
+        "change" => Ok(Keychain::Change),
+        other => Err(Error::invalid(
+            "invalid_keychain",
+            format!("keychain {other:?}: expected \"receive\" or \"change\""),
+        )),
+    })?;
+    Ok(WalletUtxo {
+        outpoint,
+        value: Amount::from_sat(arg("value_sats", value_sats, integer::<u64>)?),
+        keychain,
+        index: arg("index", index, integer::<u32>)?,
+    })
+}
+
+/// The operator's wallet: a public output descriptor (BIP380) with its
+/// change chain, for one network. `OperatorWallet(descriptor,
+/// change_descriptor=None, network="regtest")`: a multipath `<0;1>`
+/// descriptor, or a receive one (`.../0/*`) with an optional change one
+/// (default: `.../1/*`). Private keys, descriptors without `/*`,
+/// hardened wildcards, keys of another network and script types other
+/// than `wpkh` and key-path `tr` are a `ValidationError` of kind
+/// `invalid_descriptor`.
+#[pyclass(module = "microgrid", frozen)]
+pub struct OperatorWallet {
+    pub inner: CoreWallet,
+}
+
+#[pymethods]
+impl OperatorWallet {
+    #[new]
+    #[pyo3(signature = (descriptor, change_descriptor = None, network = None))]
+    fn new(
+        descriptor: &Bound<'_, PyAny>,
+        change_descriptor: Option<&Bound<'_, PyAny>>,
+        network: Option<&Bound<'_, PyAny>>,
+    ) -> Result<OperatorWallet> {
+        let d = arg("descriptor", descriptor, text)?;
+        let c = opt_arg("change_descriptor", change_descriptor, text)?;
+        let net = opt_arg("network", network, |v| {
+            Ok(text(v)?.parse::<microgrid_core::Network>()?)
+        })?
+        .unwrap_or(microgrid_core::Network::Regtest);
+        let inner = CoreWallet::new(&d, c.as_deref(), net).map_err(|e| {
+            let argument = match &e {
+                microgrid_core::Error::InvalidDescriptor { descriptor, .. }
+                    if c.as_deref()
+                        .is_some_and(|c| descriptor.starts_with(c.trim())) =>
+                {
+                    "change_descriptor"
+                }
+                _ => "descriptor",
+            };
+            Error::from(e).in_argument(argument)
+        })?;
+        Ok(OperatorWallet { inner })
+    }
+
+    /// Its identity: the checksum of its receive descriptor.
+    #[getter]
+    fn id(&self) -> String {
+        self.inner.id()
+    }
+
+    /// The receive descriptor with its checksum.
+    #[getter]
+    fn descriptor(&self) -> String {
+        self.inner.descriptor()
+    }
+
+    /// The change descriptor with its checksum.
+    #[getter]
+    fn change_descriptor(&self) -> String {
+        self.inner.change_descriptor()
+    }
+
+    /// The network.
+    #[getter]
+    fn network(&self) -> String {
+        self.inner.network().to_string()
+    }
+
+    /// The receive address at `index`.
+    fn receive_address(&self, index: &Bound<'_, PyAny>) -> Result<String> {
+        let i = arg("index", index, integer::<u32>)?;
+        Ok(self.inner.receive_address(i)?.to_string())
+    }
+
+    /// The change address at `index`.
+    fn change_address(&self, index: &Bound<'_, PyAny>) -> Result<String> {
+        let i = arg("index", index, integer::<u32>)?;
+        Ok(self.inner.change_address(i)?.to_string())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("OperatorWallet({:?})", self.inner.descriptor())
+    }
+}
+
 /// A settlement in bitcoin of one billing period.
 #[pyclass(module = "microgrid", frozen)]
 pub struct Settlement {
@@ -355,7 +482,9 @@ impl Settlement {
             .collect()
     }
 
-    /// Invoices as dicts: prosumer_id, sats, uri (BIP21).
+    /// Invoices as dicts: prosumer_id, sats, uri (BIP21), address and
+    /// index (its receive index for a settlement made with a wallet, else
+    /// None).
     fn invoices<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.inner
             .invoices()
@@ -365,9 +494,85 @@ impl Settlement {
                 d.set_item("prosumer_id", i.prosumer.as_str())?;
                 d.set_item("sats", i.sats)?;
                 d.set_item("uri", i.uri)?;
+                d.set_item("address", i.address.as_str())?;
+                d.set_item("index", i.index)?;
                 Ok(d)
             })
             .collect()
+    }
+
+    /// For a settlement made with a wallet (`Grid.settle_with_wallet`),
+    /// what it records of it: a dict with wallet (its id), descriptor,
+    /// change_descriptor, first_index, next_index, first_change_index and
+    /// next_change_index; otherwise None.
+    #[getter]
+    fn wallet<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(r) = &self.inner.wallet else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("wallet", r.wallet.as_str())?;
+        d.set_item("descriptor", r.descriptor.as_str())?;
+        d.set_item("change_descriptor", r.change_descriptor.as_str())?;
+        d.set_item("first_index", r.first_index)?;
+        d.set_item("next_index", r.next_index)?;
+        d.set_item("first_change_index", r.first_change_index)?;
+        d.set_item("next_change_index", r.next_change_index)?;
+        Ok(Some(d))
+    }
+
+    /// An unsigned PSBT for batch `index` of `batches(sat_per_vb, ...)`,
+    /// paid from the wallet's `utxos` (a list of `(txid:vout, value_sats,
+    /// keychain, index)`, keychain `"receive"` or `"change"`) with change
+    /// to the batch's index on the wallet's change chain. Its inputs carry
+    /// `witness_utxo` and their BIP32 origin, as does its change output
+    /// (`bip32_derivation` for wpkh, `tap_key_origins` and
+    /// `tap_internal_key` for tr), so `walletprocesspsbt` or a hardware
+    /// wallet signs it as it is. A dict with psbt (base64), fee_sats,
+    /// change_sats, change_address, change_index, vbytes. A settlement
+    /// not made with `wallet` is a `ValidationError` of kind
+    /// `invalid_descriptor`.
+    #[pyo3(signature = (wallet, index, utxos, sat_per_vb, *, max_vbytes = None, fee_payer = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn wallet_psbt<'py>(
+        &self,
+        py: Python<'py>,
+        wallet: PyRef<'py, OperatorWallet>,
+        index: &Bound<'py, PyAny>,
+        utxos: &Bound<'py, PyAny>,
+        sat_per_vb: &Bound<'py, PyAny>,
+        max_vbytes: Option<&Bound<'py, PyAny>>,
+        fee_payer: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let index = arg("index", index, integer::<usize>)?;
+        let utxos = arg("utxos", utxos, |list| {
+            if list.is_instance_of::<pyo3::types::PyString>() {
+                return Err(Error::wrong_type(list, "a list of wallet UTXO tuples"));
+            }
+            list.try_iter()
+                .map_err(|_| Error::wrong_type(list, "a list of wallet UTXO tuples"))?
+                .enumerate()
+                .map(|(i, u)| wallet_utxo(&u?).map_err(|e| e.at_row(i)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let options = batch_options(self.inner.network, sat_per_vb, max_vbytes, fee_payer, None)?;
+        let batches = self.inner.batches(&options)?;
+        let batch = batches.get(index).ok_or_else(|| {
+            Error::invalid(
+                "out_of_range",
+                format!("there are {} batches, no batch {index}", batches.len()),
+            )
+            .in_argument("index")
+        })?;
+        let p = wallet.inner.batch_psbt(&self.inner, batch, &utxos)?;
+        let d = PyDict::new(py);
+        d.set_item("psbt", p.psbt_base64)?;
+        d.set_item("fee_sats", p.fee.to_sat())?;
+        d.set_item("change_sats", p.change.to_sat())?;
+        d.set_item("change_address", p.change_address.map(|a| a.to_string()))?;
+        d.set_item("change_index", p.change_index)?;
+        d.set_item("vbytes", p.vbytes)?;
+        Ok(d)
     }
 
     /// Fee estimate at `sat_per_vb`: dict with vbytes and fee_sats.

@@ -24,6 +24,9 @@ __all__ = [
     "_refused",
     "simulate",
     "regtest_address",
+    "check_offer",
+    "check_bolt11",
+    "invoice_uri_with_lightning",
 ]
 
 _Amount = Union[Decimal, int, str]
@@ -161,6 +164,28 @@ class Battery:
     def owner(self) -> Optional[str]: ...
 
 @final
+class OperatorWallet:
+    """The operator's wallet: a public output descriptor (BIP380) and its
+    change chain, for one network."""
+
+    def __init__(
+        self,
+        descriptor: str,
+        change_descriptor: Optional[str] = None,
+        network: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def descriptor(self) -> str: ...
+    @property
+    def change_descriptor(self) -> str: ...
+    @property
+    def network(self) -> str: ...
+    def receive_address(self, index: int) -> str: ...
+    def change_address(self, index: int) -> str: ...
+
+@final
 class Settlement:
     """A settlement in bitcoin of one billing period."""
 
@@ -185,6 +210,18 @@ class Settlement:
     def sendmany_json(self) -> str: ...
     def entries(self) -> List[Dict[str, Any]]: ...
     def invoices(self) -> List[Dict[str, Any]]: ...
+    @property
+    def wallet(self) -> Optional[Dict[str, Any]]: ...
+    def wallet_psbt(
+        self,
+        wallet: OperatorWallet,
+        index: int,
+        utxos: List[Tuple[str, int, str, int]],
+        sat_per_vb: _Amount,
+        *,
+        max_vbytes: Optional[int] = None,
+        fee_payer: Optional[str] = None,
+    ) -> Dict[str, Any]: ...
     def fee_estimate(self, sat_per_vb: _Amount) -> Dict[str, int]: ...
     def psbt(self, utxos: List[Tuple[str, int, str]], change_address: str, sat_per_vb: _Amount) -> Dict[str, Any]: ...
     def batches(
@@ -262,8 +299,19 @@ class Grid:
         left: Optional[date] = None,
         address: Optional[str] = None,
         network: str = "regtest",
+        offer: Optional[str] = None,
     ) -> None: ...
     def prosumers(self) -> List[Dict[str, Any]]: ...
+    def lightning_split(
+        self,
+        settlement: Settlement,
+        *,
+        lightning_below_sats: int,
+        at: Optional[datetime] = None,
+        sat_per_vb: Optional[_Amount] = None,
+        max_vbytes: Optional[int] = None,
+        fee_payer: str = "operator",
+    ) -> Dict[str, Any]: ...
     def register_all(self, prosumers: Union[_Frame, Sequence[Dict[str, Any]]]) -> int: ...
     def record(
         self,
@@ -310,6 +358,20 @@ class Grid:
         rate_source: str = "manual",
         minimum_payout_sats: Optional[int] = None,
     ) -> Settlement: ...
+    def settle_with_wallet(
+        self,
+        start: datetime,
+        end: datetime,
+        tariff: Tariff,
+        *,
+        rate: _Amount,
+        wallet: OperatorWallet,
+        rate_source: str = "manual",
+        minimum_payout_sats: Optional[int] = None,
+        first_index: Optional[int] = None,
+        first_change_index: Optional[int] = None,
+    ) -> Settlement: ...
+    def next_wallet_indices(self, wallet: OperatorWallet) -> Dict[str, int]: ...
     def settlement(self, id: str) -> Optional[Settlement]: ...
     def mark_paid(self, id: str, txid: str) -> Settlement: ...
     def void_settlement(self, id: str, reason: str) -> Settlement: ...
@@ -327,3 +389,12 @@ def simulate(
 ) -> Dict[str, List[Any]]: ...
 
 def regtest_address(seed: int, output_type: str = "p2wpkh") -> str: ...
+def check_offer(
+    offer: str, *, network: str = "regtest", at: Optional[datetime] = None
+) -> Dict[str, Any]: ...
+def check_bolt11(
+    invoice: str, *, sats: int, network: str = "regtest", at: Optional[datetime] = None
+) -> Dict[str, Any]: ...
+def invoice_uri_with_lightning(
+    settlement: Settlement, prosumer: str, bolt11: str, *, at: Optional[datetime] = None
+) -> str: ...

@@ -66,15 +66,18 @@ pub(crate) fn from_json(body: &[u8]) -> Result<Vec<RawReading>> {
     let rows: Vec<crate::dto::ReadingIn> = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         // `[3].produced_wh`: the row and the field, when the error is in one.
+        let data = e.inner().classify() == serde_json::error::Category::Data;
         let row = path
             .strip_prefix('[')
             .and_then(|p| p.split(']').next())
-            .and_then(|n| n.parse::<usize>().ok());
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|_| data);
         match row {
             Some(row) => {
                 let field = path
                     .split_once("].")
                     .map(|(_, f)| f.to_owned())
+                    .filter(|f| f != "?")
                     .unwrap_or_else(|| "reading".to_owned());
                 bad(row, &field, e.inner().to_string())
             }

@@ -1074,6 +1074,43 @@ mod tests {
         );
     }
 
+    /// Inside the store's clearing step, rows whose battery reading is not
+    /// what the dispatch rule gives (a member's reading corrected after the
+    /// dispatch), or that skip a timeframe, are refused.
+    #[test]
+    fn stale_battery_readings_are_refused_inside_the_clearing_step() {
+        use microgrid_core::{ProsumerKind, Wh};
+        let spec = BatterySpec::new("battery", 10_000, 4_000, 4_000, Decimal::ONE, 0).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let battery = Prosumer::new("battery", "B", ProsumerKind::Battery, day).unwrap();
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let chunk = TimeRange::new(
+            start,
+            start + Duration::minutes(30),
+            TimeframeLength::default(),
+        )
+        .unwrap();
+        let tfs: Vec<Timeframe> = chunk.timeframes().collect();
+        // Slot 0 a member with 600 Wh of surplus, slot 1 the battery.
+        let row = |battery_charged: i64| {
+            let mut r = ReadingRow::with_width(2);
+            r.set(0, Wh::new(600), Wh::ZERO);
+            r.set(1, Wh::ZERO, Wh::new(battery_charged));
+            r
+        };
+        let (good, stale) = (row(600), row(500));
+        let ok = [(tfs[0], &good), (tfs[1], &good)];
+        // 600 + 600 Wh charged (4 kW over 15 minutes is 1,000 Wh).
+        check_battery_rows(&spec, &battery, 1, &chunk, Wh::ZERO, &ok).unwrap();
+        for rows in [
+            vec![(tfs[0], &good), (tfs[1], &stale)],
+            vec![(tfs[1], &good)],
+        ] {
+            let err = check_battery_rows(&spec, &battery, 1, &chunk, Wh::ZERO, &rows).unwrap_err();
+            assert_eq!(err.kind(), "battery_history", "{err}");
+        }
+    }
+
     /// Two grids with the same registry, each holding half of a period
     /// that crosses a month boundary, bill parts that merge into the
     /// bills of one grid holding all of it; a third grid, with the

@@ -394,7 +394,7 @@ pub struct ReadingsQuery {
         content(
             (Vec<ReadingIn> = "application/json"),
             (String = "text/csv"),
-            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+            (ArrowStream = "application/vnd.apache.arrow.stream"),
         )),
     responses(
         (status = 200, description = "Recorded", body = IngestOut),

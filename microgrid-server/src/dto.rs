@@ -20,6 +20,12 @@ fn money(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
+/// An Arrow IPC stream (the body of `POST /api/v1/readings` as
+/// `application/vnd.apache.arrow.stream`).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ArrowStream(pub Vec<u8>);
+
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -159,8 +165,10 @@ pub struct TariffIn {
 #[serde(deny_unknown_fields)]
 pub struct ClearIn {
     /// Start of the range (RFC 3339, or a date for midnight UTC).
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the range, exclusive.
+    #[schema(format = DateTime)]
     pub end: String,
     /// `sdr`, `mmr`, `bill_sharing` or `fixed:<price per kWh>`.
     pub mechanism: String,
@@ -197,8 +205,10 @@ pub struct Page<T> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GridTimeframe {
     /// Start of the timeframe.
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the timeframe.
+    #[schema(format = DateTime)]
     pub end: String,
     /// Σ produced, Wh.
     pub production_wh: i64,
@@ -273,6 +283,7 @@ pub struct GridDay {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProsumerTimeframe {
     /// Start of the timeframe.
+    #[schema(format = DateTime)]
     pub start: String,
     /// The prosumer.
     pub prosumer: String,
@@ -340,6 +351,7 @@ pub struct ProsumerDay {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TradeOut {
     /// Start of the timeframe.
+    #[schema(format = DateTime)]
     pub start: String,
     /// Who sold.
     pub seller: String,
@@ -453,8 +465,10 @@ pub struct BillTotals {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BillsOut {
     /// Start of the period.
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the period.
+    #[schema(format = DateTime)]
     pub end: String,
     /// The currency of every amount.
     pub currency: String,
@@ -492,8 +506,10 @@ impl BillsOut {
 #[serde(deny_unknown_fields)]
 pub struct BillsIn {
     /// Start of the period.
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the period, exclusive.
+    #[schema(format = DateTime)]
     pub end: String,
     /// The tariff; the server's default if absent.
     #[serde(default)]
@@ -505,8 +521,10 @@ pub struct BillsIn {
 #[serde(deny_unknown_fields)]
 pub struct SettleIn {
     /// Start of the period.
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the period, exclusive.
+    #[schema(format = DateTime)]
     pub end: String,
     /// The tariff; the server's default if absent.
     #[serde(default)]
@@ -561,6 +579,7 @@ pub struct RateOut {
     /// Where it came from.
     pub source: String,
     /// When it was taken.
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
@@ -568,6 +587,7 @@ pub struct RateOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VoidingOut {
     /// When.
+    #[schema(format = DateTime)]
     pub at: String,
     /// Why.
     pub reason: String,
@@ -579,8 +599,10 @@ pub struct SettlementOut {
     /// Stable id: a hash of its inputs.
     pub id: String,
     /// Start of the period settled.
+    #[schema(format = DateTime)]
     pub start: String,
     /// End of the period settled.
+    #[schema(format = DateTime)]
     pub end: String,
     /// The network paid on.
     pub network: String,
@@ -800,6 +822,7 @@ pub struct KeyOut {
     /// The prosumer of a prosumer key.
     pub prosumer: Option<String>,
     /// When it was created.
+    #[schema(format = DateTime)]
     pub created: String,
 }
 
@@ -824,6 +847,7 @@ pub struct NewKeyOut {
     /// The prosumer of a prosumer key.
     pub prosumer: Option<String>,
     /// When it was created.
+    #[schema(format = DateTime)]
     pub created: String,
     /// The secret, for `Authorization: Bearer <secret>`; not kept by the
     /// server (only its hash is), so shown this once.

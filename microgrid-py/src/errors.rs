@@ -718,7 +718,10 @@ fn core_details(e: &CoreError) -> Details {
             vec![("offer", d(offer.as_str())), ("reason", d(reason.as_str()))]
         }
         E::InvalidLightningInvoice { invoice, reason } => {
-            vec![("invoice", d(invoice.as_str())), ("reason", d(reason.as_str()))]
+            vec![
+                ("invoice", d(invoice.as_str())),
+                ("reason", d(reason.as_str())),
+            ]
         }
         E::InvalidDescriptor { descriptor, reason } => vec![
             ("descriptor", d(descriptor.as_str())),

@@ -148,6 +148,13 @@ fn private_unranged_hardened_foreign_and_other_descriptors_are_refused() {
         Network::Regtest,
     );
     assert!(reason.contains("private key"), "{reason}");
+    // One that does not even parse (a mistyped checksum character) is not
+    // shown either.
+    let mut typo = a.xprv.to_string();
+    typo.pop();
+    typo.push(if typo.ends_with('x') { 'y' } else { 'x' });
+    let (shown, _) = refusal(&format!("wpkh({typo}/0/*)"), None, Network::Regtest);
+    assert!(!shown.contains("tprv"), "{shown}");
     // Not ranged: no wildcard, or a single key.
     let (shown, reason) = refusal(&a.descriptor("wpkh", "0/5"), None, Network::Regtest);
     assert!(reason.contains("not ranged"), "{reason}");

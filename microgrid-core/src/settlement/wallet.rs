@@ -95,8 +95,10 @@ fn shown(descriptor: &str, private: bool) -> String {
 }
 
 fn invalid(descriptor: &str, reason: impl Into<String>) -> Error {
+    // Text that looks like it holds an extended private key is never
+    // shown, even when it does not parse.
     Error::InvalidDescriptor {
-        descriptor: shown(descriptor, false),
+        descriptor: shown(descriptor, descriptor.contains("prv")),
         reason: reason.into(),
     }
 }

@@ -15,6 +15,7 @@ __all__ = [
     "Grid",
     "MicrogridError",
     "NotFoundError",
+    "OperatorWallet",
     "Settlement",
     "SettlementError",
     "StorageError",
@@ -168,12 +169,12 @@ class OperatorWallet:
     """The operator's wallet: a public output descriptor (BIP380) and its
     change chain, for one network."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         descriptor: str,
         change_descriptor: Optional[str] = None,
         network: Optional[str] = None,
-    ) -> None: ...
+    ) -> "OperatorWallet": ...
     @property
     def id(self) -> str: ...
     @property

@@ -1153,3 +1153,11 @@ pub async fn delete_key(
 pub async fn fallback(uri: Uri) -> ServerError {
     no_route(uri.path())
 }
+
+/// The answer of a method a path does not take.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ServerError {
+    ServerError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}

@@ -12,7 +12,7 @@
 //! `kind` is the library's stable error kind ([`microgrid_core::Error::kind`],
 //! [`microgrid_store::StoreError::kind`]) for a refusal of the library, or one
 //! of the server's own (`unauthorized`, `not_found`, `invalid_body`,
-//! `invalid_query`, `bad_row`, `unsupported_media_type`, `too_large`,
+//! `invalid_query`, `bad_row`, `method_not_allowed`, `unsupported_media_type`, `too_large`,
 //! `key_store`, `internal`). `details` holds the offending values by name
 //! (`row` and `field` for a reading of a bulk body).
 
@@ -85,6 +85,14 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
+    /// The path exists, the method does not.
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
     /// The body's content type is not one the endpoint takes.
     #[error("unsupported content type {content_type:?} (expected {expected})")]
     UnsupportedMediaType {
@@ -153,6 +161,7 @@ impl ServerError {
             ServerError::InvalidBody { .. } => "invalid_body",
             ServerError::InvalidQuery { .. } => "invalid_query",
             ServerError::BadRow { .. } => "bad_row",
+            ServerError::MethodNotAllowed { .. } => "method_not_allowed",
             ServerError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ServerError::TooLarge { .. } => "too_large",
             ServerError::KeyStore { .. } => "key_store",
@@ -174,6 +183,7 @@ impl ServerError {
                 StatusCode::BAD_REQUEST
             }
             ServerError::BadRow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ServerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::KeyStore { .. } | ServerError::Internal(_) => {

@@ -273,6 +273,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys", post(api::create_key).get(api::list_keys))
         .route("/api/v1/keys/{id}", axum::routing::delete(api::delete_key))
         .fallback(api::fallback)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
     Router::new()

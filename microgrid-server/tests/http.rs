@@ -400,6 +400,16 @@ fn service_endpoints(s: Server) {
     assert_eq!(init.status, 200);
     assert!(String::from_utf8_lossy(&init.body).contains("/openapi.json"));
     assert_eq!(s.get("/", None).status, 200);
+    // A method a path does not take: 405 with Allow.
+    let put = s
+        .agent
+        .put(format!("{}/api/v1/grid", s.base))
+        .header("Authorization", format!("Bearer {}", s.operator))
+        .send(&b""[..])
+        .unwrap();
+    let put = Server::answer(put);
+    put.problem(405, "method_not_allowed");
+    assert!(put.header("allow").unwrap().contains("GET"));
     // An unknown path is a problem too.
     let p = s.get("/api/v1/nothing", s.op()).problem(404, "not_found");
     assert_eq!(p["detail"], "resource /api/v1/nothing not found");

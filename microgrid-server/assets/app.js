@@ -273,8 +273,8 @@
   function drawChart(title, days, rows, series) {
     const svg = $("chart");
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const W = 960, H = 380;
-    const left = 70, right = 20, top = 48, bottom = 92;
+    const W = 960, H = 350;
+    const left = 70, right = 20, top = 44, bottom = 88;
     const plotW = W - left - right, plotH = H - top - bottom;
 
     svg.appendChild(el("title", { id: "chart-title" }, title));

@@ -137,7 +137,7 @@
       const title = (body && body.title) || response.statusText || "Request failed";
       let detail = (body && body.detail) || (body ? "" : text.slice(0, 300));
       if (response.status === 401) {
-        detail = (detail ? detail + ". " : "") + "The key is missing, wrong or revoked: ask the operator for a key and open the page with #key=<your key>.";
+        detail = (detail ? detail + ". " : "") + "Ask the operator for a key and open the page with #key=<your key>, or type it above.";
       }
       throw new ApiError(response.status, response.status + " " + title, detail);
     }

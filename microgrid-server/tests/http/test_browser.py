@@ -130,8 +130,10 @@ def series_points(dom: Node) -> dict[str, int]:
     return {g.attrs["data-series"]: len(g.find_all("circle")) for g in chart.iter() if "data-series" in g.attrs}
 
 
-def _page_url(server, key: str) -> str:
-    return server.url(f"/?key={key}&start={server.start}&end={server.end}")
+def _page_url(server, key: str, fragment: bool = False) -> str:
+    """The page's URL as serve prints it (query), or with the parameters in
+    the fragment (which the browser never sends to the server)."""
+    return server.url(f"/{'#' if fragment else '?'}key={key}&start={server.start}&end={server.end}")
 
 
 def _store_name(server) -> str:
@@ -165,7 +167,7 @@ def test_the_operator_page_draws_the_month_and_every_bill(server, screenshots):
 
 
 def test_a_prosumer_page_shows_only_its_own_numbers(server, screenshots):
-    dom = browse(_page_url(server, server.prosumer_key), screenshots / f"page-prosumer-{_store_name(server)}.png")
+    dom = browse(_page_url(server, server.prosumer_key, fragment=True), screenshots / f"page-prosumer-{_store_name(server)}.png")
     body = dom.find_all("body")[0]
     error = dom.by_id("error")
     assert body.attrs.get("data-state") == "ready", f"the page did not finish: {error.all_text() if error else ''}"

@@ -163,6 +163,12 @@ impl<S: Store> Grid<S> {
     /// whose first open timeframe (from the battery's joining on) follows
     /// one that is not cleared, or precedes one that is. Nothing is
     /// recomputed silently.
+    ///
+    /// The battery's readings are the dispatch rule's: one recorded for it
+    /// in an open timeframe is replaced when that timeframe is cleared.
+    /// Timeframes cleared by a grid without the battery hold no reading of
+    /// it: the battery was idle there, and its state of charge carries
+    /// over them unchanged.
     pub fn with_battery(mut self, battery: BatterySpec) -> Grid<S> {
         self.battery = Some(Arc::new(battery));
         self

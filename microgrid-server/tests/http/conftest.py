@@ -151,9 +151,11 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session", params=["memory", "postgres"])
 def server(request):
-    """`serve` with its simulated month, on memory and on PostgreSQL."""
+    """`serve` with a simulated month (a fixed one, September 2026, so that
+    the day after it, which the tests record and clear, is always past), on
+    memory and on PostgreSQL."""
     store = "memory:" if request.param == "memory" else postgres_url()
-    srv = start_server(store, ["--simulate", "6"])
+    srv = start_server(store, ["--simulate", "6", "--month", "2026-09"])
     yield srv
     stop_server(srv)
 

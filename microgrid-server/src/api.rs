@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -312,7 +312,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
 pub async fn create_prosumer(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     caller.operator_only(uri.path())?;
@@ -343,7 +343,7 @@ pub async fn create_prosumer(
 pub async fn list_prosumers(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     q: std::result::Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<ProsumerOut>>> {
     let q = query(q)?;
@@ -409,7 +409,7 @@ pub struct ReadingsQuery {
 pub async fn post_readings(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     q: std::result::Result<Query<ReadingsQuery>, QueryRejection>,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -486,7 +486,7 @@ pub async fn post_readings(
 pub async fn clear(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<ClearOut>> {
     caller.operator_only(uri.path())?;
@@ -516,7 +516,7 @@ pub async fn clear(
 pub async fn grid(
     State(state): State<AppState>,
     _caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     q: std::result::Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Json<Page<GridTimeframe>>> {
     let q = query(q)?;
@@ -539,7 +539,7 @@ pub async fn grid(
 pub async fn grid_daily(
     State(state): State<AppState>,
     _caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     q: std::result::Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Json<Page<GridDay>>> {
     let q = query(q)?;
@@ -580,7 +580,7 @@ pub async fn grid_daily(
 pub async fn prosumer_timeframes(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
     q: std::result::Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Json<Page<ProsumerTimeframe>>> {
@@ -607,7 +607,7 @@ pub async fn prosumer_timeframes(
 pub async fn prosumer_daily(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
     q: std::result::Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Json<Page<ProsumerDay>>> {
@@ -653,7 +653,7 @@ pub async fn prosumer_daily(
 pub async fn trades(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     q: std::result::Result<Query<TradesQuery>, QueryRejection>,
 ) -> Result<Json<Page<TradeOut>>> {
     let q = query(q)?;
@@ -784,7 +784,7 @@ pub async fn bills_post(
 pub async fn settle(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     caller.operator_only(uri.path())?;
@@ -822,7 +822,7 @@ pub async fn settle(
 pub async fn get_settlement(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Json<SettlementOut>> {
     caller.operator_only(uri.path())?;
@@ -844,7 +844,7 @@ pub async fn get_settlement(
 pub async fn sendmany(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     caller.operator_only(uri.path())?;
@@ -915,7 +915,7 @@ fn utxos(text: &str, net: Network) -> Result<Vec<Utxo>> {
 pub async fn psbt(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
     q: std::result::Result<Query<PsbtQuery>, QueryRejection>,
 ) -> Result<Json<PsbtOut>> {
@@ -1020,7 +1020,7 @@ pub async fn invoices(
 pub async fn paid(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<SettlementOut>> {
@@ -1056,7 +1056,7 @@ pub async fn paid(
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     caller.operator_only(uri.path())?;
@@ -1112,7 +1112,7 @@ pub async fn create_key(
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Vec<KeyOut>>> {
     caller.operator_only(uri.path())?;
     Ok(Json(state.keys.list().iter().map(KeyOut::from).collect()))
@@ -1129,7 +1129,7 @@ pub async fn list_keys(
 pub async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     id: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
     caller.operator_only(uri.path())?;
@@ -1150,12 +1150,15 @@ pub async fn delete_key(
 }
 
 /// The answer of a path that does not exist.
-pub async fn fallback(uri: Uri) -> ServerError {
+pub async fn fallback(OriginalUri(uri): OriginalUri) -> ServerError {
     no_route(uri.path())
 }
 
 /// The answer of a method a path does not take.
-pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ServerError {
+pub async fn method_not_allowed(
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
+) -> ServerError {
     ServerError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),

@@ -83,7 +83,7 @@ def parse_time(text: str) -> dt.datetime:
 
 # ------------------------------------------------------------- the server --
 
-_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/\?key=([^&\s]+)&start=([0-9-]+)&end=([0-9-]+)")
+_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/[?#]key=([^&\s]+)&start=([0-9-]+)&end=([0-9-]+)")
 _OPERATOR = re.compile(r"operator key\W*([A-Za-z0-9_\-.~+/=]{16,})", re.I)
 
 

@@ -76,7 +76,7 @@ class Server:
 
 
 # What `serve` prints: the page's URL with a key and the month, the keys.
-_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/\?key=([^&\s]+)&start=([0-9-]+)&end=([0-9-]+)")
+_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/[?#]key=([^&\s]+)&start=([0-9-]+)&end=([0-9-]+)")
 _OPERATOR = re.compile(r"operator key\W*([A-Za-z0-9_\-.~+/=]{16,})", re.I)
 _PROSUMER = re.compile(r"prosumer key\b(?:\s+for\s+|\s*\(|\s*)([^\s:)]*)\)?\W*([A-Za-z0-9_\-.~+/=]{16,})", re.I)
 _LISTEN = re.compile(r"(http://127\.0\.0\.1:\d+)")

@@ -6,7 +6,9 @@
 //! the last full calendar month: registered with regtest payout
 //! addresses, recorded and cleared with SDR) and creates a key for the
 //! first household. It creates an operator key when there is none. It
-//! prints each new key once, and the page's URL with the key and the month.
+//! prints each new key once, and the page's URL with the key and the month
+//! in its fragment (`/#key=...&start=...&end=...`: a browser never sends
+//! the fragment, so the key stays out of request lines and proxy logs).
 //!
 //! Run:
 //!
@@ -178,13 +180,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("serving {} on {url}", redact_url(&args.store));
     if let (Some((id, secret)), Some((start, end))) = (&member_key, month) {
         println!(
-            "page ({id}): {url}/?key={}&start={start}&end={end}",
+            "page ({id}): {url}/#key={}&start={start}&end={end}",
             secret.expose()
         );
     }
     if let (Some(secret), Some((start, end))) = (&operator_key, month) {
         println!(
-            "page (operator): {url}/?key={}&start={start}&end={end}",
+            "page (operator): {url}/#key={}&start={start}&end={end}",
             secret.expose()
         );
     }

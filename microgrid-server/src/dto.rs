@@ -52,7 +52,8 @@ pub struct NewProsumer {
     pub id: String,
     /// Its display name.
     pub name: String,
-    /// `household`, `company`, `public` or `other`.
+    /// `household`, `company`, `public`, `other` or `battery`.
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// The day it joins (`YYYY-MM-DD`, UTC).
     pub joined: NaiveDate,
@@ -67,6 +68,18 @@ pub struct NewProsumer {
     pub network: Option<String>,
 }
 
+/// The names of [`microgrid_core::ProsumerKind`].
+pub const PROSUMER_KINDS: [&str; 5] = ["household", "company", "public", "other", "battery"];
+
+/// A prosumer kind's schema: a string, one of [`PROSUMER_KINDS`].
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(PROSUMER_KINDS))
+        .description(Some("The prosumer's kind."))
+        .build()
+}
+
 /// A registered prosumer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProsumerOut {
@@ -75,6 +88,7 @@ pub struct ProsumerOut {
     /// Its display name.
     pub name: String,
     /// Its kind.
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// The day it joined.
     pub joined: NaiveDate,
@@ -852,4 +866,17 @@ pub struct NewKeyOut {
     /// The secret, for `Authorization: Bearer <secret>`; not kept by the
     /// server (only its hash is), so shown this once.
     pub secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_name_is_a_kind() {
+        for name in PROSUMER_KINDS {
+            let kind: microgrid_core::ProsumerKind = name.parse().unwrap();
+            assert_eq!(kind.as_str(), name);
+        }
+    }
 }

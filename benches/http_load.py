@@ -24,8 +24,9 @@ clears the load's range and reads every load member's timeframes back
 through the API: each reading acknowledged with a 2xx must be there exactly
 once with its values, each reading of a rejected batch must be absent, and
 no request may have failed (5xx or a transport error). It prints
-requests/s and p50/p99 latency per kind, then PASS or FAIL (exit status 0
-or 1).
+requests/s and p50/p99 latency per kind, the CPU time serve and the client
+used (near 100 % of a core for the client, the client limits the rate
+rather than the server), then PASS or FAIL (exit status 0 or 1).
 
 `postgres` as the store means MICROGRID_TEST_POSTGRES_URL (set by
 scripts/databases) with a schema of its own. The client is aiohttp on
@@ -357,6 +358,16 @@ async def verify(session: aiohttp.ClientSession, server: Server, members: list[s
     return problems
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process so far, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     if not s:
@@ -389,11 +400,20 @@ async def run(args: argparse.Namespace, server: Server) -> int:
         slots = Slots(members, min(month_start, dt.datetime(2026, 9, 1, tzinfo=UTC)))
         print(f"{args.clients} clients for {args.seconds} s ...", flush=True)
         began = time.monotonic()
+        cpu0 = time.process_time()
+        server_cpu0 = cpu_seconds(server.process.pid)
         stop_at = began + args.seconds
         await asyncio.gather(*(client(n, session, server, slots, books, views, stop_at, args.seed) for n in range(args.clients)))
         elapsed = time.monotonic() - began
+        cpu = time.process_time() - cpu0
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu0
         total = sum(len(v) for v in books.latencies.values())
-        print(f"\n{total} requests in {elapsed:.1f} s: {total / elapsed:,.0f} requests/s over all kinds\n")
+        print(f"\n{total} requests in {elapsed:.1f} s: {total / elapsed:,.0f} requests/s over all kinds")
+        # Near 100 %, the client (one Python process) is what limits the rate.
+        print(
+            f"CPU: serve {server_cpu:.1f} s ({100 * server_cpu / elapsed:.0f} % of a core), "
+            f"the client {cpu:.1f} s ({100 * cpu / elapsed:.0f} %), on {os.cpu_count()} cores\n"
+        )
         print(f"{'kind':<10} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  statuses")
         for kind in WEIGHTS:
             lat = books.latencies.get(kind, [])

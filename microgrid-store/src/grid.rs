@@ -111,6 +111,10 @@ pub struct Grid<S> {
     clock: Clock,
     registry: Arc<Mutex<Option<Arc<Registry>>>>,
     battery: Option<Arc<BatterySpec>>,
+    /// Held while a settlement with a wallet reads its next indices and
+    /// is stored, so two of them through this grid (or its clones) never
+    /// take the same indices.
+    wallet_settling: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<S: Store> Grid<S> {
@@ -125,6 +129,7 @@ impl<S: Store> Grid<S> {
             clock: Clock::system(),
             registry: Arc::default(),
             battery: None,
+            wallet_settling: Arc::default(),
         }
     }
 
@@ -816,7 +821,11 @@ impl<S: Store> Grid<S> {
     /// drops out of the chain the indices are read from: settle its
     /// replacement before any later period, or give the replacement a
     /// wallet whose first indices are past the voided one's
-    /// ([`Grid::settle_bills_with_wallet_from`]).
+    /// ([`Grid::settle_bills_with_wallet_from`]). Settlements with a
+    /// wallet through one grid (and its clones) are made one at a time;
+    /// two processes settling different periods with the same wallet at
+    /// the same moment could read the same next indices, so let one
+    /// process settle.
     pub async fn settle_with_wallet(
         &self,
         period: &TimeRange,
@@ -854,6 +863,7 @@ impl<S: Store> Grid<S> {
         policy: &PayoutPolicy,
         floor: NextIndices,
     ) -> Result<Settlement> {
+        let _one_at_a_time = self.wallet_settling.lock().await;
         let stored = self.wallet_indices_for(wallet, &bills.period).await?;
         let next = NextIndices {
             receive: stored.receive.max(floor.receive),

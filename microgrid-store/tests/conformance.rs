@@ -799,12 +799,13 @@ fn test_wallet() -> settlement::OperatorWallet {
 /// earlier one used, read back from the store; settling again returns the
 /// stored settlement; a settlement made without the wallet changes
 /// nothing; after a voiding, the replacement starts past the voided
-/// settlement's indices when given them as a floor.
+/// settlement's indices when given them as a floor; two settlements made
+/// at once take different indices.
 pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
-    let (grid, community) = community_grid(store, 3).await;
+    let (grid, community) = community_grid(store, 5).await;
     grid.record(community.readings().unwrap()).await.unwrap();
     let t = tariff();
-    grid.clear(&days(1, 4), &t, &Mechanism::SupplyDemandRatio)
+    grid.clear(&days(1, 6), &t, &Mechanism::SupplyDemandRatio)
         .await
         .unwrap();
     let wallet = test_wallet();
@@ -895,6 +896,23 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
     assert!(plain.wallet.is_none());
     let next = grid.next_wallet_indices(&wallet).await.unwrap();
     assert_eq!(next.receive, again.wallet.as_ref().unwrap().next_index);
+    // Two settlements of other periods at once through the grid take
+    // different indices.
+    let (p4, p5) = (days(4, 5), days(5, 6));
+    let (r4, r5) = (rate(&p4), rate(&p5));
+    let (a, b) = tokio::join!(
+        grid.settle_with_wallet(&p4, &t, &r4, &wallet, &policy),
+        grid.settle_with_wallet(&p5, &t, &r5, &wallet, &policy),
+    );
+    for s in [a.unwrap(), b.unwrap()] {
+        for inv in s.invoices() {
+            assert!(
+                seen.insert(inv.address.to_string()),
+                "{} reused",
+                inv.address
+            );
+        }
+    }
 }
 
 /// A member's BOLT12 payout offer is stored and read back by every store:

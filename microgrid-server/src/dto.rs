@@ -118,7 +118,8 @@ impl From<&Prosumer> for ProsumerOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingIn {
-    /// The prosumer's id.
+    /// The prosumer's id (`prosumer_id` is taken too).
+    #[serde(alias = "prosumer_id")]
     pub prosumer: String,
     /// The start of the reading's timeframe (RFC 3339 with an offset).
     pub start: DateTime<Utc>,

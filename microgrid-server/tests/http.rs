@@ -256,11 +256,17 @@ fn csv_body(readings: &[&Reading]) -> Vec<u8> {
 }
 
 fn arrow_body(readings: &[&Reading]) -> Vec<u8> {
+    arrow_body_in(readings, Some("UTC"))
+}
+
+/// Readings as an Arrow IPC stream, `start` in time zone `tz` (none: a
+/// naive timestamp).
+fn arrow_body_in(readings: &[&Reading], tz: Option<&str>) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("prosumer", DataType::Utf8, false),
         Field::new(
             "start",
-            DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Second, tz.map(Into::into)),
             false,
         ),
         Field::new("produced_wh", DataType::Int64, false),
@@ -276,7 +282,7 @@ fn arrow_body(readings: &[&Reading]) -> Vec<u8> {
                 TimestampSecondArray::from_iter_values(
                     readings.iter().map(|r| r.timeframe().start().timestamp()),
                 )
-                .with_timezone("UTC"),
+                .with_timezone_opt(tz),
             ),
             Arc::new(Int64Array::from_iter_values(
                 readings.iter().map(|r| r.produced().get()),
@@ -926,7 +932,36 @@ fn bad_bodies(s: Server) {
     // Nothing of a refused batch was stored.
     let a = post("application/json", &json_body(&few)).ok();
     assert_eq!(a["inserted"], 6);
-    // Another content type; no content type.
+    // Naive Arrow timestamps only with assume_utc.
+    let next: Vec<&Reading> = readings.iter().skip(6).take(6).collect();
+    let naive = arrow_body_in(&next, None);
+    let p = post("application/vnd.apache.arrow.stream", &naive).problem(422, "bad_row");
+    assert_eq!(p["details"]["field"], "start");
+    let a = s
+        .post(
+            "/api/v1/readings?assume_utc=true",
+            s.op(),
+            "application/vnd.apache.arrow.stream",
+            &naive,
+        )
+        .ok();
+    assert_eq!(a["inserted"], 6);
+    // The same readings as JSON with prosumer_id: unchanged.
+    let rows: Value = serde_json::from_slice(&json_body(&next)).unwrap();
+    let renamed: Vec<Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let id = r.as_object_mut().unwrap().remove("prosumer").unwrap();
+            r["prosumer_id"] = id;
+            r
+        })
+        .collect();
+    let a = post("application/json", &serde_json::to_vec(&renamed).unwrap()).ok();
+    assert_eq!(a["unchanged"], 6);
+    // Another content type.
     post("application/xml", b"<readings/>").problem(415, "unsupported_media_type");
     // A reading that differs from a cleared one.
     let day: Vec<&Reading> = readings

@@ -517,3 +517,47 @@ fn store_details(e: &StoreError, d: &mut Map<String, Value>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_message_is_logged_not_shown() {
+        let e = ServerError::from(StoreError::Database {
+            operation: "inserting readings",
+            message: "connection to postgres://ann:hunter2@db failed".into(),
+        });
+        let p = e.problem();
+        assert_eq!((p.status, p.kind.as_str()), (500, "database"));
+        let shown = serde_json::to_string(&p).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("inserting readings"));
+    }
+
+    #[test]
+    fn domain_refusals_keep_their_kind_and_fields() {
+        let start = DateTime::from_timestamp(1_780_272_000, 0).unwrap();
+        let e = ServerError::Reading {
+            row: 7,
+            error: CoreError::LateReading {
+                id: "a".into(),
+                start,
+            },
+        };
+        let p = e.problem();
+        assert_eq!((p.status, p.kind.as_str()), (409, "late_reading"));
+        assert_eq!(p.type_, "urn:microgrid:problem:late_reading");
+        assert_eq!(p.details["row"], 7);
+        assert_eq!(p.details["id"], "a");
+        assert_eq!(p.details["start"], "2026-06-01T00:00:00Z");
+        let unknown = ServerError::from(CoreError::UnknownProsumer("x".into()));
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        // In a posted batch, an unknown prosumer is a bad input (422).
+        let in_batch = ServerError::Reading {
+            row: 0,
+            error: CoreError::UnknownProsumer("x".into()),
+        };
+        assert_eq!(in_batch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

@@ -279,17 +279,10 @@ impl KeyRing {
     /// first time a secret is presented, fast afterwards (see the module
     /// docs); call it off the async runtime's threads.
     pub fn verify(&self, secret: &str) -> Option<KeyInfo> {
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        {
-            let inner = self.read();
-            if let Some(id) = inner.verified.get(&digest) {
-                return inner
-                    .keys
-                    .iter()
-                    .find(|k| &k.id == id)
-                    .and_then(StoredKey::info);
-            }
+        if let Some(known) = self.verified(secret) {
+            return Some(known);
         }
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let id = secret.strip_prefix("mgk_")?.split('_').next()?;
         let stored = self.read().keys.iter().find(|k| k.id == id).cloned()?;
         let hash = PasswordHash::new(&stored.hash).ok()?;
@@ -305,6 +298,20 @@ impl KeyRing {
             .and_then(StoredKey::info)?;
         inner.verified.insert(digest, stored.id);
         Some(info)
+    }
+
+    /// The key of `secret` if it was verified before (and not revoked
+    /// since): fast, no argon2. `None` says nothing about the secret:
+    /// [`KeyRing::verify`] it.
+    pub fn verified(&self, secret: &str) -> Option<KeyInfo> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let inner = self.read();
+        let id = inner.verified.get(&digest)?;
+        inner
+            .keys
+            .iter()
+            .find(|k| &k.id == id)
+            .and_then(StoredKey::info)
     }
 
     /// Writes `keys` to the file, if there is one: to a temporary file in
@@ -355,11 +362,13 @@ mod tests {
         assert!(!format!("{secret:?} {info:?}").contains(secret.expose()));
         assert_eq!(ring.verify(secret.expose()), Some(info.clone()));
         // Cached now; still the same answer.
+        assert_eq!(ring.verified(secret.expose()), Some(info.clone()));
         assert_eq!(ring.verify(secret.expose()), Some(info.clone()));
         assert_eq!(ring.verify("mgk_0000_nope"), None);
         assert_eq!(ring.verify(&format!("{}x", secret.expose())), None);
         assert!(ring.revoke(&info.id).unwrap());
         assert_eq!(ring.verify(secret.expose()), None);
+        assert_eq!(ring.verified(secret.expose()), None);
         assert!(!ring.revoke(&info.id).unwrap());
     }
 

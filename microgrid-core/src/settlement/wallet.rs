@@ -575,13 +575,11 @@ pub fn settle_with_wallet(
             address: wallet.receive_address(index)?,
         });
     }
-    // Change indices for the batches at the standard size (the split does
-    // not depend on the fee rate).
+    // Change indices for the batches at the standard size with the default
+    // options (one P2WPKH input, at least as heavy as a P2TR one): the
+    // split does not depend on the fee rate.
     let any_rate = FeeRate::from_sat_per_kvb(super::psbt::MIN_SAT_PER_KVB)?;
-    let batches = s
-        .batches(&BatchOptions::new(any_rate).funding_inputs(&[wallet.output_type()])?)?
-        .len()
-        .max(1);
+    let batches = s.batches(&BatchOptions::new(any_rate))?.len().max(1);
     let reserve = u32::try_from(batches).unwrap_or(u32::MAX);
     let next_change_index = next
         .change

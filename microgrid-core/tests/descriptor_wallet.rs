@@ -417,6 +417,17 @@ fn the_record_is_stored_and_read_back_and_checked() {
         .iter()
         .all(|i| i.index.is_none() && i.address == plain.operator_address));
 
+    // Typed views of the amounts and the payment.
+    assert_eq!(back.grid_amount().to_sat(), back.grid_sats);
+    assert_eq!(back.operator_amount().to_sat(), back.operator_sats);
+    for inv in back.invoices() {
+        assert_eq!(inv.amount(), Amount::from_sat(inv.sats));
+    }
+    assert_eq!(back.paid_by(), None);
+    let mut paid = back.clone();
+    let txid = Txid::from_str(&"ab".repeat(32)).unwrap();
+    paid.mark_paid_txid(txid).unwrap();
+    assert_eq!(paid.paid_by(), Some(txid));
     // Edits are caught.
     let mut t = s.clone();
     t.wallet.as_mut().unwrap().invoices[1].address = w.receive_address(99).unwrap();

@@ -251,6 +251,13 @@ pub struct Invoice {
     pub index: Option<u32>,
 }
 
+impl Invoice {
+    /// How much, as the [`bitcoin`] crate's amount.
+    pub fn amount(&self) -> bitcoin::Amount {
+        bitcoin::Amount::from_sat(self.sats)
+    }
+}
+
 /// The settlement of one billing period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
@@ -468,6 +475,24 @@ fn decide(
 }
 
 impl Settlement {
+    /// The transaction that paid the batch, as the [`bitcoin`] crate's
+    /// txid (the `paid_txid` field holds its hex form, which
+    /// [`Settlement::mark_paid`] checks).
+    pub fn paid_by(&self) -> Option<bitcoin::Txid> {
+        self.paid_txid.as_deref().and_then(|t| t.parse().ok())
+    }
+
+    /// The community's grid leg (positive: paid to the grid), as the
+    /// [`bitcoin`] crate's signed amount.
+    pub fn grid_amount(&self) -> bitcoin::SignedAmount {
+        bitcoin::SignedAmount::from_sat(self.grid_sats)
+    }
+
+    /// What the operator keeps, as the [`bitcoin`] crate's signed amount.
+    pub fn operator_amount(&self) -> bitcoin::SignedAmount {
+        bitcoin::SignedAmount::from_sat(self.operator_sats)
+    }
+
     /// The payouts, in member order (an address may appear more than once).
     pub fn payouts(&self) -> Vec<(PayoutAddress, u64)> {
         self.entries

@@ -784,10 +784,10 @@ impl Grid {
     /// address of its own, at the wallet's next unused receive index after
     /// every settlement stored with it (see `next_wallet_indices`); the
     /// network is the wallet's. Settling again with the same inputs
-    /// returns the stored settlement. After voiding a settlement made with
-    /// the wallet, pass `first_index` / `first_change_index` past the
-    /// voided one's (`settlement.wallet["next_index"]`, ...) so its
-    /// addresses are not handed out again.
+    /// returns the stored settlement; the replacement of a voided one
+    /// starts past the voided one's indices. `first_index` /
+    /// `first_change_index` set a floor (for a wallet also used outside
+    /// this grid).
     #[pyo3(
         signature = (start, end, tariff, *, rate, wallet, rate_source = None, minimum_payout_sats = None, first_index = None, first_change_index = None),
         text_signature = "($self, /, start, end, tariff, *, rate, wallet, rate_source='manual', minimum_payout_sats=None, first_index=None, first_change_index=None)"

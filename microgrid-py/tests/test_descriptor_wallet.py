@@ -76,7 +76,7 @@ def test_the_wallet_derives_both_chains_and_refuses_what_it_cannot_use():
 
 
 def community(members=40):
-    """One timeframe a day for three days: every other member consumes
+    """One timeframe a day for four days: every other member consumes
     (owes), the rest produce (are owed); payout addresses of the wallet's
     own change chain far out, so they are valid regtest addresses."""
     w = wallet()
@@ -84,13 +84,13 @@ def community(members=40):
     ids = [f"m{i:03}" for i in range(members)]
     for i, pid in enumerate(ids):
         grid.register(pid, pid, "household", dt.date(2026, 1, 1), address=w.change_address(10_000 + i))
-    for day in range(3):
+    for day in range(4):
         noon = JUNE + dt.timedelta(days=day, hours=12)
         produced = [0 if i % 2 else 3_000 + i for i in range(members)]
         consumed = [4_000 + 10 * i if i % 2 else 0 for i in range(members)]
         grid.record([noon] * members, ids, produced, consumed)
     tariff = microgrid.Tariff(Decimal("0.30"), Decimal("0.08"))
-    grid.clear(JUNE, JUNE + dt.timedelta(days=3), "mmr", tariff)
+    grid.clear(JUNE, JUNE + dt.timedelta(days=4), "mmr", tariff)
     return grid, tariff, w
 
 
@@ -119,20 +119,18 @@ def test_each_settlement_hands_out_fresh_addresses():
     # Settling the first day again returns the stored settlement.
     again = grid.settle_with_wallet(JUNE, JUNE + dt.timedelta(days=1), tariff, rate=Decimal("1000"), wallet=w)
     assert again.id == settled[0].id and again.content_hash == settled[0].content_hash
-    # After voiding the second, its replacement starts past it when told.
+    # After voiding the second, its replacement starts past it: the store
+    # keeps the voided settlement's indices.
     grid.void_settlement(settled[1].id, "wrong rate")
+    assert grid.next_wallet_indices(w) == {"receive": 40, "change": settled[1].wallet["next_change_index"]}
     start = JUNE + dt.timedelta(days=1)
-    replacement = grid.settle_with_wallet(
-        start,
-        start + dt.timedelta(days=1),
-        tariff,
-        rate=Decimal("1100"),
-        wallet=w,
-        first_index=settled[1].wallet["next_index"],
-        first_change_index=settled[1].wallet["next_change_index"],
-    )
+    replacement = grid.settle_with_wallet(start, start + dt.timedelta(days=1), tariff, rate=Decimal("1100"), wallet=w)
     assert all(inv["address"] not in seen for inv in replacement.invoices())
     assert replacement.wallet["first_index"] == 40
+    # A floor given by the caller is kept when it is higher.
+    start = JUNE + dt.timedelta(days=3)
+    floored = grid.settle_with_wallet(start, start + dt.timedelta(days=1), tariff, rate=Decimal("1000"), wallet=w, first_index=100)
+    assert floored.wallet["first_index"] == 100
     # A settlement without the wallet has none.
     plain = grid.settle(
         JUNE + dt.timedelta(days=2), JUNE + dt.timedelta(days=3), tariff, rate=Decimal("1000"), operator_address=w.receive_address(0)

@@ -182,6 +182,10 @@ impl LedgerStore for AnyStore {
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         dispatch!(self, s => s.last_settlement(before).await)
     }
+
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        dispatch!(self, s => s.voided_settlements().await)
+    }
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         dispatch!(self, s => s.save_payment(paid).await)
     }
@@ -326,6 +330,10 @@ impl<R: Send + Sync, D: Send + Sync, L: LedgerStore> LedgerStore for RoutedStore
     }
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         self.ledger.last_settlement(before).await
+    }
+
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        self.ledger.voided_settlements().await
     }
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         self.ledger.save_payment(paid).await

@@ -757,14 +757,14 @@ impl<S: Store> Grid<S> {
 
     /// The next unused receive and change indices of the operator's
     /// `wallet`: one past the highest used by the settlements stored for
-    /// it ([`NextIndices::after`] over each). It reads the chain of
-    /// standing settlements through [`LedgerStore::last_settlement`]
-    /// (from the last one back, period by period), the only way the store
-    /// traits list settlements, so it is the same on every store; a
-    /// voided settlement is not in that chain, so the indices it handed out
-    /// are seen only while it stands (see [`Grid::settle_with_wallet`]).
+    /// it ([`NextIndices::after`] over each): the chain of standing
+    /// settlements through [`LedgerStore::last_settlement`] (from the last
+    /// one back, period by period) and every voided one through
+    /// [`LedgerStore::voided_settlements`], so an address handed out by a
+    /// settlement that was later voided is not handed out again.
     ///
     /// [`LedgerStore::last_settlement`]: crate::LedgerStore::last_settlement
+    /// [`LedgerStore::voided_settlements`]: crate::LedgerStore::voided_settlements
     pub async fn next_wallet_indices(&self, wallet: &OperatorWallet) -> Result<NextIndices> {
         let id = wallet.id();
         let mut next = NextIndices::default();
@@ -775,6 +775,9 @@ impl<S: Store> Grid<S> {
                 break;
             }
             before = s.period.start();
+        }
+        for s in self.store.voided_settlements().await? {
+            next = next.after(&s, &id);
         }
         Ok(next)
     }
@@ -808,6 +811,9 @@ impl<S: Store> Grid<S> {
             }
             before = s.period.start();
         }
+        for s in self.store.voided_settlements().await? {
+            next = next.after(&s, &id);
+        }
         Ok(next)
     }
 
@@ -817,11 +823,9 @@ impl<S: Store> Grid<S> {
     /// ([`Grid::next_wallet_indices`]), recorded in the settlement, which
     /// is stored like any other. The network is the wallet's. Settling the
     /// same period again with the same inputs starts from the indices of
-    /// the standing settlement and so returns it. A settlement that is voided
-    /// drops out of the chain the indices are read from: settle its
-    /// replacement before any later period, or give the replacement a
-    /// wallet whose first indices are past the voided one's
-    /// ([`Grid::settle_bills_with_wallet_from`]). Settlements with a
+    /// the standing settlement and so returns it. The replacement of a
+    /// voided settlement starts past the indices the voided one used.
+    /// Settlements with a
     /// wallet through one grid (and its clones) are made one at a time;
     /// two processes settling different periods with the same wallet at
     /// the same moment could read the same next indices, so let one
@@ -853,8 +857,7 @@ impl<S: Store> Grid<S> {
 
     /// [`Grid::settle_bills_with_wallet`] from at least `floor`: the
     /// indices used are the larger of `floor` and the stored settlements'
-    /// next ones (for a wallet also used outside this grid, or after a
-    /// voided settlement).
+    /// next ones (for a wallet also used outside this grid).
     pub async fn settle_bills_with_wallet_from(
         &self,
         bills: &PeriodBills,

@@ -390,6 +390,15 @@ impl LedgerStore for MemoryStore {
         Ok(self.lock().settlements.get(id).cloned())
     }
 
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        let mut voided: Vec<Settlement> = (self.lock().settlements.values())
+            .filter(|s| !s.stands())
+            .cloned()
+            .collect();
+        voided.sort_by(|a, b| (a.period.end(), &a.id).cmp(&(b.period.end(), &b.id)));
+        Ok(voided)
+    }
+
     async fn last_settlement(&self, before: DateTime<Utc>) -> Result<Option<Settlement>> {
         Ok(self
             .lock()

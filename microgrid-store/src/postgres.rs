@@ -1254,6 +1254,14 @@ impl LedgerStore for PostgresStore {
         Ok(doc.map(|d| d.0))
     }
 
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        let documents: Vec<Json<Settlement>> = sqlx::query_scalar(sql::VOIDED_SETTLEMENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading the voided settlements"))?;
+        Ok(documents.into_iter().map(|d| d.0).collect())
+    }
+
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_value(paid).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_PAYMENT)

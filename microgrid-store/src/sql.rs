@@ -64,6 +64,9 @@ pub(crate) const SETTLEMENT: &str = "SELECT document FROM settlements WHERE id =
 pub(crate) const LAST_SETTLEMENT: &str =
     "SELECT document FROM settlements WHERE voided_at IS NULL AND period_end <= $1 \
      ORDER BY period_end DESC, id DESC LIMIT 1";
+/// Every voided settlement, oldest period first.
+pub(crate) const VOIDED_SETTLEMENTS: &str =
+    "SELECT document FROM settlements WHERE voided_at IS NOT NULL ORDER BY period_end, id";
 /// A standing settlement overlapping `[$1, $2)`.
 pub(crate) const STANDING_OVERLAP: &str =
     "SELECT document FROM settlements WHERE voided_at IS NULL AND period_start < $2 AND period_end > $1 \

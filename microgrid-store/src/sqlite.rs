@@ -577,6 +577,17 @@ impl LedgerStore for SqliteStore {
         )
     }
 
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        let documents: Vec<String> = sqlx::query_scalar(sql::VOIDED_SETTLEMENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("loading the voided settlements"))?;
+        documents
+            .into_iter()
+            .map(|doc| serde_json::from_str(&doc).map_err(|e| corrupt("settlement", e)))
+            .collect()
+    }
+
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_PAYMENT)

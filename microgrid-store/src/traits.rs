@@ -154,6 +154,10 @@ pub trait LedgerStore: Send + Sync {
         &self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Settlement>>> + Send;
+    /// Every voided settlement, oldest period first. They are out of the
+    /// chain of standing settlements but keep what they handed out: the
+    /// addresses of a descriptor wallet's invoices are never given again.
+    fn voided_settlements(&self) -> impl Future<Output = Result<Vec<Settlement>>> + Send;
     /// Clears the timeframes of `range` that are not cleared yet, in one
     /// step that no ingest can interleave with (a transaction holding what
     /// it read, or a lock): reads their readings, hands them to `clear`

@@ -891,6 +891,24 @@ impl LedgerStore for MongoStore {
             .transpose()
     }
 
+    async fn voided_settlements(&self) -> Result<Vec<Settlement>> {
+        let mut cursor = self
+            .settlements()
+            .find(doc! { "voided": true })
+            .sort(doc! { "period_end": 1, "_id": 1 })
+            .await
+            .map_err(db("loading the voided settlements"))?;
+        let mut voided = Vec::new();
+        while let Some(d) = cursor
+            .try_next()
+            .await
+            .map_err(db("loading the voided settlements"))?
+        {
+            voided.push(serde_json::from_str(&d.document).map_err(|e| corrupt("settlement", e))?);
+        }
+        Ok(voided)
+    }
+
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
         let txid = paid.paid_txid.as_deref();

@@ -51,7 +51,6 @@ pub mod clearing;
 pub mod energy;
 pub mod error;
 // Settlement over Lightning; its file sits with settlement's.
-#[path = "settlement/lightning.rs"]
 pub mod lightning;
 pub mod matrix;
 pub mod metrics;

@@ -304,6 +304,16 @@ impl Settlement {
     /// less than its dust limit is [`Error::PayoutBelowDustAfterFee`]
     /// (raise the minimum payout, or let the operator pay).
     pub fn batches(&self, options: &BatchOptions) -> Result<Vec<Batch>> {
+        self.batches_of(self.payout_batch(), options)
+    }
+
+    /// [`Settlement::batches`] of some of the settlement's payouts (the
+    /// on-chain part of a [`crate::lightning::PayoutSplit`]).
+    pub(crate) fn batches_of(
+        &self,
+        payouts: Vec<(PayoutAddress, u64)>,
+        options: &BatchOptions,
+    ) -> Result<Vec<Batch>> {
         let change = options.change.as_ref().unwrap_or(&self.operator_address);
         if change.network() != self.network {
             return Err(Error::MixedNetworks {
@@ -314,7 +324,6 @@ impl Settlement {
         }
         let change_weight = super::psbt::output_weight(change);
         let cap = options.max_vbytes * 4;
-        let payouts = self.payout_batch();
         let mut parts: Vec<(Vec<(PayoutAddress, u64)>, u64)> = Vec::new();
         let mut current: Vec<(PayoutAddress, u64)> = Vec::new();
         let mut current_weight = change_weight;

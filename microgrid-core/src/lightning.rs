@@ -358,16 +358,7 @@ impl PayoutSplit {
                 ),
             });
         }
-        // The settlement's batches, with the members paid over Lightning
-        // left out: a copy whose Lightning entries pay nothing. Only its
-        // payouts are read; it is never stored or shown.
-        let mut onchain_only = settlement.clone();
-        for entry in &mut onchain_only.entries {
-            if self.lightning.iter().any(|l| l.prosumer == entry.prosumer) {
-                entry.action = Action::Nothing;
-            }
-        }
-        onchain_only.batches(options)
+        settlement.batches_of(self.onchain_batch(), options)
     }
 }
 

@@ -50,7 +50,6 @@ pub mod billing;
 pub mod clearing;
 pub mod energy;
 pub mod error;
-// Settlement over Lightning; its file sits with settlement's.
 pub mod lightning;
 pub mod matrix;
 pub mod metrics;

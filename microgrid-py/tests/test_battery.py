@@ -135,3 +135,20 @@ def test_floats_and_unregistered_batteries_are_refused():
     assert e.value.kind == "invalid_battery" and e.value.details["input"] == "id"
     with pytest.raises(microgrid.NotFoundError):
         microgrid.Grid().battery_states(START, START + DAY)
+
+
+def test_a_grid_without_the_battery_specification_refuses_to_clear_it():
+    grid = microgrid.Grid("memory:")
+    data = microgrid.simulate(4, START.date(), 1, seed=5)
+    for pid in sorted(set(data["prosumer_id"])):
+        grid.register(pid, pid, microgrid.ProsumerKind.HOUSEHOLD, dt.date(2026, 1, 1))
+    grid.record(data["start"], data["prosumer_id"], data["produced_wh"], data["consumed_wh"])
+    grid.register("battery", "Community battery", microgrid.ProsumerKind.BATTERY, START.date())
+    with pytest.raises(microgrid.ConflictError) as e:
+        grid.clear(START, START + DAY, "sdr", microgrid.Tariff("0.30", "0.08"))
+    assert e.value.kind == "battery_history"
+    assert e.value.details["id"] == "battery"
+    assert "with_battery" in str(e.value)
+    assert grid.summaries(START, START + DAY)["start"] == []
+    # With the specification it clears.
+    assert grid.with_battery(battery()).clear(START, START + DAY, "sdr", microgrid.Tariff("0.30", "0.08"))["cleared"] == 96

@@ -171,9 +171,10 @@ impl<S: Store> Grid<S> {
     ///
     /// The battery's readings are the dispatch rule's: one recorded for it
     /// in an open timeframe is replaced when that timeframe is cleared.
-    /// Timeframes cleared by a grid without the battery hold no reading of
-    /// it: the battery was idle there, and its state of charge carries
-    /// over them unchanged.
+    /// A grid without the specification refuses to clear a range in which
+    /// a registered battery is active
+    /// ([`microgrid_core::Error::BatteryHistory`]), so a forgotten
+    /// `with_battery` cannot leave the battery idle unnoticed.
     pub fn with_battery(mut self, battery: BatterySpec) -> Grid<S> {
         self.battery = Some(Arc::new(battery));
         self
@@ -328,7 +329,31 @@ impl<S: Store> Grid<S> {
                 .clear_with_battery(range, tariff, mechanism, &battery)
                 .await;
         }
+        self.no_battery_unaccounted(range).await?;
         self.clear_ended(range, tariff, mechanism).await
+    }
+
+    /// Refuses `range` when a battery is registered and active in it but
+    /// this grid has no [`BatterySpec`]: its dispatch would be skipped.
+    async fn no_battery_unaccounted(&self, range: &TimeRange) -> Result<()> {
+        let registry = self.shared_registry().await?;
+        let unaccounted = registry.iter().find_map(|p| {
+            if p.kind() != microgrid_core::ProsumerKind::Battery {
+                return None;
+            }
+            range.timeframes().find(|tf| p.is_active_in(tf)).map(|tf| (p, tf))
+        });
+        match unaccounted {
+            None => Ok(()),
+            Some((battery, tf)) => Err(microgrid_core::Error::BatteryHistory {
+                id: battery.id().to_string(),
+                start: tf.start(),
+                reason: "it is a registered battery, and this grid has no specification of it \
+                         (Grid::with_battery): clearing without one would leave it idle"
+                    .into(),
+            }
+            .into()),
+        }
     }
 
     /// [`Grid::clear`] of a range that has ended, without a battery.
@@ -1091,6 +1116,19 @@ mod tests {
             bills.total(),
             bills.grid_leg + bills.fees + bills.operator_margin
         );
+
+        // The same store through a grid that forgot the battery: refused
+        // where the battery is active, nothing cleared.
+        let forgetful = Grid::new(MemoryStore::new(), period.length());
+        forgetful.register_all(members.clone()).await.unwrap();
+        forgetful.record(readings.clone()).await.unwrap();
+        let err = forgetful
+            .clear(&period, &tariff, &mechanism)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "battery_history", "{err}");
+        assert!(err.to_string().contains("with_battery"), "{err}");
+        assert!(forgetful.summaries(&period).await.unwrap().is_empty());
     }
 
     /// Inside the store's clearing step, rows whose battery reading is not

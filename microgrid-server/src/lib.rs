@@ -277,7 +277,13 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
     Router::new()
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/openapi.json", openapi())
+                // Swagger UI would otherwise link (and load a badge from)
+                // an online validator, handing it the document's URL.
+                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+        )
         .merge(page::routes())
         .merge(api)
         .layer(middleware::from_fn(log_request))

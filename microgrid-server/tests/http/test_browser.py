@@ -91,13 +91,13 @@ class Tree(HTMLParser):
         self.current.text.append(data)
 
 
-def browse(url: str, screenshot: Path | None = None) -> Node:
+def browse(url: str, screenshot: Path | None = None, extra: list[str] | None = None) -> Node:
     """The DOM of `url` after its scripts ran; with `screenshot`, also a
-    1200x900 PNG of it."""
+    1200x900 PNG of it. `extra`: more Chromium flags."""
     exe = chromium()
     with tempfile.TemporaryDirectory(prefix="microgrid-chromium-") as profile:
         run = subprocess.run(
-            [exe, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+            [exe, *FLAGS, *(extra or []), f"--user-data-dir={profile}", "--dump-dom", url],
             capture_output=True,
             text=True,
             timeout=180,
@@ -201,3 +201,20 @@ def test_docs_render_every_operation(server, screenshots):
     rendered = {n.all_text().strip() for n in dom.iter() if "opblock-summary-path" in n.classes()}
     for path in doc["paths"]:
         assert any(path in r.replace("\u200b", "") for r in rendered), f"{path} is not rendered"
+
+
+def test_pages_under_a_host_name_load_nothing_from_another_origin(server):
+    """Served under a host name rather than 127.0.0.1 (Swagger UI, for one,
+    treats loopback differently), neither /docs/ nor the page loads
+    anything (script, style, image, frame) from another origin."""
+    port = server.base.rsplit(":", 1)[1]
+    origin = f"http://microgrid.test:{port}"
+    resolve = ["--host-resolver-rules=MAP microgrid.test 127.0.0.1"]
+    for url in [f"{origin}/docs/", f"{origin}/#key={server.operator_key}&start={server.start}&end={server.end}"]:
+        dom = browse(url, extra=resolve)
+        loaded = [n.attrs["src"] for n in dom.iter() if n.attrs.get("src")]
+        loaded += [n.attrs["href"] for n in dom.iter() if n.tag == "link" and n.attrs.get("href")]
+        foreign = [u for u in loaded if u.startswith(("http:", "https:", "//")) and not u.startswith(origin + "/")]
+        assert not foreign, f"{url} loads from another origin: {foreign}"
+        assert "validator.swagger.io" not in repr([n.attrs for n in dom.iter()]), f"{url} links the online validator"
+    assert [n for n in dom.iter() if n.attrs.get("data-series")], "the page drew its chart under the host name"

@@ -341,7 +341,10 @@ impl<S: Store> Grid<S> {
             if p.kind() != microgrid_core::ProsumerKind::Battery {
                 return None;
             }
-            range.timeframes().find(|tf| p.is_active_in(tf)).map(|tf| (p, tf))
+            range
+                .timeframes()
+                .find(|tf| p.is_active_in(tf))
+                .map(|tf| (p, tf))
         });
         match unaccounted {
             None => Ok(()),

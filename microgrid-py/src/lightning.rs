@@ -6,15 +6,12 @@
 use chrono::{DateTime, Utc};
 use microgrid_core::lightning::{self as ln, PayoutOffer, PayoutSplit};
 use microgrid_core::settlement::bitcoin::Amount;
-use microgrid_core::settlement::psbt::FeeRate;
-use microgrid_core::settlement::{
-    Batch, BatchOptions, FeePayer, PayoutPolicy, Settlement as CoreSettlement,
-};
+use microgrid_core::settlement::{Batch, BatchOptions, PayoutPolicy, Settlement as CoreSettlement};
 use microgrid_core::{Network, Registry};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::conversions::{arg, decimal, integer, network, opt_arg, prosumer_id, text, utc};
+use crate::conversions::{arg, integer, network, opt_arg, prosumer_id, text, utc};
 use crate::errors::{Error, Result};
 use crate::settlement::Settlement;
 
@@ -155,27 +152,18 @@ pub(crate) fn split_options(
 ) -> Result<SplitOptions> {
     let below = arg("lightning_below_sats", lightning_below_sats, integer::<u64>)?;
     let at = at_or_now(at)?;
-    let batches = match opt_arg("sat_per_vb", sat_per_vb, |v| {
-        Ok(FeeRate::from_sat_per_vb_decimal(decimal(v)?)?)
-    })? {
-        None => None,
-        Some(rate) => {
-            let mut o = BatchOptions::new(rate);
-            if let Some(m) = opt_arg("max_vbytes", max_vbytes, integer::<u64>)? {
-                o = o
-                    .max_vbytes(m)
-                    .map_err(|e| Error::from(e).in_argument("max_vbytes"))?;
-            }
-            if let Some(p) = opt_arg(
-                "fee_payer",
+    // The change address is the settlement's: the network is not needed.
+    let batches = sat_per_vb
+        .map(|rate| {
+            crate::settlement::batch_options(
+                microgrid_core::Network::Regtest,
+                rate,
+                max_vbytes,
                 fee_payer,
-                |v| Ok(text(v)?.parse::<FeePayer>()?),
-            )? {
-                o = o.fee_payer(p);
-            }
-            Some(o)
-        }
-    };
+                None,
+            )
+        })
+        .transpose()?;
     Ok(SplitOptions {
         lightning_below: Amount::from_sat(below),
         at,
@@ -241,7 +229,7 @@ pub(crate) fn split_dict<'py>(
     Ok(d)
 }
 
-/// The on-chain part's batches as dicts.
+/// The on-chain part's batches as dicts (as `Settlement.batches` gives them).
 fn batches<'py>(
     py: Python<'py>,
     split: &PayoutSplit,
@@ -251,29 +239,6 @@ fn batches<'py>(
     let batches: Vec<Batch> = split.onchain_batches(settlement, options)?;
     Ok(batches
         .iter()
-        .map(|b| {
-            let d = PyDict::new(py);
-            d.set_item("index", b.index)?;
-            d.set_item("vbytes", b.vbytes)?;
-            d.set_item("weight", b.weight.to_wu())?;
-            d.set_item("fee_sats", b.fee.to_sat())?;
-            d.set_item("payouts_sats", b.payouts_total().to_sat())?;
-            d.set_item("outputs_sats", b.outputs_total().to_sat())?;
-            let outputs = b
-                .outputs
-                .iter()
-                .map(|o| {
-                    let od = PyDict::new(py);
-                    od.set_item("address", o.address.as_str())?;
-                    od.set_item("payout_sats", o.payout.to_sat())?;
-                    od.set_item("fee_share_sats", o.fee_share.to_sat())?;
-                    od.set_item("sats", o.amount.to_sat())?;
-                    Ok(od)
-                })
-                .collect::<PyResult<Vec<_>>>()?;
-            d.set_item("outputs", outputs)?;
-            d.set_item("sendmany_json", b.sendmany_json())?;
-            Ok(d)
-        })
+        .map(|b| crate::settlement::batch_dict(py, b))
         .collect::<PyResult<Vec<_>>>()?)
 }

@@ -25,7 +25,7 @@ fn fee_rate(value: &Bound<'_, PyAny>) -> Result<FeeRate> {
 }
 
 /// The batch options from the keywords of `batches` and friends.
-fn batch_options(
+pub(crate) fn batch_options(
     network: microgrid_core::Network,
     sat_per_vb: &Bound<'_, PyAny>,
     max_vbytes: Option<&Bound<'_, PyAny>>,
@@ -68,7 +68,7 @@ fn utxos(value: &Bound<'_, PyAny>, network: microgrid_core::Network) -> Result<V
 }
 
 /// A batch as a dict.
-fn batch_dict<'py>(py: Python<'py>, b: &Batch) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn batch_dict<'py>(py: Python<'py>, b: &Batch) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("index", b.index)?;
     d.set_item("vbytes", b.vbytes)?;

@@ -101,7 +101,7 @@ fn bills(m: u32) -> Result<PeriodBills, Box<dyn std::error::Error>> {
 
 fn print_invoices(s: &Settlement) {
     let invoices = s.invoices();
-    let r = s.wallet.as_ref().map(|r| (r.first_index, r.next_index));
+    let r = s.wallet().map(|r| (r.first_index, r.next_index));
     println!(
         "  {} invoices at receive indices {}..{} (first three):",
         invoices.len(),
@@ -175,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.verify()?;
         println!(
             "\nSettlement {} of {}:",
-            s.id,
+            s.id(),
             b.period.start().format("%B %Y")
         );
         print_invoices(&s);

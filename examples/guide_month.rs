@@ -111,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(s.is_conserved());
     println!(
         "settlement {}: {} payouts, {} invoices",
-        s.id,
+        s.id(),
         s.payouts().len(),
         s.invoices().len()
     );

@@ -157,7 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t0.elapsed(),
         format!(
             "{}: {} payouts, {} invoices, conserved: {}",
-            s.id,
+            s.id(),
             s.payouts().len(),
             s.invoices().len(),
             s.is_conserved()
@@ -185,10 +185,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             trades.len()
         ),
     );
-    let paid = grid.mark_paid(&s.id, &"0f".repeat(32)).await?;
+    let paid = grid.mark_paid(s.id(), &"0f".repeat(32)).await?;
     eprintln!(
         "marked paid by {}",
-        paid.paid_txid.as_deref().unwrap_or("-")
+        paid.paid_by().map_or("-".to_owned(), |t| t.to_string())
     );
 
     // The memory floor: the month's readings (produced and consumed, i64)

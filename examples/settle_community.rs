@@ -111,8 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paid: u64 = payouts.iter().map(|(_, v)| v).sum();
     println!(
         "Settlement {} of {} members: {} payout outputs ({} sat), {} invoices, {} balances carried",
-        s.id,
-        s.entries.len(),
+        s.id(),
+        s.entries().len(),
         payouts.len(),
         paid,
         s.invoices().len(),

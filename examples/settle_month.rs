@@ -133,12 +133,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!(
         "\nSettlement {} at {} EUR/BTC ({}), content hash {}",
-        s.id,
+        s.id(),
         rate.per_btc(),
         rate.source(),
         &s.content_hash()[..16]
     );
-    for e in &s.entries {
+    for e in s.entries() {
         let what = match &e.action {
             Action::Payout { address, sats } => format!("pay {sats} sat to {address}"),
             Action::Invoice { sats } => format!("invoice {sats} sat"),
@@ -155,8 +155,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  grid leg {} sat, operator keeps {} sat; conserved: {}",
-        s.grid_sats,
-        s.operator_sats,
+        s.grid_amount().to_sat(),
+        s.operator_amount().to_sat(),
         s.is_conserved()
     );
 

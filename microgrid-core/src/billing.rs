@@ -190,7 +190,7 @@
 //! let invoiced: Vec<(String, u64)> = s.invoices().into_iter().map(|i| (i.prosumer.to_string(), i.sats)).collect();
 //! assert_eq!(invoiced, [("a".into(), 1_300), ("c".into(), 25_900), ("d".into(), 1_600)]);
 //! assert_eq!(s.payouts(), [(b_address.clone(), 2_000)]);
-//! assert_eq!((s.grid_sats, s.operator_sats), (6_000, 20_800));
+//! assert_eq!((s.grid_amount().to_sat(), s.operator_amount().to_sat()), (6_000, 20_800));
 //! assert!(s.is_conserved());
 //! assert_eq!(s.sendmany_json(), r#"{"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs":0.00002000}"#);
 //! assert_eq!(

@@ -349,9 +349,9 @@ impl PayoutSplit {
         settlement: &Settlement,
         options: &BatchOptions,
     ) -> Result<Vec<Batch>> {
-        if settlement.id != self.settlement_id {
+        if settlement.id() != self.settlement_id {
             return Err(Error::InvalidSettlement {
-                id: settlement.id.clone(),
+                id: settlement.id().to_string(),
                 reason: format!(
                     "the payouts split are those of settlement {}",
                     self.settlement_id
@@ -374,7 +374,7 @@ impl PayoutSplit {
 /// # fn f(s: &microgrid_core::settlement::Settlement, r: &microgrid_core::Registry) -> microgrid_core::Result<()> {
 /// use microgrid_core::settlement::{bitcoin::Amount, PayoutPolicy};
 /// let policy = PayoutPolicy::default().with_lightning_below(Amount::from_sat(10_000))?;
-/// let split = split_payouts(s, r, &policy, s.period.end())?;
+/// let split = split_payouts(s, r, &policy, s.period().end())?;
 /// let paid: u64 = s.payouts().iter().map(|(_, sats)| sats).sum();
 /// assert_eq!(split.onchain_total().to_sat() * 1000 + split.lightning_total_msat(), paid * 1000);
 /// # Ok(()) }
@@ -387,19 +387,19 @@ pub fn split_payouts(
 ) -> Result<PayoutSplit> {
     let period = period_name(settlement);
     let mut split = PayoutSplit {
-        settlement_id: settlement.id.clone(),
+        settlement_id: settlement.id().to_string(),
         onchain: Vec::new(),
         lightning: Vec::new(),
         offers_not_used: Vec::new(),
     };
-    for entry in &settlement.entries {
+    for entry in settlement.entries() {
         let Action::Payout { address, sats } = &entry.action else {
             continue;
         };
         let member = registry.get(&entry.prosumer)?;
         let below = policy.lightning_below().is_some_and(|t| *sats < t.to_sat());
         if let (true, Some(offer)) = (below, member.offer()) {
-            match offer.check(settlement.network, at) {
+            match offer.check(settlement.network(), at) {
                 Ok(()) => {
                     split.lightning.push(LightningPayout {
                         prosumer: entry.prosumer.clone(),
@@ -432,7 +432,7 @@ pub fn split_payouts(
 /// The period as a payer note names it: `2026-10` for a calendar month,
 /// `2026-10-01..2026-10-15` otherwise (the end exclusive).
 fn period_name(settlement: &Settlement) -> String {
-    let (start, end) = (settlement.period.start(), settlement.period.end());
+    let (start, end) = (settlement.period().start(), settlement.period().end());
     let midnight = |d: DateTime<Utc>| d.time() == chrono::NaiveTime::MIN;
     let next_month = start
         .date_naive()
@@ -505,6 +505,6 @@ pub fn invoice_uri_with_lightning(
     bolt11: &str,
     at: DateTime<Utc>,
 ) -> Result<String> {
-    let checked = check_bolt11(bolt11, settlement.network, invoice.sats, at)?;
+    let checked = check_bolt11(bolt11, settlement.network(), invoice.sats, at)?;
     Ok(bip21::with_lightning(&invoice.uri, &checked.to_string()))
 }

@@ -366,8 +366,10 @@ fn small_payouts_to_members_with_an_offer_go_over_lightning() {
         batches.iter().map(|b| b.payouts_total()).sum::<Amount>(),
         split.onchain_total()
     );
-    let mut other = s.clone();
-    other.id = "f".repeat(32);
+    // Another settlement: the same document under another id.
+    let mut document = serde_json::to_value(&s).unwrap();
+    document["id"] = "f".repeat(32).into();
+    let other: Settlement = serde_json::from_value(document).unwrap();
     assert_eq!(
         split.onchain_batches(&other, &options).unwrap_err().kind(),
         "invalid_settlement"
@@ -408,8 +410,13 @@ fn an_offer_expired_since_registration_is_not_used() {
 #[test]
 fn a_period_that_is_not_a_month_is_named_by_its_days() {
     let reg = registry(&[Some(true)]);
-    let mut s = settlement(&[eur("-1")], &reg);
-    s.period = TimeRange::new(at(2026, 6, 1), at(2026, 6, 15), TimeframeLength::default()).unwrap();
+    // The same settlement over half a month (its document edited).
+    let mut document = serde_json::to_value(settlement(&[eur("-1")], &reg)).unwrap();
+    document["period"] = serde_json::to_value(
+        TimeRange::new(at(2026, 6, 1), at(2026, 6, 15), TimeframeLength::default()).unwrap(),
+    )
+    .unwrap();
+    let s: Settlement = serde_json::from_value(document).unwrap();
     let policy = PayoutPolicy::default()
         .with_lightning_below(Amount::from_sat(100_000))
         .unwrap();
@@ -571,11 +578,11 @@ fn invoices_carry_a_bolt11_in_their_bip21_uri_and_parse_back() {
     assert_eq!(back.amount, Some(Amount::from_sat(16_000)));
     assert_eq!(back.label.as_deref(), Some("house-00"));
     assert_eq!(back.lightning(), Some(ln.as_str()));
-    assert!(check_bolt11(back.lightning().unwrap(), s.network, 16_000, now()).is_ok());
+    assert!(check_bolt11(back.lightning().unwrap(), s.network(), 16_000, now()).is_ok());
     // What a wallet's QR code carries: all in capitals.
     let shouted = bip21::parse(&uri.to_uppercase()).unwrap();
     assert_eq!(shouted.lightning(), Some(ln.to_uppercase().as_str()));
-    assert!(check_bolt11(shouted.lightning().unwrap(), s.network, 16_000, now()).is_ok());
+    assert!(check_bolt11(shouted.lightning().unwrap(), s.network(), 16_000, now()).is_ok());
     assert_eq!(shouted.address, back.address);
 
     // The wrong amount, network or an expired invoice is refused.

@@ -130,9 +130,9 @@ proptest! {
         let carried: BTreeMap<_, _> = carried.iter().take(ts.len()).enumerate().filter(|(_, c)| **c != 0).map(|(i, c)| (id(i), *c)).collect();
         let s = settle_plain(&b, &reg, &rate(q), &carried);
         prop_assert!(s.is_conserved());
-        let bill_sats: i64 = s.entries.iter().map(|e| e.bill_sats).sum();
-        prop_assert_eq!(bill_sats, s.grid_sats + s.operator_sats);
-        for e in &s.entries {
+        let bill_sats: i64 = s.entries().iter().map(|e| e.bill_sats).sum();
+        prop_assert_eq!(bill_sats, s.grid_amount().to_sat() + s.operator_amount().to_sat());
+        for e in s.entries() {
             // |bill_sats − total·1e8/q| < 1  ⇔  |bill_sats·q − total·1e8| < q
             let diff = Decimal::from(e.bill_sats) * q - e.bill_total * Decimal::from(100_000_000);
             prop_assert!(diff.abs() < q, "{} {} at {}", e.prosumer, e.bill_total, q);
@@ -159,7 +159,7 @@ proptest! {
             let ts: Vec<Decimal> = month.iter().map(|c| Decimal::new(*c, 4)).collect();
             let s = settle_plain(&bills(&ts, Decimal::ZERO), &reg, &r, &carried);
             prop_assert!(s.is_conserved());
-            for e in &s.entries {
+            for e in s.entries() {
                 *billed.entry(e.prosumer.clone()).or_default() += e.bill_sats;
                 let flow = match e.action {
                     Action::Payout { sats, .. } => sats as i64,
@@ -188,7 +188,7 @@ fn a_carried_balance_is_paid_once_it_reaches_the_dust_limit() {
         &BTreeMap::new(),
     );
     assert_eq!(
-        first.entries[0].action,
+        first.entries()[0].action,
         Action::Carry {
             reason: CarryReason::BelowDust
         }
@@ -222,12 +222,12 @@ fn members_without_address_carry_their_balance() {
         &BTreeMap::new(),
     );
     assert_eq!(
-        s.entries[3].action,
+        s.entries()[3].action,
         Action::Carry {
             reason: CarryReason::NoAddress
         }
     );
-    assert_eq!(s.entries[3].carried_out, 10_000);
+    assert_eq!(s.entries()[3].carried_out, 10_000);
 }
 
 #[test]
@@ -238,9 +238,9 @@ fn settling_twice_gives_the_same_settlement_and_hash() {
     let again = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
     assert_eq!(a, again);
     assert_eq!(a.content_hash(), again.content_hash());
-    assert_eq!(a.id.len(), 32);
+    assert_eq!(a.id().len(), 32);
     let other = settle_plain(&b, &reg, &rate(Decimal::from(61_000)), &BTreeMap::new());
-    assert_ne!(a.id, other.id);
+    assert_ne!(a.id(), other.id());
     assert_ne!(a.content_hash(), other.content_hash());
     // The canonical JSON has sorted keys and no floats.
     let json = a.canonical_json();
@@ -389,7 +389,7 @@ fn bad_inputs_are_refused_with_what_was_wrong() {
         Err(Error::InvalidTxid(_))
     ));
     s.mark_paid(&"AB".repeat(32)).unwrap();
-    assert_eq!(s.paid_txid.as_deref(), Some("ab".repeat(32).as_str()));
+    assert_eq!(s.paid_by().map(|t| t.to_string()), Some("ab".repeat(32)));
 }
 
 #[test]
@@ -518,7 +518,7 @@ fn a_settlement_is_voided_once_with_a_reason_and_never_when_paid() {
     voided.void("wrong rate", at).unwrap();
     assert!(!voided.stands());
     voided.void("again", at).unwrap();
-    assert_eq!(voided.voided.as_ref().unwrap().reason, "wrong rate");
+    assert_eq!(voided.voided().unwrap().reason, "wrong rate");
     assert_eq!(
         voided.content_hash(),
         s.content_hash(),
@@ -534,13 +534,12 @@ fn a_settlement_is_voided_once_with_a_reason_and_never_when_paid() {
         paid.void("late", at),
         Err(Error::CannotVoidPaid { .. })
     ));
-    let mut other = settle_plain(&b, &reg, &rate(Decimal::from(95_000)), &BTreeMap::new());
+    let other = settle_plain(&b, &reg, &rate(Decimal::from(95_000)), &BTreeMap::new());
     assert_eq!(s.differences(&s), Vec::<String>::new());
     assert!(s.differences(&other).contains(&"rate".to_owned()));
-    other.id.clear();
     assert!(matches!(
         other.conflict_with(&s),
-        Error::SettlementConflict { existing, .. } if existing == s.id
+        Error::SettlementConflict { existing, .. } if existing == s.id() && existing != other.id()
     ));
 }
 
@@ -556,17 +555,33 @@ fn verify_finds_an_edited_settlement() {
     let mut paid = s.clone();
     paid.mark_paid(&"ab".repeat(32)).unwrap();
     paid.verify().unwrap();
-    type Edit = Box<dyn Fn(&mut Settlement)>;
+    // The fields are private: a settlement is edited where it can be, in
+    // its stored document.
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let add = |v: &mut serde_json::Value, by: i64| *v = (v.as_i64().unwrap() + by).into();
     let edits: Vec<(&str, Edit)> = vec![
-        ("id", Box::new(|s| s.id = "0".repeat(32))),
-        ("operator", Box::new(|s| s.operator_sats += 1)),
-        ("due", Box::new(|s| s.entries[0].due += 1)),
-        ("order", Box::new(|s| s.entries.swap(0, 1))),
-        ("rate", Box::new(|s| s.rate = rate(Decimal::from(1)))),
+        ("id", Box::new(|d| d["id"] = "0".repeat(32).into())),
+        (
+            "operator",
+            Box::new(move |d| add(&mut d["operator_sats"], 1)),
+        ),
+        (
+            "due",
+            Box::new(move |d| add(&mut d["entries"][0]["due"], 1)),
+        ),
+        (
+            "order",
+            Box::new(|d| d["entries"].as_array_mut().unwrap().swap(0, 1)),
+        ),
+        (
+            "rate",
+            Box::new(|d| d["rate"] = serde_json::to_value(rate(Decimal::from(1))).unwrap()),
+        ),
     ];
     for (what, edit) in edits {
-        let mut t = s.clone();
-        edit(&mut t);
+        let mut document = serde_json::to_value(&s).unwrap();
+        edit(&mut document);
+        let t: Settlement = serde_json::from_value(document).unwrap();
         assert!(
             matches!(t.verify(), Err(Error::InvalidSettlement { .. })),
             "{what}"
@@ -603,12 +618,12 @@ fn a_minimum_payout_carries_smaller_balances_and_changes_the_id_only_then() {
         &policy,
     )
     .unwrap();
-    assert_ne!(s.id, plain.id);
+    assert_ne!(s.id(), plain.id());
     s.verify().unwrap();
     assert!(s.is_conserved());
     assert_eq!(s.payouts(), vec![(addr(2), 10_000)]);
     assert_eq!(
-        s.entries[0].action,
+        s.entries()[0].action,
         Action::Carry {
             reason: CarryReason::BelowMinimum
         }
@@ -822,10 +837,10 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     let tx = transaction(&with_change);
     let mut paid = s.clone();
     paid.mark_paid_by(&tx, &[]).unwrap();
-    assert_eq!(paid.paid_txid, Some(tx.compute_txid().to_string()));
+    assert_eq!(paid.paid_by(), Some(tx.compute_txid()));
     let mut by_txid = s.clone();
     by_txid.mark_paid_txid(tx.compute_txid()).unwrap();
-    assert_eq!(by_txid.paid_txid, paid.paid_txid);
+    assert_eq!(by_txid.paid_by(), paid.paid_by());
     // A typed UTXO is the same as one written out.
     let outpoint = bitcoin::OutPoint::new(tx.compute_txid(), 3);
     assert_eq!(
@@ -847,7 +862,7 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
         short.mark_paid_by(&transaction(&wrong), &[]),
         Err(Error::TransactionMismatch { .. })
     ));
-    assert_eq!(short.paid_txid, None);
+    assert_eq!(short.paid_by(), None);
     // The batch the members pay the fee of: the outputs less their shares.
     let options = BatchOptions::new(FeeRate::new(1).unwrap()).fee_payer(FeePayer::Members);
     let batches = s.batches(&options).unwrap();
@@ -858,7 +873,7 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     by_batch
         .mark_paid_by(&transaction(&net_refs), &batches)
         .unwrap();
-    assert!(by_batch.paid_txid.is_some());
+    assert!(by_batch.paid_by().is_some());
 }
 
 #[test]
@@ -869,7 +884,10 @@ fn every_invoice_uri_parses_back_to_what_it_asks() {
     assert!(!s.invoices().is_empty());
     for inv in s.invoices() {
         let r = bip21::parse(&inv.uri).unwrap();
-        assert_eq!(r.address_on(Network::Regtest).unwrap(), s.operator_address);
+        assert_eq!(
+            &r.address_on(Network::Regtest).unwrap(),
+            s.operator_address()
+        );
         assert_eq!(r.amount, Some(bitcoin::Amount::from_sat(inv.sats)));
         assert_eq!(r.label.as_deref(), Some(inv.prosumer.as_str()));
         assert_eq!(

@@ -70,7 +70,7 @@ fn settlement(payouts: &[(usize, u64)]) -> Settlement {
         TimeframeLength::default(),
     )
     .unwrap();
-    let entries = payouts
+    let entries: Vec<SettlementEntry> = payouts
         .iter()
         .enumerate()
         .map(|(i, (t, sats))| SettlementEntry {
@@ -87,19 +87,20 @@ fn settlement(payouts: &[(usize, u64)]) -> Settlement {
             carried_out: 0,
         })
         .collect();
-    Settlement {
-        id: "0".repeat(32),
-        period,
-        network: Network::Regtest,
-        rate: ExchangeRate::new(Decimal::from(60_000), "EUR".parse().unwrap(), "test", at).unwrap(),
-        operator_address: operator(),
-        entries,
-        grid_sats: 0,
-        operator_sats: 0,
-        paid_txid: None,
-        voided: None,
-        wallet: None,
-    }
+    // The fields are private: the settlement is read from its document,
+    // as a store reads it.
+    let document = serde_json::json!({
+        "id": "0".repeat(32),
+        "period": period,
+        "network": Network::Regtest,
+        "rate": ExchangeRate::new(Decimal::from(60_000), "EUR".parse().unwrap(), "test", at).unwrap(),
+        "operator_address": operator(),
+        "entries": entries,
+        "grid_sats": 0,
+        "operator_sats": 0,
+        "paid_txid": null,
+    });
+    serde_json::from_value(document).unwrap()
 }
 
 /// Funds `batch` with one P2WPKH input worth its outputs, its fee and

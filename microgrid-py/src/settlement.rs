@@ -376,7 +376,7 @@ impl Settlement {
     /// Stable id, derived from the inputs.
     #[getter]
     fn id(&self) -> String {
-        self.inner.id.clone()
+        self.inner.id().to_string()
     }
 
     /// SHA-256 of the canonical JSON.
@@ -388,31 +388,31 @@ impl Settlement {
     /// The transaction that paid it, once marked paid.
     #[getter]
     fn paid_txid(&self) -> Option<String> {
-        self.inner.paid_txid.clone()
+        self.inner.paid_by().map(|t| t.to_string())
     }
 
     /// Why it was voided (`None` while it stands).
     #[getter]
     fn void_reason(&self) -> Option<String> {
-        self.inner.voided.as_ref().map(|v| v.reason.clone())
+        self.inner.voided().map(|v| v.reason.clone())
     }
 
     /// The network it pays on.
     #[getter]
     fn network(&self) -> String {
-        self.inner.network.to_string()
+        self.inner.network().to_string()
     }
 
     /// The grid leg in satoshis.
     #[getter]
     fn grid_sats(&self) -> i64 {
-        self.inner.grid_sats
+        self.inner.grid_amount().to_sat()
     }
 
     /// What the operator keeps, in satoshis.
     #[getter]
     fn operator_sats(&self) -> i64 {
-        self.inner.operator_sats
+        self.inner.operator_amount().to_sat()
     }
 
     /// The canonical JSON (sorted keys, decimals as strings).
@@ -456,7 +456,7 @@ impl Settlement {
     /// carried_in_sats, due_sats, action, sats, address, carried_out_sats.
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.inner
-            .entries
+            .entries()
             .iter()
             .map(|e| {
                 let d = PyDict::new(py);
@@ -507,7 +507,7 @@ impl Settlement {
     /// next_change_index; otherwise None.
     #[getter]
     fn wallet<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(r) = &self.inner.wallet else {
+        let Some(r) = &self.inner.wallet() else {
             return Ok(None);
         };
         let d = PyDict::new(py);
@@ -555,7 +555,13 @@ impl Settlement {
                 .map(|(i, u)| wallet_utxo(&u?).map_err(|e| e.at_row(i)))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let options = batch_options(self.inner.network, sat_per_vb, max_vbytes, fee_payer, None)?;
+        let options = batch_options(
+            self.inner.network(),
+            sat_per_vb,
+            max_vbytes,
+            fee_payer,
+            None,
+        )?;
         let batches = self.inner.batches(&options)?;
         let batch = batches.get(index).ok_or_else(|| {
             Error::invalid(
@@ -598,7 +604,7 @@ impl Settlement {
         change_address: &Bound<'py, PyAny>,
         sat_per_vb: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyDict>> {
-        let network = self.inner.network;
+        let network = self.inner.network();
         let utxos = self::utxos(utxos, network)?;
         let change = arg("change_address", change_address, |v| {
             Ok(PayoutAddress::new(&text(v)?, network)?)
@@ -631,7 +637,7 @@ impl Settlement {
         change_address: Option<&Bound<'py, PyAny>>,
     ) -> Result<Vec<Bound<'py, PyDict>>> {
         let options = batch_options(
-            self.inner.network,
+            self.inner.network(),
             sat_per_vb,
             max_vbytes,
             fee_payer,
@@ -661,7 +667,7 @@ impl Settlement {
         max_vbytes: Option<&Bound<'py, PyAny>>,
         fee_payer: Option<&Bound<'py, PyAny>>,
     ) -> Result<Bound<'py, PyDict>> {
-        let network = self.inner.network;
+        let network = self.inner.network();
         let index = arg("index", index, integer::<usize>)?;
         let utxos = self::utxos(utxos, network)?;
         let change = arg("change_address", change_address, |v| {
@@ -738,10 +744,7 @@ impl Settlement {
         let batches = self
             .expected_batches(sat_per_vb, max_vbytes, fee_payer)?
             .unwrap_or_default();
-        let mut copy = self.inner.clone();
-        copy.paid_txid = None;
-        copy.voided = None;
-        copy.mark_paid_by(&tx, &batches)?;
+        self.inner.check_paid_by(&tx, &batches)?;
         Ok(tx.compute_txid().to_string())
     }
 
@@ -770,8 +773,8 @@ impl Settlement {
     fn __repr__(&self) -> String {
         format!(
             "Settlement(id={:?}, entries={})",
-            self.inner.id,
-            self.inner.entries.len()
+            self.inner.id(),
+            self.inner.entries().len()
         )
     }
 }
@@ -802,7 +805,7 @@ impl Settlement {
             }
             _ => return Ok(None),
         };
-        let options = batch_options(self.inner.network, rate, max_vbytes, fee_payer, None)?;
+        let options = batch_options(self.inner.network(), rate, max_vbytes, fee_payer, None)?;
         if payer == FeePayer::Operator {
             return Ok(None);
         }

@@ -935,13 +935,13 @@ pub async fn psbt(
         options = options.fee_payer(payer.parse::<FeePayer>()?);
     }
     let change = match &q.change {
-        Some(c) => PayoutAddress::new(c, s.network)?,
-        None => s.operator_address.clone(),
+        Some(c) => PayoutAddress::new(c, s.network())?,
+        None => s.operator_address().clone(),
     };
     options = options.change(change.clone());
     let batches = s.batches(&options)?;
     let mut pool = match &q.utxos {
-        Some(text) => utxos(text, s.network)?,
+        Some(text) => utxos(text, s.network())?,
         None => Vec::new(),
     }
     .into_iter();
@@ -975,7 +975,7 @@ pub async fn psbt(
         out.push(o);
     }
     Ok(Json(PsbtOut {
-        settlement: s.id,
+        settlement: s.id().to_string(),
         batches: out,
     }))
 }

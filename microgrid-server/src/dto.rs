@@ -646,7 +646,7 @@ pub struct SettlementOut {
 impl From<&Settlement> for SettlementOut {
     fn from(s: &Settlement) -> SettlementOut {
         let entries: Vec<SettlementEntryOut> = s
-            .entries
+            .entries()
             .iter()
             .map(|e| {
                 let (action, address, sats, reason) = match &e.action {
@@ -682,24 +682,24 @@ impl From<&Settlement> for SettlementOut {
             })
             .collect();
         SettlementOut {
-            id: s.id.clone(),
-            start: rfc3339(s.period.start()),
-            end: rfc3339(s.period.end()),
-            network: s.network.as_str().to_owned(),
+            id: s.id().to_string(),
+            start: rfc3339(s.period().start()),
+            end: rfc3339(s.period().end()),
+            network: s.network().as_str().to_owned(),
             rate: RateOut {
-                per_btc: money(s.rate.per_btc()),
-                currency: s.rate.currency().to_string(),
-                source: s.rate.source().to_owned(),
-                at: rfc3339(s.rate.at()),
+                per_btc: money(s.rate().per_btc()),
+                currency: s.rate().currency().to_string(),
+                source: s.rate().source().to_owned(),
+                at: rfc3339(s.rate().at()),
             },
-            operator_address: s.operator_address.as_str().to_owned(),
+            operator_address: s.operator_address().as_str().to_owned(),
             entries,
-            grid_sats: s.grid_sats,
-            operator_sats: s.operator_sats,
+            grid_sats: s.grid_amount().to_sat(),
+            operator_sats: s.operator_amount().to_sat(),
             payouts_sats: s.payouts().iter().map(|(_, v)| v).sum(),
             invoices_sats: s.invoices().iter().map(|i| i.sats).sum(),
-            paid_txid: s.paid_txid.clone(),
-            voided: s.voided.as_ref().map(|v| VoidingOut {
+            paid_txid: s.paid_by().map(|t| t.to_string()),
+            voided: s.voided().map(|v| VoidingOut {
                 at: rfc3339(v.at),
                 reason: v.reason.clone(),
             }),

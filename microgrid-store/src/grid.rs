@@ -799,10 +799,10 @@ impl<S: Store> Grid<S> {
         let mut before = END_OF_TIME;
         while let Some(s) = self.store.last_settlement(before).await? {
             next = next.after(&s, &id);
-            if s.period.start() >= before {
+            if s.period().start() >= before {
                 break;
             }
-            before = s.period.start();
+            before = s.period().start();
         }
         for s in self.store.voided_settlements().await? {
             next = next.after(&s, &id);
@@ -824,8 +824,8 @@ impl<S: Store> Grid<S> {
         let mut before = END_OF_TIME;
         while let Some(s) = self.store.last_settlement(before).await? {
             next = next.after(&s, &id);
-            let overlaps = s.period.start() < period.end() && period.start() < s.period.end();
-            match &s.wallet {
+            let overlaps = s.period().start() < period.end() && period.start() < s.period().end();
+            match &s.wallet() {
                 Some(r) if overlaps && r.wallet == id => {
                     return Ok(NextIndices {
                         receive: r.first_index,
@@ -834,10 +834,10 @@ impl<S: Store> Grid<S> {
                 }
                 _ => {}
             }
-            if s.period.start() >= before {
+            if s.period().start() >= before {
                 break;
             }
-            before = s.period.start();
+            before = s.period().start();
         }
         for s in self.store.voided_settlements().await? {
             next = next.after(&s, &id);
@@ -1241,7 +1241,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(s.content_hash(), expected.content_hash());
-            assert_eq!(s.id, expected.id);
+            assert_eq!(s.id(), expected.id());
         }
     }
 }

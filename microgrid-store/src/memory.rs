@@ -364,25 +364,25 @@ impl LedgerStore for MemoryStore {
 
     async fn save_settlement(&self, settlement: &Settlement) -> Result<Settlement> {
         let mut inner = self.lock();
-        if let Some(stored) = inner.settlements.get(&settlement.id) {
-            return match &stored.voided {
+        if let Some(stored) = inner.settlements.get(settlement.id()) {
+            return match &stored.voided() {
                 None => Ok(stored.clone()),
                 Some(v) => Err(microgrid_core::Error::SettlementVoided {
-                    id: stored.id.clone(),
+                    id: stored.id().to_string(),
                     reason: v.reason.clone(),
                 }
                 .into()),
             };
         }
-        let period = &settlement.period;
+        let period = &settlement.period();
         if let Some(standing) = inner.settlements.values().find(|s| {
-            s.stands() && s.period.start() < period.end() && period.start() < s.period.end()
+            s.stands() && s.period().start() < period.end() && period.start() < s.period().end()
         }) {
             return Err(settlement.conflict_with(standing).into());
         }
         inner
             .settlements
-            .insert(settlement.id.clone(), settlement.clone());
+            .insert(settlement.id().to_string(), settlement.clone());
         Ok(settlement.clone())
     }
 
@@ -395,7 +395,7 @@ impl LedgerStore for MemoryStore {
             .filter(|s| !s.stands())
             .cloned()
             .collect();
-        voided.sort_by(|a, b| (a.period.end(), &a.id).cmp(&(b.period.end(), &b.id)));
+        voided.sort_by(|a, b| (a.period().end(), &a.id()).cmp(&(b.period().end(), &b.id())));
         Ok(voided)
     }
 
@@ -404,25 +404,26 @@ impl LedgerStore for MemoryStore {
             .lock()
             .settlements
             .values()
-            .filter(|s| s.stands() && s.period.end() <= before)
-            .max_by_key(|s| (s.period.end(), s.id.clone()))
+            .filter(|s| s.stands() && s.period().end() <= before)
+            .max_by_key(|s| (s.period().end(), s.id().to_string()))
             .cloned())
     }
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let mut inner = self.lock();
-        let stored = stored_mut(&mut inner, &paid.id)?;
-        let txid = paid.paid_txid.as_deref().unwrap_or_default();
+        let stored = stored_mut(&mut inner, paid.id())?;
+        let txid = paid.paid_by().map(|t| t.to_string()).unwrap_or_default();
         // The core's rule against what is stored, under the lock.
-        stored.clone().mark_paid(txid)?;
-        stored.paid_txid = paid.paid_txid.clone();
+        let mut marked = stored.clone();
+        marked.mark_paid(&txid)?;
+        *stored = marked;
         Ok(())
     }
 
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
         let mut inner = self.lock();
-        let stored = stored_mut(&mut inner, &voided.id)?;
-        let Some(v) = &voided.voided else {
+        let stored = stored_mut(&mut inner, voided.id())?;
+        let Some(v) = &voided.voided() else {
             return Ok(());
         };
         Ok(stored.void(&v.reason, v.at)?)

@@ -1209,11 +1209,11 @@ impl LedgerStore for PostgresStore {
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_value(s).map_err(db("encoding a settlement"))?;
         let inserted = sqlx::query(sql::SAVE_SETTLEMENT)
-            .bind(&s.id)
-            .bind(s.period.start())
-            .bind(s.period.end())
+            .bind(s.id())
+            .bind(s.period().start())
+            .bind(s.period().end())
             .bind(s.content_hash())
-            .bind(s.paid_txid.as_deref())
+            .bind(s.paid_by().map(|t| t.to_string()))
             .bind(Json(document))
             .execute(&self.pool)
             .await;
@@ -1223,13 +1223,13 @@ impl LedgerStore for PostgresStore {
             Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23P01") => {}
             Err(e) => return Err(db("saving a settlement")(e)),
         }
-        let by_id = self.settlement(&s.id).await?;
+        let by_id = self.settlement(s.id()).await?;
         if by_id.as_ref().is_some_and(Settlement::stands) {
             return Ok(by_id.unwrap_or_else(|| s.clone()));
         }
         let overlapping: Option<Json<Settlement>> = sqlx::query_scalar(sql::STANDING_OVERLAP)
-            .bind(s.period.start())
-            .bind(s.period.end())
+            .bind(s.period().start())
+            .bind(s.period().end())
             .fetch_optional(&self.pool)
             .await
             .map_err(db("loading a settlement"))?;
@@ -1265,9 +1265,9 @@ impl LedgerStore for PostgresStore {
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_value(paid).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_PAYMENT)
-            .bind(paid.paid_txid.as_deref())
+            .bind(paid.paid_by().map(|t| t.to_string()))
             .bind(Json(document))
-            .bind(&paid.id)
+            .bind(paid.id())
             .execute(&self.pool)
             .await
             .map_err(db("marking a settlement paid"))?
@@ -1275,18 +1275,18 @@ impl LedgerStore for PostgresStore {
         if written == 1 {
             return Ok(());
         }
-        unwritten_payment(self.settlement(&paid.id).await?, paid)
+        unwritten_payment(self.settlement(paid.id()).await?, paid)
     }
 
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
-        let Some(voiding) = &voided.voided else {
+        let Some(voiding) = &voided.voided() else {
             return Ok(());
         };
         let document = serde_json::to_value(voided).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_VOIDING)
             .bind(voiding.at)
             .bind(Json(document))
-            .bind(&voided.id)
+            .bind(voided.id())
             .execute(&self.pool)
             .await
             .map_err(db("voiding a settlement"))?
@@ -1294,7 +1294,7 @@ impl LedgerStore for PostgresStore {
         if written == 1 {
             return Ok(());
         }
-        unwritten_voiding(self.settlement(&voided.id).await?, voided)
+        unwritten_voiding(self.settlement(voided.id()).await?, voided)
     }
 
     async fn clear_with(
@@ -1802,9 +1802,9 @@ mod tests {
             .unwrap();
         refused(
             store.detach_month(mid_march).await.unwrap_err(),
-            &format!("settlement {} over it is not paid", s.id),
+            &format!("settlement {} over it is not paid", s.id()),
         );
-        grid.mark_paid(&s.id, &"ab".repeat(32)).await.unwrap();
+        grid.mark_paid(s.id(), &"ab".repeat(32)).await.unwrap();
         let before = grid.summaries(&range).await.unwrap().len();
         let allocations_before = store.allocations(&range, None).await.unwrap().len();
 

@@ -527,11 +527,11 @@ impl LedgerStore for SqliteStore {
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_string(s).map_err(db("encoding a settlement"))?;
         let inserted = sqlx::query(sql::SAVE_SETTLEMENT)
-            .bind(&s.id)
-            .bind(s.period.start().timestamp())
-            .bind(s.period.end().timestamp())
+            .bind(s.id())
+            .bind(s.period().start().timestamp())
+            .bind(s.period().end().timestamp())
             .bind(s.content_hash())
-            .bind(s.paid_txid.as_deref())
+            .bind(s.paid_by().map(|t| t.to_string()))
             .bind(document)
             .execute(&self.pool)
             .await;
@@ -542,14 +542,14 @@ impl LedgerStore for SqliteStore {
             Err(e) if e.to_string().contains("settlement_overlap") => {}
             Err(e) => return Err(db("saving a settlement")(e)),
         }
-        let by_id = self.settlement(&s.id).await?;
+        let by_id = self.settlement(s.id()).await?;
         if by_id.as_ref().is_some_and(Settlement::stands) {
             return Ok(by_id.unwrap_or_else(|| s.clone()));
         }
         let overlapping = settlement(
             sqlx::query_scalar(sql::STANDING_OVERLAP)
-                .bind(s.period.start().timestamp())
-                .bind(s.period.end().timestamp())
+                .bind(s.period().start().timestamp())
+                .bind(s.period().end().timestamp())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db("loading a settlement"))?,
@@ -591,9 +591,9 @@ impl LedgerStore for SqliteStore {
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_PAYMENT)
-            .bind(paid.paid_txid.as_deref())
+            .bind(paid.paid_by().map(|t| t.to_string()))
             .bind(document)
-            .bind(&paid.id)
+            .bind(paid.id())
             .execute(&self.pool)
             .await
             .map_err(db("marking a settlement paid"))?
@@ -601,18 +601,18 @@ impl LedgerStore for SqliteStore {
         if written == 1 {
             return Ok(());
         }
-        unwritten_payment(self.settlement(&paid.id).await?, paid)
+        unwritten_payment(self.settlement(paid.id()).await?, paid)
     }
 
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
-        let Some(voiding) = &voided.voided else {
+        let Some(voiding) = &voided.voided() else {
             return Ok(());
         };
         let document = serde_json::to_string(voided).map_err(db("encoding a settlement"))?;
         let written = sqlx::query(sql::SAVE_VOIDING)
             .bind(voiding.at.timestamp())
             .bind(document)
-            .bind(&voided.id)
+            .bind(voided.id())
             .execute(&self.pool)
             .await
             .map_err(db("voiding a settlement"))?
@@ -620,7 +620,7 @@ impl LedgerStore for SqliteStore {
         if written == 1 {
             return Ok(());
         }
-        unwritten_voiding(self.settlement(&voided.id).await?, voided)
+        unwritten_voiding(self.settlement(voided.id()).await?, voided)
     }
 
     async fn clear_with(

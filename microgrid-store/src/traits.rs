@@ -366,10 +366,10 @@ mod written {
         overlapping: Option<Settlement>,
     ) -> Result<Settlement> {
         match (by_id, overlapping) {
-            (Some(stored), _) => match &stored.voided {
+            (Some(stored), _) => match &stored.voided() {
                 None => Ok(stored),
                 Some(v) => Err(microgrid_core::Error::SettlementVoided {
-                    id: stored.id.clone(),
+                    id: stored.id().to_string(),
                     reason: v.reason.clone(),
                 }
                 .into()),
@@ -379,7 +379,7 @@ mod written {
                 operation: "saving a settlement",
                 message: format!(
                     "settlement {} was neither stored nor refused; try again",
-                    settlement.id
+                    settlement.id()
                 ),
             }),
         }
@@ -388,23 +388,23 @@ mod written {
     /// Why a conditional payment write changed nothing, given what is stored
     /// (see [`LedgerStore::save_payment`]).
     pub(crate) fn unwritten_payment(stored: Option<Settlement>, paid: &Settlement) -> Result<()> {
-        let mut stored = stored.ok_or_else(|| not_found(&paid.id))?;
-        stored.mark_paid(paid.paid_txid.as_deref().unwrap_or_default())?;
-        Err(changed_meanwhile("marking a settlement paid", &paid.id))
+        let mut stored = stored.ok_or_else(|| not_found(paid.id()))?;
+        stored.mark_paid(&paid.paid_by().map(|t| t.to_string()).unwrap_or_default())?;
+        Err(changed_meanwhile("marking a settlement paid", paid.id()))
     }
 
     /// Why a conditional voiding write changed nothing, given what is stored
     /// (see [`LedgerStore::save_voiding`]): voiding twice is no change.
     pub(crate) fn unwritten_voiding(stored: Option<Settlement>, voided: &Settlement) -> Result<()> {
-        let stored = stored.ok_or_else(|| not_found(&voided.id))?;
-        match (stored.paid_txid, stored.voided) {
+        let stored = stored.ok_or_else(|| not_found(voided.id()))?;
+        match (stored.paid_by(), stored.voided()) {
             (Some(txid), _) => Err(microgrid_core::Error::CannotVoidPaid {
-                id: stored.id,
-                txid,
+                id: stored.id().to_string(),
+                txid: txid.to_string(),
             }
             .into()),
             (None, Some(_)) => Ok(()),
-            (None, None) => Err(changed_meanwhile("voiding a settlement", &voided.id)),
+            (None, None) => Err(changed_meanwhile("voiding a settlement", voided.id())),
         }
     }
 

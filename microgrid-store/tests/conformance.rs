@@ -291,28 +291,28 @@ pub async fn a_month_settles_end_to_end<S: Store>(store: S) {
             .unwrap(),
         s
     );
-    assert_eq!(grid.settlement(&s.id).await.unwrap().as_ref(), Some(&s));
+    assert_eq!(grid.settlement(s.id()).await.unwrap().as_ref(), Some(&s));
     // Another rate for the same period is a conflict: one settlement stands.
     let dearer =
         ExchangeRate::new(Decimal::from(95_000), t.currency(), "test", june.end()).unwrap();
     assert!(matches!(
         grid.settle(&june, &t, &dearer, Network::Regtest, &operator).await,
-        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == s.id
+        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == s.id()
     ));
-    let paid = grid.mark_paid(&s.id, &"ab".repeat(32)).await.unwrap();
+    let paid = grid.mark_paid(s.id(), &"ab".repeat(32)).await.unwrap();
     assert_eq!(
-        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
-        paid.paid_txid
+        grid.settlement(s.id()).await.unwrap().unwrap().paid_by(),
+        paid.paid_by()
     );
     // Paid once: the same txid again changes nothing, another is refused.
-    grid.mark_paid(&s.id, &"AB".repeat(32)).await.unwrap();
+    grid.mark_paid(s.id(), &"AB".repeat(32)).await.unwrap();
     assert!(matches!(
-        grid.mark_paid(&s.id, &"cd".repeat(32)).await,
+        grid.mark_paid(s.id(), &"cd".repeat(32)).await,
         Err(StoreError::Domain(Error::AlreadyPaid { .. }))
     ));
     assert_eq!(
-        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
-        paid.paid_txid
+        grid.settlement(s.id()).await.unwrap().unwrap().paid_by(),
+        paid.paid_by()
     );
     assert!(matches!(
         grid.mark_paid("nope", &"ab".repeat(32)).await,
@@ -563,11 +563,11 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
     let standing = stood[0].clone();
     for r in &results {
         match r {
-            Ok(s) => assert_eq!(s.id, standing.id),
+            Ok(s) => assert_eq!(s.id(), standing.id()),
             Err(StoreError::Domain(Error::SettlementConflict {
                 existing, differs, ..
             })) => {
-                assert_eq!(existing, &standing.id);
+                assert_eq!(existing, &standing.id());
                 assert!(!differs.is_empty());
             }
             Err(e) => panic!("unexpected {e}"),
@@ -577,20 +577,20 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
     for (from, to) in [(2, 3), (1, 4)] {
         assert!(matches!(
             settle_at(&grid, &days(from, to), 90_000).await,
-            Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == standing.id
+            Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == standing.id()
         ));
     }
     // Voided, it no longer holds its period; voiding again changes nothing.
     let voided = grid
-        .void_settlement(&standing.id, "wrong rate")
+        .void_settlement(standing.id(), "wrong rate")
         .await
         .unwrap();
     assert!(!voided.stands());
-    assert_eq!(voided.voided.as_ref().unwrap().reason, "wrong rate");
-    let again = grid.void_settlement(&standing.id, "other").await.unwrap();
-    assert_eq!(again.voided, voided.voided);
+    assert_eq!(voided.voided().unwrap().reason, "wrong rate");
+    let again = grid.void_settlement(standing.id(), "other").await.unwrap();
+    assert_eq!(again.voided(), voided.voided());
     assert!(matches!(
-        grid.mark_paid(&standing.id, &"ab".repeat(32)).await,
+        grid.mark_paid(standing.id(), &"ab".repeat(32)).await,
         Err(StoreError::Domain(Error::SettlementVoided { .. }))
     ));
     assert!(grid
@@ -601,12 +601,17 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
         .is_none());
     // The same inputs again make the same (voided) settlement: refused.
     let same = (
-        standing.period,
-        standing.rate.per_btc().to_string().parse::<i64>().unwrap(),
+        standing.period(),
+        standing
+            .rate()
+            .per_btc()
+            .to_string()
+            .parse::<i64>()
+            .unwrap(),
     );
     assert!(matches!(
         settle_at(&grid, &same.0, same.1).await,
-        Err(StoreError::Domain(Error::SettlementVoided { id, .. })) if id == standing.id
+        Err(StoreError::Domain(Error::SettlementVoided { id, .. })) if id == standing.id()
     ));
     // A replacement stands, is the chain's last, and once paid cannot be voided.
     let first = settle_at(&grid, &days(1, 2), 91_000).await.unwrap();
@@ -616,21 +621,24 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
             .last_settlement(days(1, 5).end())
             .await
             .unwrap()
-            .map(|s| s.id),
-        Some(second.id.clone())
+            .map(|s| s.id().to_string()),
+        Some(second.id().to_string())
     );
     let carried: std::collections::BTreeMap<_, _> = first.carried_out();
-    for e in &second.entries {
+    for e in second.entries() {
         assert_eq!(e.carried_in, carried.get(&e.prosumer).copied().unwrap_or(0));
     }
-    grid.mark_paid(&first.id, &"ef".repeat(32)).await.unwrap();
+    grid.mark_paid(first.id(), &"ef".repeat(32)).await.unwrap();
     assert!(matches!(
-        grid.void_settlement(&first.id, "too late").await,
+        grid.void_settlement(first.id(), "too late").await,
         Err(StoreError::Domain(Error::CannotVoidPaid { .. }))
     ));
-    let stored = grid.settlement(&first.id).await.unwrap().unwrap();
+    let stored = grid.settlement(first.id()).await.unwrap().unwrap();
     assert!(stored.stands());
-    assert_eq!(stored.paid_txid, Some("ef".repeat(32)));
+    assert_eq!(
+        stored.paid_by().map(|t| t.to_string()),
+        Some("ef".repeat(32))
+    );
     assert!(matches!(
         grid.void_settlement("nope", "x").await,
         Err(StoreError::NotFound { .. })
@@ -687,14 +695,14 @@ pub async fn one_of_two_concurrent_payments_stands<S: Store>(store: S) {
         .unwrap();
     let s = settle_at(&grid, &days(1, 2), 90_000).await.unwrap();
     let (t1, t2) = ("01".repeat(32), "02".repeat(32));
-    let (x, y) = tokio::join!(grid.mark_paid(&s.id, &t1), grid.mark_paid(&s.id, &t2));
+    let (x, y) = tokio::join!(grid.mark_paid(s.id(), &t1), grid.mark_paid(s.id(), &t2));
     let paid = match (&x, &y) {
         (Ok(p), Err(StoreError::Domain(Error::AlreadyPaid { .. })))
-        | (Err(StoreError::Domain(Error::AlreadyPaid { .. })), Ok(p)) => p.paid_txid.clone(),
+        | (Err(StoreError::Domain(Error::AlreadyPaid { .. })), Ok(p)) => p.paid_by(),
         other => panic!("expected one payment to stand: {other:?}"),
     };
     assert_eq!(
-        grid.settlement(&s.id).await.unwrap().unwrap().paid_txid,
+        grid.settlement(s.id()).await.unwrap().unwrap().paid_by(),
         paid
     );
 }
@@ -825,7 +833,7 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
             .settle_with_wallet(&p, &t, &rate(&p), &wallet, &policy)
             .await
             .unwrap();
-        let r = s.wallet.clone().unwrap();
+        let r = s.wallet().cloned().unwrap();
         assert!(!r.invoices.is_empty());
         for inv in s.invoices() {
             assert!(
@@ -839,7 +847,7 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
             );
         }
         // Read back from the store: the record and the next indices.
-        assert_eq!(grid.settlement(&s.id).await.unwrap().as_ref(), Some(&s));
+        assert_eq!(grid.settlement(s.id()).await.unwrap().as_ref(), Some(&s));
         let next = grid.next_wallet_indices(&wallet).await.unwrap();
         assert_eq!(
             (next.receive, next.change),
@@ -848,8 +856,8 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
         all.push(s);
     }
     assert_eq!(
-        all[1].wallet.as_ref().unwrap().first_index,
-        all[0].wallet.as_ref().unwrap().next_index
+        all[1].wallet().unwrap().first_index,
+        all[0].wallet().unwrap().next_index
     );
     // Settling the first day again gives the stored settlement.
     let p = days(1, 2);
@@ -863,7 +871,7 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
     // still knows the voided settlement's indices, so the replacement,
     // given no floor, starts after them.
     let voided = grid
-        .void_settlement(&all[1].id, "wrong rate")
+        .void_settlement(all[1].id(), "wrong rate")
         .await
         .unwrap();
     let past_voided = settlement::NextIndices::default().after(&voided, &wallet.id());
@@ -878,10 +886,7 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
         .settle_bills_with_wallet(&bills, &dearer, &wallet, &policy)
         .await
         .unwrap();
-    assert_eq!(
-        again.wallet.as_ref().unwrap().first_index,
-        past_voided.receive
-    );
+    assert_eq!(again.wallet().unwrap().first_index, past_voided.receive);
     for inv in again.invoices() {
         assert!(
             seen.insert(inv.address.to_string()),
@@ -901,9 +906,9 @@ pub async fn wallet_settlements_never_reuse_an_address<S: Store>(store: S) {
         )
         .await
         .unwrap();
-    assert!(plain.wallet.is_none());
+    assert!(plain.wallet().is_none());
     let next = grid.next_wallet_indices(&wallet).await.unwrap();
-    assert_eq!(next.receive, again.wallet.as_ref().unwrap().next_index);
+    assert_eq!(next.receive, again.wallet().unwrap().next_index);
     // Two settlements of other periods at once through the grid take
     // different indices.
     let (p4, p5) = (days(4, 5), days(5, 6));

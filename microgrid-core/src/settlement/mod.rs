@@ -52,7 +52,7 @@
 //! let s = settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?;
 //! assert_eq!(s.payouts()[0].1, 28_000); // 14 EUR at 50,000 EUR/BTC
 //! assert_eq!(s.invoices()[0].sats, 16_000);
-//! assert_eq!(s.grid_sats, -12_000);     // the grid pays 6 EUR for 60 kWh exported
+//! assert_eq!(s.grid_amount().to_sat(), -12_000);     // the grid pays 6 EUR for 60 kWh exported
 //! assert_eq!(s, settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?);
 //! # Ok::<(), microgrid_core::Error>(())
 //! ```
@@ -258,38 +258,41 @@ impl Invoice {
     }
 }
 
-/// The settlement of one billing period.
+/// The settlement of one billing period. Its fields are read through
+/// accessors: a settlement changes only through [`Settlement::mark_paid`]
+/// and [`Settlement::void`], and [`Settlement::verify`] checks a stored
+/// one against its content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
     /// Stable id: a hash of the inputs (32 hex characters).
-    pub id: String,
+    id: String,
     /// The period settled.
-    pub period: TimeRange,
+    period: TimeRange,
     /// The network paid on.
-    pub network: Network,
+    network: Network,
     /// The rate used.
-    pub rate: ExchangeRate,
+    rate: ExchangeRate,
     /// The operator's receiving address (for invoices).
-    pub operator_address: PayoutAddress,
+    operator_address: PayoutAddress,
     /// One entry per member with a bill or a carried balance, in id order.
-    pub entries: Vec<SettlementEntry>,
+    entries: Vec<SettlementEntry>,
     /// The community's grid leg in satoshis (positive: paid to the grid).
-    pub grid_sats: i64,
+    grid_sats: i64,
     /// What the operator keeps (fees and margin) in satoshis.
-    pub operator_sats: i64,
+    operator_sats: i64,
     /// The transaction that paid the batch, once marked paid.
-    pub paid_txid: Option<String>,
+    paid_txid: Option<bitcoin::Txid>,
     /// Set once the settlement is voided (never when paid); a voided
     /// settlement pays nothing, carries nothing and no longer holds its
     /// period. Like `paid_txid` it is not part of the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voided: Option<Voiding>,
+    voided: Option<Voiding>,
     /// The operator's wallet and the invoice addresses it gave, for a
     /// settlement made with one ([`settle_with_wallet`]); part of the
     /// content and of the id. Absent from the documents of settlements
     /// made without one, which read as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wallet: Option<WalletRecord>,
+    wallet: Option<WalletRecord>,
 }
 
 /// Why and when a settlement was voided.
@@ -475,11 +478,56 @@ fn decide(
 }
 
 impl Settlement {
-    /// The transaction that paid the batch, as the [`bitcoin`] crate's
-    /// txid (the `paid_txid` field holds its hex form, which
-    /// [`Settlement::mark_paid`] checks).
+    /// Stable id: a hash of the inputs (32 hex characters).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The period settled.
+    pub fn period(&self) -> TimeRange {
+        self.period
+    }
+
+    /// The network paid on.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The exchange rate used.
+    pub fn rate(&self) -> &ExchangeRate {
+        &self.rate
+    }
+
+    /// The operator's receiving address (for invoices; with a wallet, its
+    /// first change address).
+    pub fn operator_address(&self) -> &PayoutAddress {
+        &self.operator_address
+    }
+
+    /// One entry per member with a bill or a carried balance, in id order.
+    pub fn entries(&self) -> &[SettlementEntry] {
+        &self.entries
+    }
+
+    /// The entry of `prosumer`, if it has one.
+    pub fn entry(&self, prosumer: &ProsumerId) -> Option<&SettlementEntry> {
+        self.entries.iter().find(|e| &e.prosumer == prosumer)
+    }
+
+    /// Set once the settlement is voided.
+    pub fn voided(&self) -> Option<&Voiding> {
+        self.voided.as_ref()
+    }
+
+    /// The operator's wallet and the invoice addresses it gave, for a
+    /// settlement made with one.
+    pub fn wallet(&self) -> Option<&WalletRecord> {
+        self.wallet.as_ref()
+    }
+
+    /// The transaction that paid the batch, once marked paid.
     pub fn paid_by(&self) -> Option<bitcoin::Txid> {
-        self.paid_txid.as_deref().and_then(|t| t.parse().ok())
+        self.paid_txid
     }
 
     /// The community's grid leg (positive: paid to the grid), as the
@@ -615,32 +663,32 @@ impl Settlement {
     /// another one is [`Error::AlreadyPaid`].
     pub fn mark_paid(&mut self, txid: &str) -> Result<()> {
         let valid = txid.len() == 64 && txid.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid {
-            return Err(Error::InvalidTxid(txid.to_owned()));
-        }
-        let txid = txid.to_ascii_lowercase();
+        let parsed = match txid.parse::<bitcoin::Txid>() {
+            Ok(parsed) if valid => parsed,
+            _ => return Err(Error::InvalidTxid(txid.to_owned())),
+        };
+        self.mark_paid_txid(parsed)
+    }
+
+    /// [`Settlement::mark_paid`] with the [`bitcoin`] crate's txid.
+    pub fn mark_paid_txid(&mut self, txid: bitcoin::Txid) -> Result<()> {
         if let Some(v) = &self.voided {
             return Err(Error::SettlementVoided {
                 id: self.id.clone(),
                 reason: v.reason.clone(),
             });
         }
-        match &self.paid_txid {
-            Some(paid) if *paid != txid => Err(Error::AlreadyPaid {
+        match self.paid_txid {
+            Some(paid) if paid != txid => Err(Error::AlreadyPaid {
                 id: self.id.clone(),
-                paid: paid.clone(),
-                txid,
+                paid: paid.to_string(),
+                txid: txid.to_string(),
             }),
             _ => {
                 self.paid_txid = Some(txid);
                 Ok(())
             }
         }
-    }
-
-    /// [`Settlement::mark_paid`] with the [`bitcoin`] crate's txid.
-    pub fn mark_paid_txid(&mut self, txid: bitcoin::Txid) -> Result<()> {
-        self.mark_paid(&txid.to_string())
     }
 
     /// Voids the settlement (to correct a rate, say), so that its period
@@ -653,10 +701,10 @@ impl Settlement {
                 reason: problem,
             });
         }
-        if let Some(txid) = &self.paid_txid {
+        if let Some(txid) = self.paid_txid {
             return Err(Error::CannotVoidPaid {
                 id: self.id.clone(),
-                txid: txid.clone(),
+                txid: txid.to_string(),
             });
         }
         if self.voided.is_none() {

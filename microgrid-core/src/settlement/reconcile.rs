@@ -355,6 +355,14 @@ impl Settlement {
     /// [`Error::TransactionMismatch`], as is a transaction that does not
     /// pay every output exactly once with its amount.
     pub fn mark_paid_by(&mut self, tx: &Transaction, batches: &[Batch]) -> Result<()> {
+        self.check_paid_by(tx, batches)?;
+        self.mark_paid_txid(tx.compute_txid())
+    }
+
+    /// The check of [`Settlement::mark_paid_by`] alone: that `tx` pays the
+    /// batch (all of it, or the one batch given), whether or not the
+    /// settlement is already marked paid or voided.
+    pub fn check_paid_by(&self, tx: &Transaction, batches: &[Batch]) -> Result<()> {
         let txid = tx.compute_txid();
         let mismatch = |reason: String| Error::TransactionMismatch {
             txid: txid.to_string(),
@@ -398,7 +406,7 @@ impl Settlement {
                 r.payouts.len()
             )));
         }
-        self.mark_paid(&txid.to_string())
+        Ok(())
     }
 }
 

@@ -367,7 +367,7 @@ impl MongoStore {
         let result = async {
             if let Some(stored) = self
                 .settlements()
-                .find_one(doc! { "_id": &s.id })
+                .find_one(doc! { "_id": &s.id() })
                 .session(&mut session)
                 .await
                 .map_err(mongo("loading a settlement"))?
@@ -406,7 +406,7 @@ impl MongoStore {
         end: BsonTime,
     ) -> std::result::Result<(), Failed> {
         let days: BTreeSet<BsonTime> = s
-            .period
+            .period()
             .timeframes()
             .map(|tf| day_of(bson_time(tf.start())))
             .collect();
@@ -417,7 +417,7 @@ impl MongoStore {
                 "voided": { "$ne": true },
                 "period_start": { "$lt": end },
                 "period_end": { "$gt": start },
-                "_id": { "$ne": &s.id },
+                "_id": { "$ne": &s.id() },
             })
             .session(&mut *session)
             .await
@@ -426,9 +426,9 @@ impl MongoStore {
             return Err(s.conflict_with(&parse(&standing)?).into());
         }
         let claims: Vec<Document> = s
-            .period
+            .period()
             .timeframes()
-            .map(|tf| doc! { "_id": bson_time(tf.start()), "settlement": &s.id })
+            .map(|tf| doc! { "_id": bson_time(tf.start()), "settlement": &s.id() })
             .collect();
         self.claims()
             .insert_many(claims)
@@ -448,7 +448,7 @@ impl MongoStore {
     /// already: the settlement holding the claim decides.
     async fn claimed_by(&self, s: &Settlement) -> std::result::Result<Settlement, Failed> {
         let starts: Vec<Bson> = s
-            .period
+            .period()
             .timeframes()
             .map(|tf| Bson::DateTime(bson_time(tf.start())))
             .collect();
@@ -463,9 +463,9 @@ impl MongoStore {
             None => None,
         };
         let (by_id, overlapping) = match holder {
-            Some(h) if h.id == s.id => (Some(h), None),
+            Some(h) if h.id() == s.id() => (Some(h), None),
             other => (
-                self.settlement(&s.id).await?,
+                self.settlement(s.id()).await?,
                 other.filter(Settlement::stands),
             ),
         };
@@ -489,7 +489,7 @@ impl MongoStore {
             let matched = self
                 .settlements()
                 .update_one(
-                    doc! { "_id": &voided.id, "paid_txid": null, "voided": { "$ne": true } },
+                    doc! { "_id": &voided.id(), "paid_txid": null, "voided": { "$ne": true } },
                     doc! { "$set": { "voided": true, "document": document } },
                 )
                 .session(&mut session)
@@ -498,7 +498,7 @@ impl MongoStore {
                 .matched_count;
             if matched == 1 {
                 self.claims()
-                    .delete_many(doc! { "settlement": &voided.id })
+                    .delete_many(doc! { "settlement": &voided.id() })
                     .session(&mut session)
                     .await
                     .map_err(mongo("releasing settlement claims"))?;
@@ -548,7 +548,7 @@ impl MongoStore {
                     message: format!(
                         "settlement {} cannot stand with the settlements stored: {e}; \
                          void one of them",
-                        s.id
+                        s.id()
                     ),
                 });
             }
@@ -848,19 +848,19 @@ impl LedgerStore for MongoStore {
     /// of its period (unique `_id`s), unless a standing settlement
     /// overlaps it (found in that transaction, or holding a claim).
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
-        if let Some(v) = &s.voided {
+        if let Some(v) = &s.voided() {
             return Err(microgrid_core::Error::SettlementVoided {
-                id: s.id.clone(),
+                id: s.id().to_string(),
                 reason: v.reason.clone(),
             }
             .into());
         }
         let d = SettlementDoc {
-            id: s.id.clone(),
-            period_start: bson_time(s.period.start()),
-            period_end: bson_time(s.period.end()),
+            id: s.id().to_string(),
+            period_start: bson_time(s.period().start()),
+            period_end: bson_time(s.period().end()),
             content_hash: s.content_hash(),
-            paid_txid: s.paid_txid.clone(),
+            paid_txid: s.paid_by().map(|t| t.to_string()),
             voided: false,
             claims: true,
             document: serde_json::to_string(s).map_err(db("encoding a settlement"))?,
@@ -911,11 +911,11 @@ impl LedgerStore for MongoStore {
 
     async fn save_payment(&self, paid: &Settlement) -> Result<()> {
         let document = serde_json::to_string(paid).map_err(db("encoding a settlement"))?;
-        let txid = paid.paid_txid.as_deref();
+        let txid = paid.paid_by().map(|t| t.to_string());
         // Written only while unpaid (or paid by this txid) and standing.
         let filter = doc! {
-            "_id": &paid.id,
-            "paid_txid": { "$in": [txid, mongodb::bson::Bson::Null] },
+            "_id": &paid.id(),
+            "paid_txid": { "$in": [txid.clone(), mongodb::bson::Bson::Null] },
             "voided": { "$ne": true },
         };
         let matched = self
@@ -930,20 +930,20 @@ impl LedgerStore for MongoStore {
         if matched == 1 {
             return Ok(());
         }
-        unwritten_payment(self.settlement(&paid.id).await?, paid)
+        unwritten_payment(self.settlement(paid.id()).await?, paid)
     }
 
     /// In one transaction: marked voided (only while unpaid and
     /// standing), and its claims released.
     async fn save_voiding(&self, voided: &Settlement) -> Result<()> {
-        if voided.voided.is_none() {
+        if voided.voided().is_none() {
             return Ok(());
         }
         let document = serde_json::to_string(voided).map_err(db("encoding a settlement"))?;
         if retrying!("voiding a settlement", self.try_void(voided, &document))? {
             return Ok(());
         }
-        unwritten_voiding(self.settlement(&voided.id).await?, voided)
+        unwritten_voiding(self.settlement(voided.id()).await?, voided)
     }
 }
 

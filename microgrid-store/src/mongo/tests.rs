@@ -592,11 +592,11 @@ async fn of_concurrent_overlapping_settlements_exactly_one_stands() {
         let standing = stood[0].clone();
         for r in &results {
             match r {
-                Ok(s) => assert_eq!(s.id, standing.id),
+                Ok(s) => assert_eq!(s.id(), standing.id()),
                 Err(StoreError::Domain(Error::SettlementConflict {
                     existing, differs, ..
                 })) => {
-                    assert_eq!(existing, &standing.id);
+                    assert_eq!(existing, &standing.id());
                     assert!(!differs.is_empty());
                 }
                 Err(e) => panic!("unexpected {e}"),
@@ -604,7 +604,7 @@ async fn of_concurrent_overlapping_settlements_exactly_one_stands() {
         }
         assert_eq!(
             claims(grid.store()).await,
-            [(standing.id.clone(), standing.period.len())]
+            [(standing.id().to_string(), standing.period().len())]
         );
         assert_eq!(
             grid.store()
@@ -613,7 +613,7 @@ async fn of_concurrent_overlapping_settlements_exactly_one_stands() {
                 .unwrap(),
             Some(standing.clone())
         );
-        grid.void_settlement(&standing.id, "next round")
+        grid.void_settlement(standing.id(), "next round")
             .await
             .unwrap();
         assert!(claims(grid.store()).await.is_empty());
@@ -628,10 +628,12 @@ async fn a_voided_settlement_frees_its_period_and_a_payment_is_once() {
     assert_eq!(settle_at(&grid, &days(1, 3), 90_000).await.unwrap(), first);
     assert!(matches!(
         settle_at(&grid, &days(2, 4), 95_000).await,
-        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == first.id
+        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == first.id()
     ));
     // Voided, its period is free: settling again works and stands.
-    grid.void_settlement(&first.id, "wrong rate").await.unwrap();
+    grid.void_settlement(first.id(), "wrong rate")
+        .await
+        .unwrap();
     assert!(grid
         .store()
         .last_settlement(days(1, 4).end())
@@ -640,14 +642,14 @@ async fn a_voided_settlement_frees_its_period_and_a_payment_is_once() {
         .is_none());
     assert!(matches!(
         settle_at(&grid, &days(1, 3), 90_000).await,
-        Err(StoreError::Domain(Error::SettlementVoided { id, .. })) if id == first.id
+        Err(StoreError::Domain(Error::SettlementVoided { id, .. })) if id == first.id()
     ));
     assert!(matches!(
-        grid.mark_paid(&first.id, &"ab".repeat(32)).await,
+        grid.mark_paid(first.id(), &"ab".repeat(32)).await,
         Err(StoreError::Domain(Error::SettlementVoided { .. }))
     ));
     let second = settle_at(&grid, &days(1, 3), 91_000).await.unwrap();
-    assert_eq!(claims(grid.store()).await, [(second.id.clone(), 192)]);
+    assert_eq!(claims(grid.store()).await, [(second.id().to_string(), 192)]);
     assert_eq!(
         grid.store()
             .last_settlement(days(1, 4).end())
@@ -659,32 +661,32 @@ async fn a_voided_settlement_frees_its_period_and_a_payment_is_once() {
     // and a paid settlement is not voided; two payments racing: one.
     let (x, y) = {
         let (a, b) = (grid.clone(), grid.clone());
-        let (ia, ib) = (second.id.clone(), second.id.clone());
+        let (ia, ib) = (second.id().to_string(), second.id().to_string());
         let ta = tokio::spawn(async move { a.mark_paid(&ia, &"01".repeat(32)).await });
         let tb = tokio::spawn(async move { b.mark_paid(&ib, &"02".repeat(32)).await });
         (ta.await.unwrap(), tb.await.unwrap())
     };
     let paid = match (&x, &y) {
         (Ok(p), Err(StoreError::Domain(Error::AlreadyPaid { .. })))
-        | (Err(StoreError::Domain(Error::AlreadyPaid { .. })), Ok(p)) => p.paid_txid.clone(),
+        | (Err(StoreError::Domain(Error::AlreadyPaid { .. })), Ok(p)) => p.paid_by(),
         other => panic!("expected one payment: {other:?}"),
     };
-    let txid = paid.clone().unwrap();
-    grid.mark_paid(&second.id, &txid.to_uppercase())
+    let txid = paid.unwrap().to_string();
+    grid.mark_paid(second.id(), &txid.to_uppercase())
         .await
         .unwrap();
     assert!(matches!(
-        grid.mark_paid(&second.id, &"cd".repeat(32)).await,
+        grid.mark_paid(second.id(), &"cd".repeat(32)).await,
         Err(StoreError::Domain(Error::AlreadyPaid { .. }))
     ));
     assert!(matches!(
-        grid.void_settlement(&second.id, "too late").await,
+        grid.void_settlement(second.id(), "too late").await,
         Err(StoreError::Domain(Error::CannotVoidPaid { .. }))
     ));
-    let stored = grid.settlement(&second.id).await.unwrap().unwrap();
-    assert_eq!(stored.paid_txid, paid);
+    let stored = grid.settlement(second.id()).await.unwrap().unwrap();
+    assert_eq!(stored.paid_by(), paid);
     assert!(stored.stands());
-    assert_eq!(claims(grid.store()).await, [(second.id.clone(), 192)]);
+    assert_eq!(claims(grid.store()).await, [(second.id().to_string(), 192)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,7 +705,7 @@ async fn settlements_stored_before_claims_are_claimed_when_opened() {
         .db
         .collection::<Document>("settlements")
         .update_one(
-            doc! { "_id": &s.id },
+            doc! { "_id": &s.id() },
             doc! { "$unset": { "claims": "", "voided": "" } },
         )
         .await
@@ -711,11 +713,11 @@ async fn settlements_stored_before_claims_are_claimed_when_opened() {
     let reopened = MongoStore::open_database(store.client.clone(), store.db.name())
         .await
         .unwrap();
-    assert_eq!(claims(&reopened).await, [(s.id.clone(), 192)]);
+    assert_eq!(claims(&reopened).await, [(s.id().to_string(), 192)]);
     let grid = Grid::new(reopened, TimeframeLength::default());
     assert!(matches!(
         settle_at(&grid, &days(2, 3), 95_000).await,
-        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == s.id
+        Err(StoreError::Domain(Error::SettlementConflict { existing, .. })) if existing == s.id()
     ));
 }
 

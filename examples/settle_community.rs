@@ -162,11 +162,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // One PSBT per batch, each funded by one UTXO of the operator,
         // decoded back with the bitcoin crate.
         for b in &batches {
-            let utxo = Utxo {
-                outpoint: format!("{}:{}", "4a".repeat(32), b.index),
-                value_sats: b.outputs_total().to_sat() + b.fee.to_sat() + 50_000,
-                address: operator.clone(),
-            };
+            let utxo = Utxo::new(
+                format!("{}:{}", "4a".repeat(32), b.index).parse()?,
+                b.outputs_total() + b.fee + Amount::from_sat(50_000),
+                operator.clone(),
+            );
             let unsigned = b.psbt(&[utxo], &operator)?;
             let psbt = Psbt::from_str(&unsigned.psbt_base64)?;
             let mut expected: Vec<TxOut> = b

@@ -183,11 +183,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let paid: u64 = s.payouts().iter().map(|(_, v)| v).sum();
-    let utxo = Utxo {
-        outpoint: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".into(),
-        value_sats: paid + 100_000,
-        address: operator.clone(),
-    };
+    let utxo = Utxo::new(
+        "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".parse()?,
+        microgrid::settlement::bitcoin::Amount::from_sat(paid + 100_000),
+        operator.clone(),
+    );
     let batch = s.build_psbt(&[utxo], &operator, feerate)?;
     println!(
         "Unsigned PSBT ({} vB, fee {} sat, change {} sat):\n{}",

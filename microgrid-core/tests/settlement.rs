@@ -292,8 +292,8 @@ fn the_psbt_decodes_to_the_batch() {
     let s = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
     let funding = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b";
     let utxos = [Utxo {
-        outpoint: format!("{funding}:0"),
-        value_sats: 100_000,
+        outpoint: format!("{funding}:0").parse().unwrap(),
+        value: bitcoin::Amount::from_sat(100_000),
         address: addr(0),
     }];
     let feerate = FeeRate::new(3).unwrap();
@@ -330,8 +330,8 @@ fn the_psbt_decodes_to_the_batch() {
     );
 
     let too_little = [Utxo {
-        outpoint: format!("{funding}:1"),
-        value_sats: 20_000,
+        outpoint: format!("{funding}:1").parse().unwrap(),
+        value: bitcoin::Amount::from_sat(20_000),
         address: addr(0),
     }];
     assert!(matches!(
@@ -416,8 +416,10 @@ fn members_sharing_an_address_are_paid_in_one_output_everywhere() {
         "{\"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs\":0.00005000}"
     );
     let utxos = [Utxo {
-        outpoint: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".into(),
-        value_sats: 50_000,
+        outpoint: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0"
+            .parse()
+            .unwrap(),
+        value: bitcoin::Amount::from_sat(50_000),
         address: addr(0),
     }];
     let batch = s
@@ -846,8 +848,8 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     assert_eq!(
         Utxo::new(outpoint, bitcoin::Amount::from_sat(5_000), own_operator()),
         Utxo {
-            outpoint: format!("{}:3", tx.compute_txid()),
-            value_sats: 5_000,
+            outpoint: bitcoin::OutPoint::new(tx.compute_txid(), 3),
+            value: bitcoin::Amount::from_sat(5_000),
             address: own_operator(),
         }
     );

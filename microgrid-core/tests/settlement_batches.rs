@@ -108,8 +108,8 @@ fn settlement(payouts: &[(usize, u64)]) -> Settlement {
 fn check_psbt(batch: &Batch, n: u32) -> Result<(), TestCaseError> {
     let needed = batch.outputs_total().to_sat() + batch.fee.to_sat() + 100_000;
     let utxo = Utxo {
-        outpoint: format!("{}:{n}", "4a".repeat(32)),
-        value_sats: needed,
+        outpoint: format!("{}:{n}", "4a".repeat(32)).parse().unwrap(),
+        value: bitcoin::Amount::from_sat(needed),
         address: operator(),
     };
     let unsigned = batch.psbt(&[utxo], &operator()).unwrap();
@@ -282,8 +282,8 @@ fn caps_options_and_members_fees_are_checked() {
     let psbt = bitcoin::Psbt::from_str(
         &b.psbt(
             &[Utxo {
-                outpoint: format!("{}:0", "4a".repeat(32)),
-                value_sats: 100_000,
+                outpoint: format!("{}:0", "4a".repeat(32)).parse().unwrap(),
+                value: bitcoin::Amount::from_sat(100_000),
                 address: operator(),
             }],
             &operator(),

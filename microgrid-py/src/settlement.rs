@@ -228,11 +228,22 @@ fn utxo(value: &Bound<'_, PyAny>, network: microgrid_core::Network) -> Result<Ut
             format!("expected {expected}, got {} items", items.len()),
         ));
     };
-    Ok(Utxo {
-        outpoint: arg("outpoint", outpoint, text)?,
-        value_sats: arg("value_sats", value_sats, integer::<u64>)?,
-        address: PayoutAddress::new(&arg("address", address, text)?, network)
+    Ok(Utxo::new(
+        arg("outpoint", outpoint, outpoint_of)?,
+        Amount::from_sat(arg("value_sats", value_sats, integer::<u64>)?),
+        PayoutAddress::new(&arg("address", address, text)?, network)
             .map_err(|e| Error::from(e).in_argument("address"))?,
+    ))
+}
+
+/// An outpoint from its `txid:vout` text.
+fn outpoint_of(v: &Bound<'_, PyAny>) -> Result<OutPoint> {
+    let t = text(v)?;
+    t.parse::<OutPoint>().map_err(|e| {
+        Error::from(microgrid_core::Error::Parse {
+            what: "outpoint (txid:vout)",
+            input: format!("{t} ({e})"),
+        })
     })
 }
 
@@ -252,15 +263,7 @@ fn wallet_utxo(value: &Bound<'_, PyAny>) -> Result<WalletUtxo> {
             format!("expected {expected}, got {} items", items.len()),
         ));
     };
-    let outpoint = arg("outpoint", outpoint, |v| {
-        let t = text(v)?;
-        t.parse::<OutPoint>().map_err(|e| {
-            Error::from(microgrid_core::Error::Parse {
-                what: "outpoint (txid:vout)",
-                input: format!("{t} ({e})"),
-            })
-        })
-    })?;
+    let outpoint = arg("outpoint", outpoint, outpoint_of)?;
     let keychain = arg("keychain", keychain, |v| match text(v)?.as_str() {
         "receive" => Ok(Keychain::Receive),
         "change" => Ok(Keychain::Change),

@@ -11,8 +11,6 @@
 //! path). The fee is `⌈vbytes · rate / 1000⌉` with the rate in sat/kvB
 //! ([`FeeRate`]).
 
-use std::str::FromStr;
-
 use bitcoin::absolute::LockTime;
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, Psbt, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
@@ -164,21 +162,20 @@ impl std::fmt::Display for FeeRate {
 /// An unspent output of the operator's wallet, to fund the batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Utxo {
-    /// `txid:vout`.
-    pub outpoint: String,
-    /// Its value in satoshis.
-    pub value_sats: u64,
+    /// The output spent.
+    pub outpoint: OutPoint,
+    /// Its value.
+    pub value: Amount,
     /// The address it pays to (decides its script and input size).
     pub address: PayoutAddress,
 }
 
 impl Utxo {
-    /// An unspent output from the [`bitcoin`] crate's types: the outpoint
-    /// and value cannot be mistyped as text or a bare integer.
+    /// An unspent output of `value` paying `address`.
     pub fn new(outpoint: OutPoint, value: Amount, address: PayoutAddress) -> Utxo {
         Utxo {
-            outpoint: outpoint.to_string(),
-            value_sats: value.to_sat(),
+            outpoint,
+            value,
             address,
         }
     }
@@ -267,7 +264,7 @@ pub fn build_psbt(
     let outpoints = check_inputs(utxos)?;
     let input_types: Vec<OutputType> = utxos.iter().map(|u| u.address.output_type()).collect();
     let mut outputs: Vec<&PayoutAddress> = payouts.iter().map(|(a, _)| a).collect();
-    let available = sum_of_money(utxos.iter().map(|u| u.value_sats), "operator inputs")?;
+    let available = sum_of_money(utxos.iter().map(|u| u.value.to_sat()), "operator inputs")?;
     let paid = sum_of_money(payouts.iter().map(|(_, s)| *s), "payout batch")?;
     let without_change = estimate_fee(&input_types, &outputs, feerate);
     outputs.push(change);
@@ -317,7 +314,7 @@ pub fn build_psbt(
             continue;
         }
         slot.witness_utxo = Some(TxOut {
-            value: Amount::from_sat(u.value_sats),
+            value: u.value,
             script_pubkey: u.address.as_bitcoin().script_pubkey(),
         });
     }
@@ -329,23 +326,21 @@ pub fn build_psbt(
     })
 }
 
-/// Parses the inputs' outpoints; an error for one that does not parse, is
-/// spent twice (Bitcoin Core rejects such a transaction) or is worth more
-/// than all bitcoin.
+/// The inputs' outpoints; an error for one that is spent twice (Bitcoin
+/// Core rejects such a transaction) or is worth more than all bitcoin.
 fn check_inputs(utxos: &[Utxo]) -> Result<Vec<OutPoint>> {
     let mut seen = std::collections::BTreeSet::new();
     utxos
         .iter()
         .map(|u| {
-            let outpoint = OutPoint::from_str(&u.outpoint)
-                .map_err(|e| Error::Psbt(format!("outpoint {:?}: {e}", u.outpoint)))?;
+            let outpoint = u.outpoint;
             if !seen.insert(outpoint) {
                 return Err(Error::Psbt(format!("outpoint {outpoint} is spent twice")));
             }
-            if u.value_sats > Amount::MAX_MONEY.to_sat() {
+            if u.value > Amount::MAX_MONEY {
                 return Err(Error::Psbt(format!(
                     "input {outpoint} of {} sat is worth more than 21 million BTC",
-                    u.value_sats
+                    u.value.to_sat()
                 )));
             }
             Ok(outpoint)
@@ -391,13 +386,13 @@ mod tests {
     }
 
     fn utxo(vout: u32, value_sats: u64) -> Utxo {
-        Utxo {
-            outpoint: format!(
-                "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:{vout}"
-            ),
-            value_sats,
-            address: addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4"),
-        }
+        Utxo::new(
+            format!("4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:{vout}")
+                .parse()
+                .unwrap(),
+            Amount::from_sat(value_sats),
+            addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4"),
+        )
     }
 
     #[test]
@@ -438,7 +433,7 @@ mod tests {
             FeeRate::new(1).unwrap(),
         )
         .unwrap();
-        let psbt = Psbt::from_str(&batch.psbt_base64).unwrap();
+        let psbt: Psbt = batch.psbt_base64.parse().unwrap();
         assert_eq!(
             psbt.inputs[0]
                 .witness_utxo

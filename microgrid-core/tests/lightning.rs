@@ -671,10 +671,18 @@ fn what_wallets_write_parses() {
         [("pj".to_owned(), "https://example.com".to_owned())]
     );
     assert!(r.lightning().is_none());
+    // BIP321 lets a payment instruction appear more than once; `lightning()`
+    // is the first.
+    let r = bip21::parse(
+        "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?lightning=a&LIGHTNING=b",
+    )
+    .unwrap();
+    assert_eq!(r.lightning(), Some("a"));
+    assert_eq!(r.values("lightning").collect::<Vec<_>>(), ["a", "b"]);
     for bad in [
         "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?req-pop=x",
         "BITCOIN:BCRT1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KYGT080?REQ-LIGHTNING=x",
-        "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?lightning=a&LIGHTNING=b",
+        "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?label=a&LABEL=b",
     ] {
         assert_eq!(
             bip21::parse(bad).unwrap_err().kind(),

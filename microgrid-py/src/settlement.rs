@@ -751,25 +751,46 @@ impl Settlement {
         Ok(tx.compute_txid().to_string())
     }
 
-    /// Parses a BIP21 payment URI (what this library writes and what
-    /// wallets write: any case of the scheme and of parameter names,
-    /// percent-encoding, unknown parameters kept, `req-` parameters
-    /// refused): a dict with address, amount_sats (or None), label,
-    /// message and other (a dict). A URI that does not parse is a
-    /// `SettlementError` of kind `invalid_payment_uri`.
+    /// Parses a BIP21 payment URI with BIP321's extensions (what this
+    /// library writes and what wallets write: any case of the scheme and of
+    /// parameter names, percent-encoding, unknown parameters kept, `req-`
+    /// parameters refused, no address when a payment instruction such as
+    /// `lightning=` or `lno=` is given): a dict with address (None when the
+    /// URI has none), amount_sats (or None), label, message, lightning
+    /// (the first BOLT11 invoice or None), offer (the first `lno=` BOLT12
+    /// offer or None), other (a dict of the other parameters, the first
+    /// value of a name that appears more than once) and params (every
+    /// other parameter as a (name, value) tuple, in the URI's order). A URI
+    /// that does not parse is a `SettlementError` of kind
+    /// `invalid_payment_uri`.
     #[staticmethod]
     fn parse_uri<'py>(py: Python<'py>, uri: &Bound<'py, PyAny>) -> Result<Bound<'py, PyDict>> {
         let r = arg("uri", uri, |v| Ok(bip21::parse(&text(v)?)?))?;
         let d = PyDict::new(py);
-        d.set_item("address", r.address.assume_checked_ref().to_string())?;
+        d.set_item(
+            "address",
+            r.address
+                .as_ref()
+                .map(|a| a.assume_checked_ref().to_string()),
+        )?;
         d.set_item("amount_sats", r.amount.map(|a| a.to_sat()))?;
-        d.set_item("label", r.label)?;
-        d.set_item("message", r.message)?;
+        d.set_item("label", r.label.as_deref())?;
+        d.set_item("message", r.message.as_deref())?;
+        d.set_item("lightning", r.lightning())?;
+        d.set_item("offer", r.offer())?;
         let other = PyDict::new(py);
-        for (k, v) in r.other {
-            other.set_item(k, v)?;
+        for (k, v) in &r.other {
+            if !other.contains(k)? {
+                other.set_item(k, v)?;
+            }
         }
         d.set_item("other", other)?;
+        let params: Vec<(&str, &str)> = r
+            .other
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        d.set_item("params", params)?;
         Ok(d)
     }
 

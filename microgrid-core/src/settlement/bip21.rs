@@ -17,6 +17,18 @@
 //! [`PaymentRequest::lightning`] reads it back (wallets write the invoice
 //! in either case: QR codes carry it in capitals), and
 //! [`crate::lightning::check_bolt11`] validates it.
+//!
+//! BIP321, which replaces BIP21, names more such payment instructions
+//! ([`PAYMENT_INSTRUCTIONS`]: `lno` for a BOLT12 offer, read by
+//! [`PaymentRequest::offer`], `pay`, `sp` for a silent payment address,
+//! and segwit addresses under `bc`, `tb` or `bcrt`), lets each of them
+//! (and unknown parameters) appear more than once, and lets the address be
+//! empty when there is at least one: `bitcoin:?lno=lno1...` parses with
+//! [`PaymentRequest::address`] `None`. `amount`, `label`, `message` and
+//! `pop` may appear only once. The `pop=` proof-of-payment URI is kept
+//! ([`PaymentRequest::pop`]); `req-pop` is refused like any `req-`
+//! parameter, as this library returns no proof of payment. A parsed
+//! request displays as a URI that parses back to it.
 
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::Amount;
@@ -89,45 +101,152 @@ fn uri(address: &str, sats: u64, label: Option<&str>, message: Option<&str>) -> 
     uri
 }
 
-/// A BIP21 payment request, as [`parse`] reads it.
+/// The query parameters BIP321 defines as payment instructions: a BOLT11
+/// invoice (`lightning`), a BOLT12 offer (`lno`), a BIP351 private payment
+/// address (`pay`), a BIP352 silent payment address (`sp`), and segwit
+/// addresses under their human-readable part (`bc`, `tb`, and `bcrt` for
+/// regtest, by BIP321's rule that bech32 instructions take their HRP as
+/// key). A URI without an address must carry at least one of them.
+pub const PAYMENT_INSTRUCTIONS: [&str; 7] = ["lightning", "lno", "pay", "sp", "bc", "tb", "bcrt"];
+
+/// The parameters BIP321 allows at most once (`pop` counts `req-pop`).
+const ONCE: [&str; 4] = ["amount", "label", "message", "pop"];
+
+/// The segwit human-readable part, and so BIP321's parameter key, of
+/// `network`'s addresses.
+fn hrp(network: Network) -> &'static str {
+    match network {
+        Network::Bitcoin => "bc",
+        Network::Testnet | Network::Signet => "tb",
+        Network::Regtest => "bcrt",
+    }
+}
+
+/// A BIP21/BIP321 payment request, as [`parse`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRequest {
-    /// The address, not yet checked against a network
-    /// ([`PaymentRequest::address_on`] does).
-    pub address: bitcoin::Address<NetworkUnchecked>,
+    /// The address before the `?`, not yet checked against a network
+    /// ([`PaymentRequest::address_on`] does); `None` when the URI has none
+    /// and pays only by its payment instructions (BIP321, such as
+    /// `bitcoin:?lightning=lnbc...`).
+    pub address: Option<bitcoin::Address<NetworkUnchecked>>,
     /// The amount, if the URI asks for one.
     pub amount: Option<Amount>,
     /// The label, percent-decoded.
     pub label: Option<String>,
     /// The message, percent-decoded.
     pub message: Option<String>,
-    /// Other optional parameters (`lightning`, `pj`, ...), name in lower
-    /// case and value percent-decoded, in the URI's order.
+    /// Every other parameter (payment instructions such as `lightning`,
+    /// `lno` or `sp`, `pop`, and parameters this library does not know),
+    /// name in lower case and value percent-decoded, in the URI's order. A
+    /// payment instruction or an unknown parameter may appear more than
+    /// once (BIP321).
     pub other: Vec<(String, String)>,
 }
 
 impl PaymentRequest {
-    /// The `lightning=` parameter (a BOLT11 invoice, as the URI wrote it),
-    /// if the URI has one.
-    pub fn lightning(&self) -> Option<&str> {
+    /// The values of parameter `name` (lower case) in [`PaymentRequest::other`],
+    /// in the URI's order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.other
             .iter()
-            .find(|(k, _)| k == "lightning")
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    /// The address as a payout address on `network` (an error if it is
-    /// another network's or not a standard output type).
+    /// The (first) `lightning=` parameter (a BOLT11 invoice, as the URI
+    /// wrote it), if the URI has one; check it with
+    /// [`crate::lightning::check_bolt11`].
+    pub fn lightning(&self) -> Option<&str> {
+        self.values("lightning").next()
+    }
+
+    /// The (first) `lno=` parameter (a BOLT12 offer, as the URI wrote it),
+    /// if the URI has one; check it with [`crate::lightning::PayoutOffer::parse`].
+    pub fn offer(&self) -> Option<&str> {
+        self.values("lno").next()
+    }
+
+    /// The `pop=` parameter (BIP321's proof-of-payment URI prefix, decoded
+    /// once), if the URI has one. A URI with `req-pop` is refused by
+    /// [`parse`]: this library does not return proofs of payment.
+    pub fn pop(&self) -> Option<&str> {
+        self.values("pop").next()
+    }
+
+    /// The payment instructions of the URI's parameters (see
+    /// [`PAYMENT_INSTRUCTIONS`]) that are not empty, as (name, value) in the
+    /// URI's order; the address before the `?` is not among them.
+    pub fn payment_instructions(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.other
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && PAYMENT_INSTRUCTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The on-chain address as a payout address on `network`: the address
+    /// before the `?` (an error if it is another network's or not a
+    /// standard output type) or, when the URI has none, the first segwit
+    /// address parameter of the network (`bc=`, `tb=` or `bcrt=`, BIP321).
+    /// A URI with neither, such as `bitcoin:?lightning=...`, is
+    /// [`Error::InvalidPaymentUri`] naming the URI.
     pub fn address_on(&self, network: Network) -> Result<PayoutAddress> {
-        PayoutAddress::new(&self.address.assume_checked_ref().to_string(), network)
+        if let Some(a) = &self.address {
+            return PayoutAddress::new(&a.assume_checked_ref().to_string(), network);
+        }
+        let key = hrp(network);
+        match self.values(key).find(|v| !v.is_empty()) {
+            Some(text) => PayoutAddress::new(text, network),
+            None => Err(Error::InvalidPaymentUri {
+                uri: self.to_string().chars().take(200).collect(),
+                reason: format!(
+                    "it has no on-chain address for {network} (none before the ? and no {key}= parameter)"
+                ),
+            }),
+        }
     }
 }
 
-/// Parses a BIP21 URI (see the [module docs](self)). A URI that is not
-/// `bitcoin:<address>[?params]`, has an address that does not parse, an
-/// amount that is not decimal BTC with at most 8 decimals (or more than 21
-/// million BTC), a parameter twice, bad percent-encoding or a `req-`
-/// parameter is [`Error::InvalidPaymentUri`].
+/// The request as a URI: `bitcoin:<address>` (nothing when it has none),
+/// then amount, label, message and the other parameters in their order,
+/// values percent-encoded; [`parse`] reads it back to an equal request.
+impl std::fmt::Display for PaymentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bitcoin:")?;
+        if let Some(a) = &self.address {
+            write!(f, "{}", a.assume_checked_ref())?;
+        }
+        let mut sep = '?';
+        let mut push = |f: &mut std::fmt::Formatter<'_>, key: &str, value: &str| {
+            let r = write!(f, "{sep}{key}={value}");
+            sep = '&';
+            r
+        };
+        if let Some(a) = self.amount {
+            push(f, "amount", &format_btc_short(a.to_sat()))?;
+        }
+        if let Some(l) = &self.label {
+            push(f, "label", &percent_encode(l))?;
+        }
+        if let Some(m) = &self.message {
+            push(f, "message", &percent_encode(m))?;
+        }
+        for (k, v) in &self.other {
+            push(f, k, &percent_encode(v))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a BIP21 URI, with BIP321's extensions (see the
+/// [module docs](self)). A URI that is not `bitcoin:[<address>][?params]`,
+/// has an address that does not parse, has no address and no payment
+/// instruction ([`PAYMENT_INSTRUCTIONS`]), has an amount that is not
+/// decimal BTC with at most 8 decimals (or more than 21 million BTC), has
+/// `amount`, `label`, `message` or `pop` twice, bad percent-encoding, a
+/// `bc=`/`tb=`/`bcrt=` parameter that is not a segwit address with that
+/// prefix, or a `req-` parameter (including `req-pop`) is
+/// [`Error::InvalidPaymentUri`].
 ///
 /// ```
 /// use microgrid_core::settlement::bip21::parse;
@@ -135,6 +254,10 @@ impl PaymentRequest {
 /// assert_eq!(r.amount.map(|a| a.to_sat()), Some(50_000));
 /// assert_eq!(r.label.as_deref(), Some("Bäckerei"));
 /// assert!(parse("bitcoin:bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4?req-somethingnew=1").is_err());
+/// // BIP321: no address, a BOLT12 offer.
+/// let r = parse("bitcoin:?lno=lno1bogusoffer")?;
+/// assert_eq!((r.address.as_ref(), r.offer()), (None, Some("lno1bogusoffer")));
+/// assert!(parse("bitcoin:?amount=1").is_err());
 /// # Ok::<(), microgrid_core::Error>(())
 /// ```
 pub fn parse(uri: &str) -> Result<PaymentRequest> {
@@ -151,12 +274,15 @@ pub fn parse(uri: &str) -> Result<PaymentRequest> {
         Some((a, q)) => (a, Some(q)),
         None => (rest, None),
     };
-    if address.is_empty() {
-        return Err(invalid("it has no address".into()));
-    }
-    let address: bitcoin::Address<NetworkUnchecked> = address
-        .parse()
-        .map_err(|e: bitcoin::address::ParseError| invalid(format!("address: {e}")))?;
+    let address = if address.is_empty() {
+        None
+    } else {
+        Some(
+            address
+                .parse::<bitcoin::Address<NetworkUnchecked>>()
+                .map_err(|e| invalid(format!("address: {e}")))?,
+        )
+    };
     let mut request = PaymentRequest {
         address,
         amount: None,
@@ -171,13 +297,19 @@ pub fn parse(uri: &str) -> Result<PaymentRequest> {
         }
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
         let key = key.to_ascii_lowercase();
-        if !seen.insert(key.clone()) {
-            return Err(invalid(format!("parameter {key} appears twice")));
+        if key == "req-pop" {
+            return Err(invalid(
+                "required parameter req-pop is not supported (this library returns no proof of payment)"
+                    .into(),
+            ));
         }
         if key.starts_with("req-") {
             return Err(invalid(format!(
                 "required parameter {key} is not understood"
             )));
+        }
+        if ONCE.contains(&key.as_str()) && !seen.insert(key.clone()) {
+            return Err(invalid(format!("parameter {key} appears twice")));
         }
         let decoded = percent_decode(value).map_err(|r| invalid(format!("{key}: {r}")))?;
         match key.as_str() {
@@ -187,8 +319,26 @@ pub fn parse(uri: &str) -> Result<PaymentRequest> {
             }
             "label" => request.label = Some(decoded),
             "message" => request.message = Some(decoded),
+            "bc" | "tb" | "bcrt" => {
+                let segwit = decoded.to_ascii_lowercase().starts_with(&format!("{key}1"));
+                match decoded.parse::<bitcoin::Address<NetworkUnchecked>>() {
+                    Ok(_) if segwit => request.other.push((key, decoded)),
+                    Ok(_) => {
+                        return Err(invalid(format!(
+                            "{key}={decoded}: not a segwit address starting with {key}1"
+                        )))
+                    }
+                    Err(e) => return Err(invalid(format!("{key}={decoded}: {e}"))),
+                }
+            }
             _ => request.other.push((key, decoded)),
         }
+    }
+    if request.address.is_none() && request.payment_instructions().next().is_none() {
+        return Err(invalid(format!(
+            "it has no address and no payment instruction ({})",
+            PAYMENT_INSTRUCTIONS.join(", ")
+        )));
     }
     Ok(request)
 }

@@ -281,7 +281,8 @@ impl<S: Store> Grid<S> {
         }
         let columns = ReadingColumns::from_readings(&registry, &batch)?;
         drop(batch);
-        self.record_columns_with(columns, &registry).await
+        self.record_columns_with(columns, &registry, self.limits)
+            .await
     }
 
     /// Records a batch given as columns (prosumers by their dense index in
@@ -289,15 +290,39 @@ impl<S: Store> Grid<S> {
     /// validated in one pass, then ingested by the store in one call.
     pub async fn record_columns(&self, columns: ReadingColumns) -> Result<IngestReport> {
         let registry = self.shared_registry().await?;
-        self.record_columns_with(columns, &registry).await
+        self.record_columns_with(columns, &registry, self.limits)
+            .await
+    }
+
+    /// Records the battery's dispatched readings. They are bounded by the
+    /// battery's own power limits (checked when its [`BatterySpec`] was
+    /// made), which for a community's battery may exceed the plausibility
+    /// limit of one meter: a 10,000-household battery of 2.5 kW each
+    /// charges at 25 MW.
+    async fn record_battery(
+        &self,
+        spec: &BatterySpec,
+        readings: &[Reading],
+        registry: &Registry,
+    ) -> Result<IngestReport> {
+        let limits = ReadingLimits {
+            max_power_w: self
+                .limits
+                .max_power_w
+                .max(spec.max_charge_w())
+                .max(spec.max_discharge_w()),
+        };
+        let columns = ReadingColumns::from_readings(registry, readings)?;
+        self.record_columns_with(columns, registry, limits).await
     }
 
     async fn record_columns_with(
         &self,
         columns: ReadingColumns,
         registry: &Registry,
+        limits: ReadingLimits,
     ) -> Result<IngestReport> {
-        let batch = columns.validate(registry, self.length, self.limits)?;
+        let batch = columns.validate(registry, self.length, limits)?;
         let Some(span) = batch.try_span() else {
             return Ok(IngestReport::default());
         };
@@ -473,7 +498,7 @@ impl<S: Store> Grid<S> {
                 }
             }
             if !readings.is_empty() {
-                self.record(readings).await?;
+                self.record_battery(spec, &readings, &registry).await?;
             }
             let start_soc = soc;
             let compute = |todo: &[(Timeframe, &ReadingRow)]| {
@@ -1150,6 +1175,62 @@ mod tests {
             TimeframeLength::default(),
         )
         .unwrap();
+    /// A community's battery may charge and discharge at more than one
+    /// meter's plausibility limit: its readings are bounded by its own
+    /// power limits, while members' readings keep the grid's.
+    #[tokio::test]
+    async fn a_battery_beyond_a_meters_power_limit_clears() {
+        use microgrid_core::{ProsumerKind, Wh};
+        let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let length = TimeframeLength::default();
+        let period = TimeRange::new(start, start + Duration::minutes(30), length).unwrap();
+        // Meters up to 10 kW (2,500 Wh a quarter-hour); the battery 20 kW.
+        let limits = ReadingLimits { max_power_w: 10_000 };
+        let spec = BatterySpec::new("battery", 100_000, 20_000, 20_000, Decimal::ONE, 0).unwrap();
+        let mut members = vec![spec.prosumer("Battery", day).unwrap()];
+        for id in ["a", "b", "c"] {
+            members.push(Prosumer::new(id, id, ProsumerKind::Household, day).unwrap());
+        }
+        let tfs: Vec<Timeframe> = period.timeframes().collect();
+        let r = |id: &str, tf: Timeframe, p: i64, c: i64| {
+            Reading::new(id.parse().unwrap(), tf, Wh::new(p), Wh::new(c)).unwrap()
+        };
+        // 4,000 Wh of surplus, then 4,500 Wh of deficit.
+        let readings = vec![
+            r("a", tfs[0], 2_000, 0),
+            r("b", tfs[0], 2_000, 0),
+            r("c", tfs[0], 0, 0),
+            r("a", tfs[1], 0, 1_500),
+            r("b", tfs[1], 0, 1_500),
+            r("c", tfs[1], 0, 1_500),
+        ];
+        let grid = Grid::new(MemoryStore::new(), length)
+            .with_limits(limits)
+            .with_battery(spec.clone());
+        grid.register_all(members).await.unwrap();
+        grid.record(readings).await.unwrap();
+        // A member's reading above 10 kW is still refused.
+        let err = grid
+            .record(vec![r("c", tfs[0], 2_501, 0)])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "implausible_energy", "{err}");
+        let tariff = Tariff::new(
+            "EUR".parse().unwrap(),
+            GridPrices::new("0.30".parse().unwrap(), "0.08".parse().unwrap()).unwrap(),
+        );
+        grid.clear(&period, &tariff, &Mechanism::SupplyDemandRatio)
+            .await
+            .unwrap();
+        let steps = grid.battery_states(&period).await.unwrap();
+        let moved: Vec<(i64, i64)> = steps
+            .iter()
+            .map(|s| (s.charged.get(), s.discharged.get()))
+            .collect();
+        assert_eq!(moved, [(4_000, 0), (0, 4_000)]);
+    }
+
         let tfs: Vec<Timeframe> = chunk.timeframes().collect();
         // Slot 0 a member with 600 Wh of surplus, slot 1 the battery.
         let row = |battery_charged: i64| {

@@ -244,6 +244,40 @@ def test_bip21_uris_parse_back():
         assert e.value.details["argument"] == "uri"
 
 
+def test_bip321_uris_without_an_address_parse():
+    # BIP321's examples of URIs without an address.
+    r = microgrid.Settlement.parse_uri("bitcoin:?lightning=lnbc420bogusinvoice")
+    assert r["address"] is None
+    assert (r["lightning"], r["offer"], r["amount_sats"]) == ("lnbc420bogusinvoice", None, None)
+    assert r["params"] == [("lightning", "lnbc420bogusinvoice")]
+    r = microgrid.Settlement.parse_uri("bitcoin:?lno=lno1bogusoffer&sp=sp1qsilentpayment")
+    assert (r["address"], r["lightning"], r["offer"]) == (None, None, "lno1bogusoffer")
+    assert r["other"] == {"lno": "lno1bogusoffer", "sp": "sp1qsilentpayment"}
+    # Payment instructions may repeat (BIP321): offer and other keep the first, params all.
+    r = microgrid.Settlement.parse_uri("BITCOIN:?LNO=lno1a&amount=0.0001&lno=lno1b&label=Caf%C3%A9")
+    assert (r["offer"], r["amount_sats"], r["label"]) == ("lno1a", 10_000, "Café")
+    assert r["other"] == {"lno": "lno1a"}
+    assert r["params"] == [("lno", "lno1a"), ("lno", "lno1b")]
+    # With an address, it is there as before, and the keys are the same.
+    r = microgrid.Settlement.parse_uri(f"bitcoin:{OPERATOR}?lno=lno1a")
+    assert r["address"] == OPERATOR and r["offer"] == "lno1a" and r["lightning"] is None
+    assert set(r) == {"address", "amount_sats", "label", "message", "lightning", "offer", "other", "params"}
+    for bad, reason in [
+        ("bitcoin:", "no address and no payment instruction"),
+        ("bitcoin:?amount=0.001&label=x", "no address and no payment instruction"),
+        ("bitcoin:?lightning=", "no address and no payment instruction"),
+        ("bitcoin:?lno=lno1a&req-x=1", "req-x"),
+        ("bitcoin:?lno=lno1a&label=a&label=b", "label appears twice"),
+        ("bitcoin:?bc=tb1qghfhmd4zh7ncpmxl3qzhmq566jk8ckq4gafnmg", "starting with bc1"),
+    ]:
+        with pytest.raises(microgrid.SettlementError) as e:
+            microgrid.Settlement.parse_uri(bad)
+        assert e.value.kind == "invalid_payment_uri"
+        assert e.value.details["argument"] == "uri"
+        assert e.value.details["uri"] == bad
+        assert reason in e.value.details["reason"], (bad, e.value.details)
+
+
 def test_a_minimum_payout_carries_smaller_balances_forward():
     import datetime as dt
     from decimal import Decimal

@@ -61,6 +61,34 @@ pub enum StoreError {
         /// The month, as `YYYY-MM` (UTC).
         month: String,
     },
+    /// A settlement gives out an address of the operator's descriptor
+    /// wallet that another stored settlement (standing or voided) gave
+    /// out already: an address is never reused. Nothing was stored.
+    /// [`crate::Grid`] settling with a wallet reads the next indices again
+    /// and retries (another process settled with the same wallet
+    /// meanwhile).
+    #[error(
+        "settlement {settlement} gives {keychain} index {index}{} of wallet {wallet}, \
+         which settlement {holder} gave already",
+        .address.as_ref().map(|a| format!(" (address {a})")).unwrap_or_default()
+    )]
+    WalletAddressTaken {
+        /// The settlement refused.
+        settlement: String,
+        /// The wallet's id ([`microgrid_core::settlement::OperatorWallet::id`]).
+        wallet: String,
+        /// `"receive"` (an invoice's address) or `"change"` (a batch's
+        /// change).
+        keychain: &'static str,
+        /// The index on that chain (the lowest one taken).
+        index: u32,
+        /// The address at that index, when the refused settlement records
+        /// it (every invoice address; the change address of its first
+        /// batch).
+        address: Option<String>,
+        /// The stored settlement that gave it out.
+        holder: String,
+    },
 }
 
 impl StoreError {
@@ -87,7 +115,8 @@ impl StoreError {
     /// A stable, machine-readable name of the error in snake case: the
     /// domain's [`microgrid_core::Error::kind`] for a refused input, else
     /// `"database"`, `"corrupt"`, `"url"`, `"not_found"`,
-    /// `"month_not_detachable"` or `"month_archived"`.
+    /// `"month_not_detachable"`, `"month_archived"` or
+    /// `"wallet_address_taken"`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Domain(e) => e.kind(),
@@ -97,6 +126,7 @@ impl StoreError {
             StoreError::NotFound { .. } => "not_found",
             StoreError::MonthNotDetachable { .. } => "month_not_detachable",
             StoreError::MonthArchived { .. } => "month_archived",
+            StoreError::WalletAddressTaken { .. } => "wallet_address_taken",
         }
     }
 }

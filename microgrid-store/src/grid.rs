@@ -911,6 +911,13 @@ impl<S: Store> Grid<S> {
     /// [`Grid::settle_bills_with_wallet`] from at least `floor`: the
     /// indices used are the larger of `floor` and the stored settlements'
     /// next ones (for a wallet also used outside this grid).
+    ///
+    /// The store refuses a settlement giving out an index another stored
+    /// settlement gave ([`StoreError::WalletAddressTaken`]), in the write
+    /// that stores it: when another process settled with the same wallet
+    /// between reading the next indices and storing, the indices are read
+    /// again and the settlement made again, at most 5 times in all; the
+    /// last refusal is returned.
     pub async fn settle_bills_with_wallet_from(
         &self,
         bills: &PeriodBills,
@@ -919,22 +926,31 @@ impl<S: Store> Grid<S> {
         policy: &PayoutPolicy,
         floor: NextIndices,
     ) -> Result<Settlement> {
+        const ATTEMPTS: u32 = 5;
         let _one_at_a_time = self.wallet_settling.lock().await;
-        let stored = self.wallet_indices_for(wallet, &bills.period).await?;
-        let next = NextIndices {
-            receive: stored.receive.max(floor.receive),
-            change: stored.change.max(floor.change),
-        };
-        let registry = self.shared_registry().await?;
-        let carried = self
-            .store
-            .last_settlement(bills.period.start())
-            .await?
-            .map(|s| s.carried_out())
-            .unwrap_or_default();
-        let settlement =
-            settle_with_wallet(bills, &registry, rate, wallet, next, &carried, policy)?;
-        self.store.save_settlement(&settlement).await
+        let mut attempt = 1;
+        loop {
+            let stored = self.wallet_indices_for(wallet, &bills.period).await?;
+            let next = NextIndices {
+                receive: stored.receive.max(floor.receive),
+                change: stored.change.max(floor.change),
+            };
+            let registry = self.shared_registry().await?;
+            let carried = self
+                .store
+                .last_settlement(bills.period.start())
+                .await?
+                .map(|s| s.carried_out())
+                .unwrap_or_default();
+            let settlement =
+                settle_with_wallet(bills, &registry, rate, wallet, next, &carried, policy)?;
+            match self.store.save_settlement(&settlement).await {
+                Err(StoreError::WalletAddressTaken { .. }) if attempt < ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The stored settlement with `id`.
@@ -1159,22 +1175,6 @@ mod tests {
         assert!(forgetful.summaries(&period).await.unwrap().is_empty());
     }
 
-    /// Inside the store's clearing step, rows whose battery reading is not
-    /// what the dispatch rule gives (a member's reading corrected after the
-    /// dispatch), or that skip a timeframe, are refused.
-    #[test]
-    fn stale_battery_readings_are_refused_inside_the_clearing_step() {
-        use microgrid_core::{ProsumerKind, Wh};
-        let spec = BatterySpec::new("battery", 10_000, 4_000, 4_000, Decimal::ONE, 0).unwrap();
-        let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-        let battery = Prosumer::new("battery", "B", ProsumerKind::Battery, day).unwrap();
-        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
-        let chunk = TimeRange::new(
-            start,
-            start + Duration::minutes(30),
-            TimeframeLength::default(),
-        )
-        .unwrap();
     /// A community's battery may charge and discharge at more than one
     /// meter's plausibility limit: its readings are bounded by its own
     /// power limits, while members' readings keep the grid's.
@@ -1186,7 +1186,9 @@ mod tests {
         let length = TimeframeLength::default();
         let period = TimeRange::new(start, start + Duration::minutes(30), length).unwrap();
         // Meters up to 10 kW (2,500 Wh a quarter-hour); the battery 20 kW.
-        let limits = ReadingLimits { max_power_w: 10_000 };
+        let limits = ReadingLimits {
+            max_power_w: 10_000,
+        };
         let spec = BatterySpec::new("battery", 100_000, 20_000, 20_000, Decimal::ONE, 0).unwrap();
         let mut members = vec![spec.prosumer("Battery", day).unwrap()];
         for id in ["a", "b", "c"] {
@@ -1231,6 +1233,22 @@ mod tests {
         assert_eq!(moved, [(4_000, 0), (0, 4_000)]);
     }
 
+    /// Inside the store's clearing step, rows whose battery reading is not
+    /// what the dispatch rule gives (a member's reading corrected after the
+    /// dispatch), or that skip a timeframe, are refused.
+    #[test]
+    fn stale_battery_readings_are_refused_inside_the_clearing_step() {
+        use microgrid_core::{ProsumerKind, Wh};
+        let spec = BatterySpec::new("battery", 10_000, 4_000, 4_000, Decimal::ONE, 0).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let battery = Prosumer::new("battery", "B", ProsumerKind::Battery, day).unwrap();
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let chunk = TimeRange::new(
+            start,
+            start + Duration::minutes(30),
+            TimeframeLength::default(),
+        )
+        .unwrap();
         let tfs: Vec<Timeframe> = chunk.timeframes().collect();
         // Slot 0 a member with 600 Wh of surplus, slot 1 the battery.
         let row = |battery_charged: i64| {

@@ -18,7 +18,10 @@ use microgrid_core::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::traits::{clear_open, ClearCounts, ClearFn, LedgerStore, ReadingStore, RegistryStore};
+use crate::traits::{
+    clear_open, wallet_address_taken, ClearCounts, ClearFn, LedgerStore, ReadingStore,
+    RegistryStore, WalletIndices,
+};
 
 /// A cleared timeframe: the readings it was cleared from and the result.
 type Cleared = (Arc<ReadingRow>, Arc<ClearedRow>);
@@ -379,6 +382,21 @@ impl LedgerStore for MemoryStore {
             s.stands() && s.period().start() < period.end() && period.start() < s.period().end()
         }) {
             return Err(settlement.conflict_with(standing).into());
+        }
+        // No wallet index given twice, standing or voided: checked under
+        // the lock, as the insert below.
+        if let Some(mine) = WalletIndices::of(settlement) {
+            let taken = inner
+                .settlements
+                .values()
+                .filter_map(|other| {
+                    let shared = mine.first_shared(&WalletIndices::of(other)?)?;
+                    Some((shared, other.id()))
+                })
+                .min_by_key(|((chain, index), _)| (*chain != "receive", *index));
+            if let Some(((chain, index), holder)) = taken {
+                return Err(wallet_address_taken(settlement, chain, index, holder));
+            }
         }
         inner
             .settlements

@@ -11,6 +11,7 @@
 //! | `cleared_frames` | start | `start`, `summary` (energies, counts, `Decimal128` prices), `ids`, `produced`, `consumed`, `community_wh` |
 //! | `settlements` | id | period, hash, payment, `voided`, `claims`, the settlement as JSON |
 //! | `settlement_claims` | a timeframe's start | `settlement`: the id of the standing settlement covering it |
+//! | `wallet_addresses` | `<wallet>/<keychain>/<index>` | `wallet`, `keychain` (`receive`, `change`), `index`, `settlement`: the id of the settlement (standing or voided) that gave the descriptor wallet's index out |
 //! | `ingest_batches` | batch id | `state` (`pending`, `committed`, `aborted`), `started`, `frames` |
 //! | `day_guards`, `settled_days` | a UTC day's start | `n`: writes so far (see below) |
 //!
@@ -80,6 +81,12 @@
 //!   the settlement, so two standing settlements never cover one
 //!   timeframe; voiding removes the claims in the transaction that marks
 //!   the settlement voided. Paying and voiding are conditional writes.
+//!   A settlement made with the operator's descriptor wallet also writes
+//!   a document per wallet index it gives out (every invoice's receive
+//!   index and the change indices of its batches) in `wallet_addresses`,
+//!   in the same transaction: the unique `_id` refuses an index another
+//!   settlement gave out, and voiding keeps them, so no address is given
+//!   twice, even by two processes settling with one wallet at once.
 //!
 //! # Sharding
 //!
@@ -283,6 +290,9 @@ enum Failed {
     /// A settlement claim (a unique `_id`) is held already: the caller
     /// looks up by whom.
     Claimed,
+    /// A wallet index (a unique `_id` in `wallet_addresses`) is given out
+    /// already: the caller looks up by whom.
+    AddressTaken,
     /// Anything else (a refused input, a corrupt value): returned as it is.
     Store(StoreError),
 }
@@ -333,7 +343,7 @@ impl Failed {
     fn retryable(&self) -> bool {
         match self {
             Failed::Mongo(_, e) => worth_retrying(e),
-            Failed::Conflict | Failed::Claimed => true,
+            Failed::Conflict | Failed::Claimed | Failed::AddressTaken => true,
             Failed::Store(_) => false,
         }
     }
@@ -341,7 +351,7 @@ impl Failed {
     fn into_store(self, operation: &'static str) -> StoreError {
         match self {
             Failed::Mongo(op, e) => db(op)(e),
-            Failed::Conflict | Failed::Claimed => StoreError::Database {
+            Failed::Conflict | Failed::Claimed | Failed::AddressTaken => StoreError::Database {
                 operation,
                 message: format!("other writers changed the same documents {ATTEMPTS} times"),
             },
@@ -447,6 +457,7 @@ impl MongoStore {
             "cleared_frames",
             "settlements",
             "settlement_claims",
+            "wallet_addresses",
             "ingest_batches",
             "day_guards",
             "settled_days",
@@ -489,6 +500,14 @@ impl MongoStore {
             .create_index(index(doc! { "settlement": 1 }, "settlement_1"))
             .await
             .map_err(db("creating the index of settlement claims"))?;
+        database
+            .collection::<Document>("wallet_addresses")
+            .create_index(index(
+                doc! { "wallet": 1, "keychain": 1, "index": 1 },
+                "wallet_1_keychain_1_index_1",
+            ))
+            .await
+            .map_err(db("creating the index of wallet addresses"))?;
         let store = MongoStore {
             client,
             db: database,
@@ -496,6 +515,7 @@ impl MongoStore {
             chunk_bytes: CHUNK_BYTES,
         };
         store.claim_earlier_settlements().await?;
+        store.give_earlier_wallet_indices().await?;
         Ok(store)
     }
 

@@ -57,7 +57,7 @@ use crate::sql::{
 };
 use crate::traits::{
     clear_not_done, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts,
-    ClearFn, LedgerStore, ReadingStore, RegistryStore,
+    ClearFn, LedgerStore, ReadingStore, RegistryStore, WalletIndices,
 };
 
 /// `url` without its `schema` query parameter, and that parameter's value.
@@ -1206,8 +1206,12 @@ impl LedgerStore for PostgresStore {
             .collect()
     }
 
+    /// In one transaction: the settlement and the wallet indices it gives
+    /// out (migration 0008), unless a standing settlement overlaps it or
+    /// another settlement gave one of the indices.
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_value(s).map_err(db("encoding a settlement"))?;
+        let mut tx = self.pool.begin().await.map_err(db("saving a settlement"))?;
         let inserted = sqlx::query(sql::SAVE_SETTLEMENT)
             .bind(s.id())
             .bind(s.period().start())
@@ -1215,12 +1219,21 @@ impl LedgerStore for PostgresStore {
             .bind(s.content_hash())
             .bind(s.paid_by().map(|t| t.to_string()))
             .bind(Json(document))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match inserted {
-            Ok(_) => {}
+            Ok(done) if done.rows_affected() == 1 => {
+                if let Err(e) = give_wallet_indices(&mut tx, s).await {
+                    tx.rollback().await.ok();
+                    return Err(e);
+                }
+                tx.commit().await.map_err(db("saving a settlement"))?;
+            }
+            Ok(_) => tx.rollback().await.map_err(db("saving a settlement"))?,
             // exclusion_violation: settlements_one_per_period (migration 0004).
-            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23P01") => {}
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23P01") => {
+                tx.rollback().await.ok();
+            }
             Err(e) => return Err(db("saving a settlement")(e)),
         }
         let by_id = self.settlement(s.id()).await?;
@@ -1368,6 +1381,52 @@ async fn store_new_clearings(
     )
     .await?;
     Ok(rows.len())
+}
+
+/// Gives out wallet `$1`'s receive indices `[$2, $3)` and change indices
+/// `[$4, $5)` to settlement `$6`, skipping those given already (a
+/// concurrent transaction giving one of them is waited for). Rows go in
+/// key order, so two such transactions never wait for each other both.
+const GIVE_WALLET_INDICES: &str = "INSERT INTO wallet_addresses (wallet, keychain, idx, settlement_id) \
+     SELECT $1::text, 'receive', i, $6::text FROM generate_series($2::bigint, $3::bigint - 1) AS i \
+     UNION ALL SELECT $1::text, 'change', i, $6::text FROM generate_series($4::bigint, $5::bigint - 1) AS i \
+     ON CONFLICT DO NOTHING";
+
+/// Writes the wallet indices `s` gives out (if it was made with a wallet)
+/// in the transaction that stores it:
+/// [`StoreError::WalletAddressTaken`] if another settlement gave one.
+async fn give_wallet_indices(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    s: &Settlement,
+) -> Result<()> {
+    let Some(w) = WalletIndices::of(s) else {
+        return Ok(());
+    };
+    let given = sqlx::query(GIVE_WALLET_INDICES)
+        .bind(w.wallet)
+        .bind(i64::from(w.receive.start))
+        .bind(i64::from(w.receive.end))
+        .bind(i64::from(w.change.start))
+        .bind(i64::from(w.change.end))
+        .bind(s.id())
+        .execute(&mut **tx)
+        .await
+        .map_err(db("giving out wallet addresses"))?
+        .rows_affected();
+    if given == w.count() {
+        return Ok(());
+    }
+    let holder: Option<(String, i64, String)> = sqlx::query_as(sql::WALLET_INDEX_HOLDER)
+        .bind(w.wallet)
+        .bind(i64::from(w.receive.start))
+        .bind(i64::from(w.receive.end))
+        .bind(i64::from(w.change.start))
+        .bind(i64::from(w.change.end))
+        .bind(s.id())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db("looking up wallet addresses"))?;
+    Err(sql::taken(s, holder, given, w.count()))
 }
 
 #[cfg(test)]

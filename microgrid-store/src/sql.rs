@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use microgrid_core::batch::{check_ingest, IngestCounts, ReadingRow, ValidReadings};
+use microgrid_core::settlement::Settlement;
 use microgrid_core::{
     Allocation, ClearedRow, Price, Prosumer, ProsumerId, Reading, Registry, TimeRange, Timeframe,
     TimeframeSummary, Wh,
@@ -18,6 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, date, length, ProsumerRow, SummaryRow};
+use crate::traits::wallet_address_taken;
 
 pub(crate) const INSERT_PROSUMERS: &str =
     "INSERT INTO prosumers (id, name, kind, joined, left_on, payout_address, payout_network, payout_offer) ";
@@ -71,6 +73,38 @@ pub(crate) const VOIDED_SETTLEMENTS: &str =
 pub(crate) const STANDING_OVERLAP: &str =
     "SELECT document FROM settlements WHERE voided_at IS NULL AND period_start < $2 AND period_end > $1 \
      ORDER BY period_start LIMIT 1";
+/// The stored settlement (other than `$6`) that gave out the first index
+/// of wallet `$1` in `[$2, $3)` on the receive chain, else in `[$4, $5)`
+/// on the change chain: `(keychain, idx, settlement_id)`.
+pub(crate) const WALLET_INDEX_HOLDER: &str =
+    "SELECT keychain, idx, settlement_id FROM wallet_addresses \
+     WHERE wallet = $1 AND settlement_id <> $6 \
+     AND ((keychain = 'receive' AND idx >= $2 AND idx < $3) OR (keychain = 'change' AND idx >= $4 AND idx < $5)) \
+     ORDER BY keychain DESC, idx LIMIT 1";
+/// The error of a settlement whose wallet indices were not all given out
+/// (`given` of `wanted` rows written): the index another settlement holds
+/// (`holder`: a row of [`WALLET_INDEX_HOLDER`]).
+pub(crate) fn taken(
+    s: &Settlement,
+    holder: Option<(String, i64, String)>,
+    given: u64,
+    wanted: u64,
+) -> StoreError {
+    match holder {
+        Some((chain, index, holder)) => match u32::try_from(index) {
+            Ok(index) => wallet_address_taken(s, &chain, index, &holder),
+            Err(_) => corrupt("wallet address index", index),
+        },
+        None => StoreError::Database {
+            operation: "giving out wallet addresses",
+            message: format!(
+                "settlement {}: {given} of {wanted} wallet indices written, none held by another settlement",
+                s.id()
+            ),
+        },
+    }
+}
+
 /// Paid once: only while unpaid (or paid by the same txid) and standing.
 pub(crate) const SAVE_PAYMENT: &str = "UPDATE settlements SET paid_txid = $1, document = $2 \
      WHERE id = $3 AND (paid_txid IS NULL OR paid_txid = $1) AND voided_at IS NULL";

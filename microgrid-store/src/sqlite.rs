@@ -29,7 +29,7 @@ use crate::sql::{
 };
 use crate::traits::{
     clear_not_done, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts,
-    ClearFn, LedgerStore, ReadingStore, RegistryStore,
+    ClearFn, LedgerStore, ReadingStore, RegistryStore, WalletIndices,
 };
 
 /// Rows per multi-row statement: with at most 15 parameters a row, well
@@ -524,8 +524,12 @@ impl LedgerStore for SqliteStore {
             .collect()
     }
 
+    /// In one write transaction: the settlement and the wallet indices it
+    /// gives out (migration 0007), unless a standing settlement overlaps
+    /// it or another settlement gave one of the indices.
     async fn save_settlement(&self, s: &Settlement) -> Result<Settlement> {
         let document = serde_json::to_string(s).map_err(db("encoding a settlement"))?;
+        let mut tx = self.begin_write("saving a settlement").await?;
         let inserted = sqlx::query(sql::SAVE_SETTLEMENT)
             .bind(s.id())
             .bind(s.period().start().timestamp())
@@ -533,13 +537,21 @@ impl LedgerStore for SqliteStore {
             .bind(s.content_hash())
             .bind(s.paid_by().map(|t| t.to_string()))
             .bind(document)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match inserted {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => {}
+            Ok(done) if done.rows_affected() == 1 => {
+                if let Err(e) = give_wallet_indices(&mut tx, s).await {
+                    tx.rollback().await.ok();
+                    return Err(e);
+                }
+                tx.commit().await.map_err(db("saving a settlement"))?;
+            }
+            Ok(_) => tx.rollback().await.map_err(db("saving a settlement"))?,
             // The trigger of migration 0004: a standing settlement overlaps.
-            Err(e) if e.to_string().contains("settlement_overlap") => {}
+            Err(e) if e.to_string().contains("settlement_overlap") => {
+                tx.rollback().await.ok();
+            }
             Err(e) => return Err(db("saving a settlement")(e)),
         }
         let by_id = self.settlement(s.id()).await?;
@@ -661,6 +673,49 @@ async fn store_new_clearings(
         .collect();
     insert_allocations(tx, sql::allocation_values(&rows, registry)).await?;
     Ok(rows.len())
+}
+
+/// Gives out wallet `$1`'s receive indices `[$2, $3)` and change indices
+/// `[$4, $5)` to settlement `$6`, skipping those given already.
+const GIVE_WALLET_INDICES: &str = "WITH RECURSIVE given (keychain, idx, upto) AS ( \
+     SELECT 'receive', $2, $3 WHERE $2 < $3 \
+     UNION ALL SELECT 'change', $4, $5 WHERE $4 < $5 \
+     UNION ALL SELECT keychain, idx + 1, upto FROM given WHERE idx + 1 < upto) \
+     INSERT INTO wallet_addresses (wallet, keychain, idx, settlement_id) \
+     SELECT $1, keychain, idx, $6 FROM given WHERE true ON CONFLICT DO NOTHING";
+
+/// Writes the wallet indices `s` gives out (if it was made with a wallet)
+/// in the transaction that stores it:
+/// [`StoreError::WalletAddressTaken`] if another settlement gave one.
+async fn give_wallet_indices(tx: &mut Transaction<'static, Sqlite>, s: &Settlement) -> Result<()> {
+    let Some(w) = WalletIndices::of(s) else {
+        return Ok(());
+    };
+    let given = sqlx::query(GIVE_WALLET_INDICES)
+        .bind(w.wallet)
+        .bind(i64::from(w.receive.start))
+        .bind(i64::from(w.receive.end))
+        .bind(i64::from(w.change.start))
+        .bind(i64::from(w.change.end))
+        .bind(s.id())
+        .execute(&mut **tx)
+        .await
+        .map_err(db("giving out wallet addresses"))?
+        .rows_affected();
+    if given == w.count() {
+        return Ok(());
+    }
+    let holder: Option<(String, i64, String)> = sqlx::query_as(sql::WALLET_INDEX_HOLDER)
+        .bind(w.wallet)
+        .bind(i64::from(w.receive.start))
+        .bind(i64::from(w.receive.end))
+        .bind(i64::from(w.change.start))
+        .bind(i64::from(w.change.end))
+        .bind(s.id())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db("looking up wallet addresses"))?;
+    Err(sql::taken(s, holder, given, w.count()))
 }
 
 #[cfg(test)]

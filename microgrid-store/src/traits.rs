@@ -141,7 +141,14 @@ pub trait LedgerStore: Send + Sync {
     ///   [`microgrid_core::Error::SettlementConflict`]
     ///   ([`Settlement::conflict_with`]);
     /// - the same settlement stored and voided is
-    ///   [`microgrid_core::Error::SettlementVoided`].
+    ///   [`microgrid_core::Error::SettlementVoided`];
+    /// - a settlement made with a descriptor wallet that gives out a
+    ///   receive or change index of it that another stored settlement
+    ///   (standing or voided) gave out is
+    ///   [`crate::StoreError::WalletAddressTaken`], checked in the same
+    ///   write (a key of the indices given out, or the store's lock), so
+    ///   that of two processes settling with one wallet at once, one gets
+    ///   the error and no address is given twice.
     fn save_settlement(
         &self,
         settlement: &Settlement,
@@ -338,6 +345,92 @@ pub(crate) fn clear_open(
         .map(|(_, r)| r)
         .zip(cleared.into_iter().map(Arc::new))
         .collect())
+}
+
+/// The indices of a descriptor wallet that a settlement made with it
+/// gives out ([`Settlement::wallet`]), which no other stored settlement,
+/// standing or voided, may give again: the receive indices of its
+/// invoices and the change indices reserved for its batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WalletIndices<'a> {
+    /// The wallet's id.
+    pub wallet: &'a str,
+    /// `[first_index, next_index)` on the receive chain.
+    pub receive: std::ops::Range<u32>,
+    /// `[first_change_index, next_change_index)` on the change chain.
+    pub change: std::ops::Range<u32>,
+}
+
+impl<'a> WalletIndices<'a> {
+    /// What `s` gives out, if it was made with a wallet.
+    pub fn of(s: &'a Settlement) -> Option<WalletIndices<'a>> {
+        s.wallet().map(|r| WalletIndices {
+            wallet: r.wallet.as_str(),
+            receive: r.first_index..r.next_index.max(r.first_index),
+            change: r.first_change_index..r.next_change_index.max(r.first_change_index),
+        })
+    }
+
+    /// Both chains with their names as stored (`"receive"`, `"change"`).
+    pub fn chains(&self) -> [(&'static str, std::ops::Range<u32>); 2] {
+        [
+            ("receive", self.receive.clone()),
+            ("change", self.change.clone()),
+        ]
+    }
+
+    /// How many indices in all.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn count(&self) -> u64 {
+        self.chains()
+            .iter()
+            .map(|(_, r)| u64::from(r.end - r.start))
+            .sum()
+    }
+
+    /// The first index (receive chain first, then change) given out by
+    /// both `self` and `other`.
+    pub fn first_shared(&self, other: &WalletIndices<'_>) -> Option<(&'static str, u32)> {
+        if self.wallet != other.wallet {
+            return None;
+        }
+        self.chains()
+            .into_iter()
+            .zip(other.chains())
+            .find_map(|((chain, a), (_, b))| {
+                let start = a.start.max(b.start);
+                (start < a.end.min(b.end)).then_some((chain, start))
+            })
+    }
+}
+
+/// [`crate::StoreError::WalletAddressTaken`]: settlement `s` gives index
+/// `index` of `chain`, which settlement `holder` gave already.
+pub(crate) fn wallet_address_taken(
+    s: &Settlement,
+    chain: &str,
+    index: u32,
+    holder: &str,
+) -> crate::StoreError {
+    let record = s.wallet();
+    let (keychain, address) = if chain == "change" {
+        let first_batch = record.is_some_and(|r| r.first_change_index == index);
+        (
+            "change",
+            first_batch.then(|| s.operator_address().to_string()),
+        )
+    } else {
+        let invoice = record.and_then(|r| r.invoices.iter().find(|a| a.index == index));
+        ("receive", invoice.map(|a| a.address.to_string()))
+    };
+    crate::StoreError::WalletAddressTaken {
+        settlement: s.id().to_string(),
+        wallet: record.map(|r| r.wallet.clone()).unwrap_or_default(),
+        keychain,
+        index,
+        address,
+        holder: holder.to_owned(),
+    }
 }
 
 /// A store of everything.

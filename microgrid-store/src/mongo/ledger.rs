@@ -28,8 +28,8 @@ use super::{
 use crate::error::{Result, StoreError};
 use crate::rows::{corrupt, db, SummaryRow};
 use crate::traits::{
-    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, ClearCounts, ClearFn,
-    LedgerStore,
+    clear_open, settled_or_conflict, unwritten_payment, unwritten_voiding, wallet_address_taken,
+    ClearCounts, ClearFn, LedgerStore, WalletIndices,
 };
 
 /// A timeframe's summary as stored (prices exact, as `Decimal128`).
@@ -377,6 +377,7 @@ impl MongoStore {
             }
             self.claim(&mut session, s, d.period_start, d.period_end)
                 .await?;
+            self.give_wallet_indices(&mut session, s).await?;
             self.settlements()
                 .insert_one(d)
                 .session(&mut session)
@@ -388,8 +389,120 @@ impl MongoStore {
         .await;
         match abort(&mut session, result).await {
             Err(Failed::Claimed) => self.claimed_by(s).await,
+            Err(Failed::AddressTaken) => Err(self.wallet_index_holder(s).await),
             other => other,
         }
+    }
+
+    fn wallet_addresses(&self) -> Collection<Document> {
+        self.db.collection("wallet_addresses")
+    }
+
+    /// Writes a document per wallet index `s` gives out (if it was made
+    /// with a wallet) in `session`'s transaction; an index given out
+    /// already (a unique `_id`) is [`Failed::AddressTaken`].
+    async fn give_wallet_indices(
+        &self,
+        session: &mut ClientSession,
+        s: &Settlement,
+    ) -> std::result::Result<(), Failed> {
+        let docs = wallet_index_docs(s);
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.wallet_addresses()
+            .insert_many(docs)
+            .session(&mut *session)
+            .await
+            .map_err(|e| {
+                if is_duplicate_key(&e) {
+                    Failed::AddressTaken
+                } else {
+                    Failed::Mongo("giving out wallet addresses", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Why saving `s` found one of its wallet indices given out: the
+    /// settlement holding the lowest one
+    /// ([`StoreError::WalletAddressTaken`]), or [`Failed::Conflict`] (try
+    /// again) when none is held (the other writer did not commit).
+    async fn wallet_index_holder(&self, s: &Settlement) -> Failed {
+        let Some(w) = WalletIndices::of(s) else {
+            return Failed::Conflict;
+        };
+        let [(_, receive), (_, change)] = w.chains();
+        let holder = self
+            .wallet_addresses()
+            .find_one(doc! {
+                "wallet": w.wallet,
+                "settlement": { "$ne": s.id() },
+                "$or": [
+                    { "keychain": "receive", "index": { "$gte": i64::from(receive.start), "$lt": i64::from(receive.end) } },
+                    { "keychain": "change", "index": { "$gte": i64::from(change.start), "$lt": i64::from(change.end) } },
+                ],
+            })
+            .sort(doc! { "keychain": -1, "index": 1 })
+            .await;
+        let held = match holder {
+            Ok(Some(h)) => h,
+            Ok(None) => return Failed::Conflict,
+            Err(e) => return Failed::Mongo("looking up wallet addresses", e),
+        };
+        match (
+            held.get_str("keychain"),
+            held.get_i64("index")
+                .ok()
+                .and_then(|i| u32::try_from(i).ok()),
+            held.get_str("settlement"),
+        ) {
+            (Ok(chain), Some(index), Ok(holder)) => {
+                Failed::Store(wallet_address_taken(s, chain, index, holder))
+            }
+            _ => Failed::Store(corrupt("wallet address", held)),
+        }
+    }
+
+    /// Writes the wallet indices of settlements stored before
+    /// `wallet_addresses` existed (once: they are marked `addresses:
+    /// true`), in period order. Were two of them given the same index
+    /// (two processes settling at once before), the earlier period's keeps
+    /// it; the other keeps the indices no one else gave.
+    pub(super) async fn give_earlier_wallet_indices(&self) -> Result<()> {
+        let earlier: Vec<SettlementDoc> = self
+            .settlements()
+            .find(doc! { "addresses": { "$ne": true } })
+            .sort(doc! { "period_start": 1, "_id": 1 })
+            .await
+            .map_err(db("loading settlements"))?
+            .try_collect()
+            .await
+            .map_err(db("loading settlements"))?;
+        for d in earlier {
+            let s = parse(&d).map_err(|f| f.into_store("loading settlements"))?;
+            let docs = wallet_index_docs(&s);
+            if !docs.is_empty() {
+                let written = self
+                    .wallet_addresses()
+                    .insert_many(docs)
+                    .ordered(false)
+                    .await;
+                match written {
+                    Ok(_) => {}
+                    Err(e) if only_duplicates(&e) => {}
+                    Err(e) => return Err(db("giving out earlier wallet addresses")(e)),
+                }
+            }
+            self.settlements()
+                .update_one(
+                    doc! { "_id": &d.id },
+                    doc! { "$set": { "addresses": true } },
+                )
+                .await
+                .map_err(db("giving out earlier wallet addresses"))?;
+        }
+        Ok(())
     }
 
     /// Claims the timeframes of `s`'s period in `session`'s transaction,
@@ -554,6 +667,40 @@ impl MongoStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The documents of `wallet_addresses` for the wallet indices `s` gives
+/// out, in key order.
+fn wallet_index_docs(s: &Settlement) -> Vec<Document> {
+    let Some(w) = WalletIndices::of(s) else {
+        return Vec::new();
+    };
+    w.chains()
+        .into_iter()
+        .flat_map(|(chain, range)| range.map(move |i| (chain, i)))
+        .map(|(chain, i)| {
+            doc! {
+                "_id": format!("{}/{chain}/{i}", w.wallet),
+                "wallet": w.wallet,
+                "keychain": chain,
+                "index": i64::from(i),
+                "settlement": s.id(),
+            }
+        })
+        .collect()
+}
+
+/// Whether an unordered insert failed only on keys stored already.
+fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::InsertMany(m) => {
+            m.write_concern_error.is_none()
+                && m.write_errors
+                    .as_ref()
+                    .is_some_and(|ws| ws.iter().all(|w| w.code == 11000))
+        }
+        _ => false,
     }
 }
 
@@ -863,6 +1010,7 @@ impl LedgerStore for MongoStore {
             paid_txid: s.paid_by().map(|t| t.to_string()),
             voided: false,
             claims: true,
+            addresses: true,
             document: serde_json::to_string(s).map_err(db("encoding a settlement"))?,
         };
         retrying!("saving a settlement", self.try_save_settlement(s, &d))
@@ -983,6 +1131,11 @@ struct SettlementDoc {
     /// [`MongoStore::claim_earlier_settlements`]).
     #[serde(default)]
     claims: bool,
+    /// Whether the wallet indices it gives out are in `wallet_addresses`
+    /// (false only for a settlement stored before they were; see
+    /// [`MongoStore::give_earlier_wallet_indices`]).
+    #[serde(default)]
+    addresses: bool,
     /// The settlement as JSON text (exact: decimals are strings in it).
     document: String,
 }

@@ -493,6 +493,80 @@ async fn by_hand<S: Store>(grid: &Grid<S>, d: u32, next: NextIndices) -> Settlem
     .unwrap()
 }
 
+/// The holder of receive index `index`, as the store names it when it
+/// refuses a hand-made settlement of day 4 giving it out.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+async fn holder_of<S: Store>(grid: &Grid<S>, index: u32) -> String {
+    let probe = by_hand(
+        grid,
+        4,
+        NextIndices {
+            receive: index,
+            change: 1_000,
+        },
+    )
+    .await;
+    match grid.store().save_settlement(&probe).await {
+        Err(StoreError::WalletAddressTaken {
+            keychain,
+            index: i,
+            holder,
+            ..
+        }) if keychain == "receive" && i == index => holder,
+        other => panic!("index {index}: expected WalletAddressTaken, got {other:?}"),
+    }
+}
+
+/// A database written before wallet indices were reserved: `forget`
+/// takes `store` back to that (no reservations, and the settlement given
+/// stored as an earlier process racing another stored it, with an index
+/// of another settlement), and opens it again, which reserves the
+/// indices of every stored settlement, standing or voided (the earlier
+/// period keeps a clashing index). Then nothing is given twice.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+async fn settlements_stored_before_keep_their_indices<S, F>(store: S, forget: F)
+where
+    S: Store + Clone,
+    F: AsyncFnOnce(Settlement) -> S,
+{
+    cleared_days(store.clone(), 4).await;
+    let grid = Grid::new(store, TimeframeLength::default());
+    let one = settle_day(&grid, 1).await.unwrap();
+    let two = settle_day(&grid, 2).await.unwrap();
+    let voided = grid.void_settlement(two.id(), "wrong rate").await.unwrap();
+    let two = settle_day(&grid, 2).await.unwrap();
+    let last = two.wallet().unwrap().next_index - 1;
+    // Day 3 given day 2's last receive index, and new ones after it.
+    let clash = by_hand(
+        &grid,
+        3,
+        NextIndices {
+            receive: last,
+            change: two.wallet().unwrap().next_change_index,
+        },
+    )
+    .await;
+    assert!(clash.wallet().unwrap().next_index > last + 1);
+    let grid = Grid::new(forget(clash.clone()).await, TimeframeLength::default());
+    assert_eq!(
+        grid.settlement(clash.id()).await.unwrap().as_ref(),
+        Some(&clash)
+    );
+    assert_eq!(holder_of(&grid, 0).await, one.id());
+    assert_eq!(
+        holder_of(&grid, voided.wallet().unwrap().first_index).await,
+        voided.id()
+    );
+    assert_eq!(holder_of(&grid, last).await, two.id());
+    assert_eq!(holder_of(&grid, last + 1).await, clash.id());
+    // Settled after: past everything.
+    let four = settle_day(&grid, 4).await.unwrap();
+    assert_eq!(
+        four.wallet().unwrap().first_index,
+        clash.wallet().unwrap().next_index
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_two_grids_never_give_one_address() {
     let store = MemoryStore::new();
@@ -542,6 +616,39 @@ mod sqlite {
         let (a, _) = two().await;
         super::a_taken_index_is_refused_and_nothing_stored(a).await;
     }
+
+    /// Migration 0007 reserves the indices of the settlements stored
+    /// before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settlements_stored_before_keep_their_indices() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let url = format!("sqlite:{}", dir.path().join("before.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        super::settlements_stored_before_keep_their_indices(store, async |clash| {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::raw_sql(
+                "DROP TABLE wallet_addresses; DELETE FROM _sqlx_migrations WHERE version = 7",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+                 VALUES ($1, $2, $3, $4, NULL, $5)",
+            )
+            .bind(clash.id())
+            .bind(clash.period().start().timestamp())
+            .bind(clash.period().end().timestamp())
+            .bind(clash.content_hash())
+            .bind(serde_json::to_string(&clash).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            SqliteStore::open(&url).await.unwrap()
+        })
+        .await;
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -589,6 +696,53 @@ mod postgres {
     async fn a_taken_index_is_refused_and_nothing_stored() {
         let (a, _) = two("taken").await;
         super::a_taken_index_is_refused_and_nothing_stored(a).await;
+    }
+
+    /// Migration 0008 reserves the indices of the settlements stored
+    /// before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settlements_stored_before_keep_their_indices() {
+        let schema = format!(
+            "race_before_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let store = PostgresStore::open_in_schema(&postgres_url(), &schema)
+            .await
+            .unwrap();
+        super::settlements_stored_before_keep_their_indices(store, async |clash| {
+            use std::str::FromStr;
+            let options = sqlx::postgres::PgConnectOptions::from_str(&postgres_url()).unwrap();
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.options([("search_path", schema.as_str())]))
+                .await
+                .unwrap();
+            sqlx::raw_sql(
+                "DROP TABLE wallet_addresses; DROP FUNCTION wallet_addresses_kept; \
+                 DELETE FROM _sqlx_migrations WHERE version = 8",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO settlements (id, period_start, period_end, content_hash, paid_txid, document) \
+                 VALUES ($1, $2, $3, $4, NULL, $5)",
+            )
+            .bind(clash.id())
+            .bind(clash.period().start())
+            .bind(clash.period().end())
+            .bind(clash.content_hash())
+            .bind(sqlx::types::Json(&clash))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            PostgresStore::open_in_schema(&postgres_url(), &schema)
+                .await
+                .unwrap()
+        })
+        .await;
     }
 }
 
@@ -639,5 +793,51 @@ mod mongo {
     async fn a_taken_index_is_refused_and_nothing_stored() {
         let (a, _) = two("taken").await;
         super::a_taken_index_is_refused_and_nothing_stored(a).await;
+    }
+
+    /// A database written before wallet indices were reserved: the store
+    /// reserves those of the settlements stored before when it is opened.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settlements_stored_before_keep_their_indices() {
+        use ::mongodb::bson::{doc, DateTime as BsonTime, Document};
+        let name = format!(
+            "race_before_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let client = ::mongodb::Client::with_uri_str(&mongodb_url())
+            .await
+            .unwrap();
+        let store = MongoStore::open_database(client.clone(), &name)
+            .await
+            .unwrap();
+        super::settlements_stored_before_keep_their_indices(store, async |clash| {
+            let db = client.database(&name);
+            db.collection::<Document>("wallet_addresses")
+                .delete_many(doc! {})
+                .await
+                .unwrap();
+            db.collection::<Document>("settlements")
+                .update_many(doc! {}, doc! { "$unset": { "addresses": "" } })
+                .await
+                .unwrap();
+            // As an earlier version stored it (claimed when opened).
+            let time = |t: DateTime<Utc>| BsonTime::from_millis(t.timestamp_millis());
+            db.collection::<Document>("settlements")
+                .insert_one(doc! {
+                    "_id": clash.id(),
+                    "period_start": time(clash.period().start()),
+                    "period_end": time(clash.period().end()),
+                    "content_hash": clash.content_hash(),
+                    "paid_txid": null,
+                    "document": serde_json::to_string(&clash).unwrap(),
+                })
+                .await
+                .unwrap();
+            MongoStore::open_database(client.clone(), &name)
+                .await
+                .unwrap()
+        })
+        .await;
     }
 }

@@ -112,7 +112,7 @@ fn print_invoices(s: &Settlement) {
         println!(
             "    {} owes {:>6} sat -> index {:>4}: {}",
             inv.prosumer,
-            inv.sats,
+            inv.sats.to_sat(),
             inv.index.unwrap_or_default(),
             inv.uri
         );
@@ -272,10 +272,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         }],
         output: vec![
-            out(&inv[0].address, inv[0].sats),
-            out(&inv[1].address, inv[1].sats / 2),
-            out(&inv[2].address, inv[2].sats),
-            out(&inv[2].address, inv[2].sats),
+            out(&inv[0].address, inv[0].sats.to_sat()),
+            out(&inv[1].address, inv[1].sats.to_sat() / 2),
+            out(&inv[2].address, inv[2].sats.to_sat()),
+            out(&inv[2].address, inv[2].sats.to_sat()),
             out(&payer, 50_000),
         ],
     };

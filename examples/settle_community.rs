@@ -215,9 +215,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         script_pubkey: address.as_bitcoin().script_pubkey(),
     };
     let mut outputs: Vec<TxOut> = payouts[..3].iter().map(|(a, v)| out(a, *v)).collect();
-    outputs.push(out(&operator, inv_partly.sats / 2));
-    outputs.push(out(&operator, inv_twice.sats));
-    outputs.push(out(&operator, inv_twice.sats));
+    outputs.push(out(&operator, inv_partly.sats.to_sat() / 2));
+    outputs.push(out(&operator, inv_twice.sats.to_sat()));
+    outputs.push(out(&operator, inv_twice.sats.to_sat()));
     outputs.push(out(&regtest_address(2_000_000, OutputType::P2tr), 75_000));
     let tx = Transaction {
         version: bitcoin::transaction::Version::TWO,

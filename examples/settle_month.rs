@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use microgrid::billing::bill_period;
+use microgrid::settlement::bitcoin::SignedAmount;
 use microgrid::settlement::psbt::{FeeRate, Utxo};
 use microgrid::settlement::{settle, Action, ExchangeRate};
 use microgrid::simulate::{regtest_address, Community};
@@ -121,7 +122,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let operator = regtest_address(1_000, OutputType::P2wpkh);
     // Last month house-0003 and house-0021 were owed 120 and 150 sat, below dust.
-    let carried_in = BTreeMap::from([("house-0003".parse()?, 120), ("house-0021".parse()?, 150)]);
+    let carried_in = BTreeMap::from([
+        ("house-0003".parse()?, SignedAmount::from_sat(120)),
+        ("house-0021".parse()?, SignedAmount::from_sat(150)),
+    ]);
     let s = settle(
         &bills,
         &registry,
@@ -140,16 +144,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for e in s.entries() {
         let what = match &e.action {
-            Action::Payout { address, sats } => format!("pay {sats} sat to {address}"),
-            Action::Invoice { sats } => format!("invoice {sats} sat"),
-            Action::Carry { reason } => format!("carry {} sat ({reason:?})", e.carried_out),
+            Action::Payout { address, sats } => format!("pay {} sat to {address}", sats.to_sat()),
+            Action::Invoice { sats } => format!("invoice {} sat", sats.to_sat()),
+            Action::Carry { reason } => {
+                format!("carry {} sat ({reason:?})", e.carried_out.to_sat())
+            }
             Action::Nothing => "nothing due".into(),
         };
         println!(
             "  {:<11} bill {:>8} sat, carried in {:>4}: {}",
             e.prosumer.as_str(),
-            e.bill_sats,
-            e.carried_in,
+            e.bill_sats.to_sat(),
+            e.carried_in.to_sat(),
             what
         );
     }
@@ -163,7 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let carried: Vec<String> = s
         .carried_out()
         .iter()
-        .map(|(id, sats)| format!("{id} {sats} sat"))
+        .map(|(id, sats)| format!("{id} {} sat", sats.to_sat()))
         .collect();
     println!("  carried into the next settlement: {}", carried.join(", "));
 
@@ -182,7 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fee.vbytes, fee.fee_sats
     );
 
-    let paid: u64 = s.payouts().iter().map(|(_, v)| v).sum();
+    let paid: u64 = s.payouts().iter().map(|(_, v)| v.to_sat()).sum();
     let utxo = Utxo::new(
         "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0".parse()?,
         microgrid::settlement::bitcoin::Amount::from_sat(paid + 100_000),

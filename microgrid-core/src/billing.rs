@@ -187,9 +187,9 @@
 //! let rate = ExchangeRate::new(Decimal::from(50_000), "EUR".parse()?, "worked example", at)?;
 //! let s = settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?;
 //!
-//! let invoiced: Vec<(String, u64)> = s.invoices().into_iter().map(|i| (i.prosumer.to_string(), i.sats)).collect();
+//! let invoiced: Vec<(String, u64)> = s.invoices().into_iter().map(|i| (i.prosumer.to_string(), i.sats.to_sat())).collect();
 //! assert_eq!(invoiced, [("a".into(), 1_300), ("c".into(), 25_900), ("d".into(), 1_600)]);
-//! assert_eq!(s.payouts(), [(b_address.clone(), 2_000)]);
+//! assert_eq!(s.payouts(), [(b_address.clone(), bitcoin::Amount::from_sat(2_000))]);
 //! assert_eq!((s.grid_amount().to_sat(), s.operator_amount().to_sat()), (6_000, 20_800));
 //! assert!(s.is_conserved());
 //! assert_eq!(s.sendmany_json(), r#"{"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs":0.00002000}"#);
@@ -205,7 +205,7 @@
 //! assert!(s.payouts().is_empty());
 //! assert_eq!(s.invoices().len(), 1); // c's 1,295 sat
 //! assert_eq!(
-//!     s.carried_out(),
+//!     s.carried_out().into_iter().map(|(id, sats)| (id, sats.to_sat())).collect::<BTreeMap<_, _>>(),
 //!     BTreeMap::from([("a".parse()?, -65), ("b".parse()?, 100), ("d".parse()?, -80)])
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())

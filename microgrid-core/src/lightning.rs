@@ -375,7 +375,7 @@ impl PayoutSplit {
 /// use microgrid_core::settlement::{bitcoin::Amount, PayoutPolicy};
 /// let policy = PayoutPolicy::default().with_lightning_below(Amount::from_sat(10_000))?;
 /// let split = split_payouts(s, r, &policy, s.period().end())?;
-/// let paid: u64 = s.payouts().iter().map(|(_, sats)| sats).sum();
+/// let paid: u64 = s.payouts().iter().map(|(_, sats)| sats.to_sat()).sum();
 /// assert_eq!(split.onchain_total().to_sat() * 1000 + split.lightning_total_msat(), paid * 1000);
 /// # Ok(()) }
 /// ```
@@ -397,7 +397,7 @@ pub fn split_payouts(
             continue;
         };
         let member = registry.get(&entry.prosumer)?;
-        let below = policy.lightning_below().is_some_and(|t| *sats < t.to_sat());
+        let below = policy.lightning_below().is_some_and(|t| *sats < t);
         if let (true, Some(offer)) = (below, member.offer()) {
             match offer.check(settlement.network(), at) {
                 Ok(()) => {
@@ -405,6 +405,7 @@ pub fn split_payouts(
                         prosumer: entry.prosumer.clone(),
                         offer: offer.clone(),
                         amount_msat: sats
+                            .to_sat()
                             .checked_mul(MSAT_PER_SAT)
                             .ok_or(Error::Overflow("payout in millisatoshis"))?,
                         payer_note: format!("microgrid {period} payout {}", entry.prosumer),
@@ -423,7 +424,7 @@ pub fn split_payouts(
         split.onchain.push(OnchainPayout {
             prosumer: entry.prosumer.clone(),
             address: address.clone(),
-            amount: Amount::from_sat(*sats),
+            amount: *sats,
         });
     }
     Ok(split)
@@ -505,6 +506,6 @@ pub fn invoice_uri_with_lightning(
     bolt11: &str,
     at: DateTime<Utc>,
 ) -> Result<String> {
-    let checked = check_bolt11(bolt11, settlement.network(), invoice.sats, at)?;
+    let checked = check_bolt11(bolt11, settlement.network(), invoice.sats.to_sat(), at)?;
     Ok(bip21::with_lightning(&invoice.uri, &checked.to_string()))
 }

@@ -447,7 +447,7 @@ proptest! {
         let s = settlement(&totals, &reg);
         let policy = PayoutPolicy::default().with_lightning_below(Amount::from_sat(threshold)).unwrap();
         let split = split_payouts(&s, &reg, &policy, now()).unwrap();
-        let paid: u64 = s.payouts().iter().map(|(_, sats)| sats).sum();
+        let paid: u64 = s.payouts().iter().map(|(_, sats)| sats.to_sat()).sum();
         prop_assert_eq!(
             split.onchain_total().to_sat() * 1000 + split.lightning_total_msat(),
             paid * 1000
@@ -570,7 +570,7 @@ fn invoices_carry_a_bolt11_in_their_bip21_uri_and_parse_back() {
     let reg = registry(&[None, None]);
     let s = settlement(&[eur("8"), eur("-2")], &reg);
     let invoice = &s.invoices()[0];
-    assert_eq!(invoice.sats, 16_000);
+    assert_eq!(invoice.sats, Amount::from_sat(16_000));
     let ln = bolt11(LnCurrency::Regtest, Some(16_000_000), now(), 86_400);
     let uri = invoice_uri_with_lightning(&s, invoice, &ln, now()).unwrap();
     assert_eq!(uri, format!("{}&lightning={ln}", invoice.uri));
@@ -636,9 +636,14 @@ fn every_uri_the_library_makes_parses_back() {
     let s = settlement(&[eur("1"), eur("2.5"), eur("-1")], &reg);
     for inv in s.invoices() {
         let r = bip21::parse(&inv.uri).unwrap();
-        assert_eq!(r.amount, Some(Amount::from_sat(inv.sats)));
+        assert_eq!(r.amount, Some(inv.sats));
         assert_eq!(r.label.as_deref(), Some(inv.prosumer.as_str()));
-        let ln = bolt11(LnCurrency::Regtest, Some(inv.sats * 1000), now(), 600);
+        let ln = bolt11(
+            LnCurrency::Regtest,
+            Some(inv.sats.to_sat() * 1000),
+            now(),
+            600,
+        );
         let with = invoice_uri_with_lightning(&s, &inv, &ln, now()).unwrap();
         assert_eq!(bip21::parse(&with).unwrap().lightning(), Some(ln.as_str()));
     }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use microgrid_core::billing::{Bill, EnergyLines, PeriodBills};
+use microgrid_core::settlement::bitcoin::{Amount, SignedAmount};
 use microgrid_core::settlement::psbt::{FeeRate, Utxo};
 use microgrid_core::settlement::*;
 use microgrid_core::*;
@@ -18,6 +19,14 @@ const ADDRESSES: &[&str] = &[
     "mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs",
     "2N2JD6wb56AfK4tfmM6PwdVmoYk2dCKf4Br",
 ];
+
+fn sat(n: u64) -> Amount {
+    Amount::from_sat(n)
+}
+
+fn signed(n: i64) -> SignedAmount {
+    SignedAmount::from_sat(n)
+}
 
 fn addr(i: usize) -> PayoutAddress {
     PayoutAddress::new(ADDRESSES[i % ADDRESSES.len()], Network::Regtest).unwrap()
@@ -101,7 +110,7 @@ fn settle_plain(
     b: &PeriodBills,
     reg: &Registry,
     r: &ExchangeRate,
-    carried: &BTreeMap<ProsumerId, i64>,
+    carried: &BTreeMap<ProsumerId, SignedAmount>,
 ) -> Settlement {
     settle(b, reg, r, Network::Regtest, &addr(0), carried).unwrap()
 }
@@ -127,21 +136,21 @@ proptest! {
     fn settlement_is_conserved_to_the_satoshi(ts in totals(), q in rates(), grid in -1_000_000i64..1_000_000, carried in prop::collection::vec(-2_000i64..2_000, 20)) {
         let b = bills(&ts, Decimal::new(grid, 2));
         let reg = registry(ts.len());
-        let carried: BTreeMap<_, _> = carried.iter().take(ts.len()).enumerate().filter(|(_, c)| **c != 0).map(|(i, c)| (id(i), *c)).collect();
+        let carried: BTreeMap<_, _> = carried.iter().take(ts.len()).enumerate().filter(|(_, c)| **c != 0).map(|(i, c)| (id(i), signed(*c))).collect();
         let s = settle_plain(&b, &reg, &rate(q), &carried);
         prop_assert!(s.is_conserved());
-        let bill_sats: i64 = s.entries().iter().map(|e| e.bill_sats).sum();
+        let bill_sats: i64 = s.entries().iter().map(|e| e.bill_sats.to_sat()).sum();
         prop_assert_eq!(bill_sats, s.grid_amount().to_sat() + s.operator_amount().to_sat());
         for e in s.entries() {
             // |bill_sats − total·1e8/q| < 1  ⇔  |bill_sats·q − total·1e8| < q
-            let diff = Decimal::from(e.bill_sats) * q - e.bill_total * Decimal::from(100_000_000);
+            let diff = Decimal::from(e.bill_sats.to_sat()) * q - e.bill_total * Decimal::from(100_000_000);
             prop_assert!(diff.abs() < q, "{} {} at {}", e.prosumer, e.bill_total, q);
             prop_assert_eq!(e.due, e.carried_in - e.bill_sats);
             match &e.action {
-                Action::Payout { sats, address } => prop_assert!(*sats as i64 == e.due && *sats >= address.dust_limit_sats()),
-                Action::Invoice { sats } => prop_assert!(-(*sats as i64) == e.due && *sats >= 294),
+                Action::Payout { sats, address } => prop_assert!(sats.to_signed().unwrap() == e.due && sats.to_sat() >= address.dust_limit_sats()),
+                Action::Invoice { sats } => prop_assert!(-sats.to_signed().unwrap() == e.due && *sats >= sat(294)),
                 Action::Carry { .. } => prop_assert_eq!(e.carried_out, e.due),
-                Action::Nothing => prop_assert_eq!(e.due, 0),
+                Action::Nothing => prop_assert_eq!(e.due, SignedAmount::ZERO),
             }
         }
     }
@@ -160,10 +169,10 @@ proptest! {
             let s = settle_plain(&bills(&ts, Decimal::ZERO), &reg, &r, &carried);
             prop_assert!(s.is_conserved());
             for e in s.entries() {
-                *billed.entry(e.prosumer.clone()).or_default() += e.bill_sats;
+                *billed.entry(e.prosumer.clone()).or_default() += e.bill_sats.to_sat();
                 let flow = match e.action {
-                    Action::Payout { sats, .. } => sats as i64,
-                    Action::Invoice { sats } => -(sats as i64),
+                    Action::Payout { sats, .. } => sats.to_sat() as i64,
+                    Action::Invoice { sats } => -(sats.to_sat() as i64),
                     _ => 0,
                 };
                 *net.entry(e.prosumer.clone()).or_default() += flow;
@@ -171,7 +180,7 @@ proptest! {
             carried = s.carried_out();
         }
         for (who, b) in &billed {
-            let still = carried.get(who).copied().unwrap_or(0);
+            let still = carried.get(who).map_or(0, |c| c.to_sat());
             prop_assert_eq!(net.get(who).copied().unwrap_or(0) + still, -b, "{}", who);
         }
     }
@@ -193,14 +202,14 @@ fn a_carried_balance_is_paid_once_it_reaches_the_dust_limit() {
             reason: CarryReason::BelowDust
         }
     );
-    assert_eq!(first.carried_out(), BTreeMap::from([(id(0), 200)]));
+    assert_eq!(first.carried_out(), BTreeMap::from([(id(0), signed(200))]));
     let second = settle_plain(
         &bills(&[Decimal::new(-2, 1)], Decimal::ZERO),
         &reg,
         &r,
         &first.carried_out(),
     );
-    assert_eq!(second.payouts(), vec![(addr(0), 400)]);
+    assert_eq!(second.payouts(), vec![(addr(0), sat(400))]);
     assert!(second.carried_out().is_empty());
 }
 
@@ -227,7 +236,7 @@ fn members_without_address_carry_their_balance() {
             reason: CarryReason::NoAddress
         }
     );
-    assert_eq!(s.entries()[3].carried_out, 10_000);
+    assert_eq!(s.entries()[3].carried_out, signed(10_000));
 }
 
 #[test]
@@ -275,7 +284,7 @@ fn invoices_are_bip21_uris_to_the_operator() {
     );
     let inv = s.invoices();
     assert_eq!(inv.len(), 1);
-    assert_eq!(inv[0].sats, 50_000);
+    assert_eq!(inv[0].sats, sat(50_000));
     assert_eq!(
         inv[0].uri,
         "bitcoin:bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080?amount=0.0005&label=m00&message=Energy%20bill%202026-06-01%20to%202026-07-01"
@@ -409,7 +418,10 @@ fn members_sharing_an_address_are_paid_in_one_output_everywhere() {
     let b = bills(&[0, -1, 0, 0, -2].map(Decimal::from), Decimal::ZERO);
     let s = settle_plain(&b, &reg, &rate(Decimal::from(60_000)), &BTreeMap::new());
     // −1 and −2 EUR at 60,000 EUR/BTC: 1,666.67 and 3,333.33 sat → 1,667 + 3,333.
-    assert_eq!(s.payouts(), vec![(addr(1), 1_667), (addr(4), 3_333)]);
+    assert_eq!(
+        s.payouts(),
+        vec![(addr(1), sat(1_667)), (addr(4), sat(3_333))]
+    );
     assert_eq!(s.payout_batch(), vec![(addr(1), 5_000)]);
     assert_eq!(
         s.sendmany_json(),
@@ -623,7 +635,7 @@ fn a_minimum_payout_carries_smaller_balances_and_changes_the_id_only_then() {
     assert_ne!(s.id(), plain.id());
     s.verify().unwrap();
     assert!(s.is_conserved());
-    assert_eq!(s.payouts(), vec![(addr(2), 10_000)]);
+    assert_eq!(s.payouts(), vec![(addr(2), sat(10_000))]);
     assert_eq!(
         s.entries()[0].action,
         Action::Carry {
@@ -632,7 +644,7 @@ fn a_minimum_payout_carries_smaller_balances_and_changes_the_id_only_then() {
     );
     assert_eq!(
         s.carried_out(),
-        BTreeMap::from([(id(0), 1_667), (id(1), 3_333)])
+        BTreeMap::from([(id(0), signed(1_667)), (id(1), signed(3_333))])
     );
     // Next period the carried balances reach the minimum and are paid.
     let next = settle_with_policy(
@@ -645,7 +657,10 @@ fn a_minimum_payout_carries_smaller_balances_and_changes_the_id_only_then() {
         &policy,
     )
     .unwrap();
-    assert_eq!(next.payouts(), vec![(addr(0), 5_000), (addr(1), 5_000)]);
+    assert_eq!(
+        next.payouts(),
+        vec![(addr(0), sat(5_000)), (addr(1), sat(5_000))]
+    );
 }
 
 #[test]
@@ -742,7 +757,7 @@ fn reconciliation_finds_payouts_and_invoices_and_reports_partial_and_double_paym
     let b = bills(&[-6, -3, 2, 3, -1, 4].map(Decimal::from), Decimal::ZERO);
     let s = settle_own(&b, &reg, &super_rate());
     let invoices = s.invoices();
-    let sats: Vec<u64> = invoices.iter().map(|i| i.sats).collect();
+    let sats: Vec<u64> = invoices.iter().map(|i| i.sats.to_sat()).collect();
     assert_eq!(sats, [3_333, 5_000, 6_667]);
     let batch = s.payout_batch();
     assert_eq!(batch.len(), 2); // m01 and m04 share addr(1)
@@ -890,7 +905,7 @@ fn every_invoice_uri_parses_back_to_what_it_asks() {
             &r.address_on(Network::Regtest).unwrap(),
             s.operator_address()
         );
-        assert_eq!(r.amount, Some(bitcoin::Amount::from_sat(inv.sats)));
+        assert_eq!(r.amount, Some(inv.sats));
         assert_eq!(r.label.as_deref(), Some(inv.prosumer.as_str()));
         assert_eq!(
             r.message.as_deref(),

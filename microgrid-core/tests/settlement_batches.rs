@@ -76,15 +76,15 @@ fn settlement(payouts: &[(usize, u64)]) -> Settlement {
         .map(|(i, (t, sats))| SettlementEntry {
             prosumer: format!("m{i:05}").parse().unwrap(),
             bill_total: Decimal::ZERO,
-            bill_sats: -(*sats as i64),
-            carried_in: 0,
-            due: *sats as i64,
+            bill_sats: -bitcoin::SignedAmount::from_sat(*sats as i64),
+            carried_in: bitcoin::SignedAmount::ZERO,
+            due: bitcoin::SignedAmount::from_sat(*sats as i64),
             // Every 50th member shares the wallet of the one before.
             action: Action::Payout {
                 address: address(if i % 50 == 49 { i - 1 } else { i } as u64, TYPES[*t]),
-                sats: *sats,
+                sats: bitcoin::Amount::from_sat(*sats),
             },
-            carried_out: 0,
+            carried_out: bitcoin::SignedAmount::ZERO,
         })
         .collect();
     // The fields are private: the settlement is read from its document,

@@ -441,7 +441,7 @@ impl Settlement {
     fn sendmany<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let mut merged: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for (address, sats) in self.inner.payouts() {
-            *merged.entry(address.as_str().to_owned()).or_default() += sats;
+            *merged.entry(address.as_str().to_owned()).or_default() += sats.to_sat();
         }
         let d = PyDict::new(py);
         for (address, sats) in merged {
@@ -465,21 +465,21 @@ impl Settlement {
                 let d = PyDict::new(py);
                 d.set_item("prosumer_id", e.prosumer.as_str())?;
                 d.set_item("bill_total", e.bill_total)?;
-                d.set_item("bill_sats", e.bill_sats)?;
-                d.set_item("carried_in_sats", e.carried_in)?;
-                d.set_item("due_sats", e.due)?;
+                d.set_item("bill_sats", e.bill_sats.to_sat())?;
+                d.set_item("carried_in_sats", e.carried_in.to_sat())?;
+                d.set_item("due_sats", e.due.to_sat())?;
                 let (action, sats, address) = match &e.action {
                     Action::Nothing => ("nothing", 0, None),
                     Action::Payout { address, sats } => {
-                        ("payout", *sats, Some(address.as_str().to_owned()))
+                        ("payout", sats.to_sat(), Some(address.as_str().to_owned()))
                     }
-                    Action::Invoice { sats } => ("invoice", *sats, None),
+                    Action::Invoice { sats } => ("invoice", sats.to_sat(), None),
                     Action::Carry { .. } => ("carry", 0, None),
                 };
                 d.set_item("action", action)?;
                 d.set_item("sats", sats)?;
                 d.set_item("address", address)?;
-                d.set_item("carried_out_sats", e.carried_out)?;
+                d.set_item("carried_out_sats", e.carried_out.to_sat())?;
                 Ok(d)
             })
             .collect()
@@ -495,7 +495,7 @@ impl Settlement {
             .map(|i| {
                 let d = PyDict::new(py);
                 d.set_item("prosumer_id", i.prosumer.as_str())?;
-                d.set_item("sats", i.sats)?;
+                d.set_item("sats", i.sats.to_sat())?;
                 d.set_item("uri", i.uri)?;
                 d.set_item("address", i.address.as_str())?;
                 d.set_item("index", i.index)?;

@@ -654,10 +654,10 @@ impl From<&Settlement> for SettlementOut {
                     Action::Payout { address, sats } => (
                         "payout",
                         Some(address.as_str().to_owned()),
-                        Some(*sats),
+                        Some(sats.to_sat()),
                         None,
                     ),
-                    Action::Invoice { sats } => ("invoice", None, Some(*sats), None),
+                    Action::Invoice { sats } => ("invoice", None, Some(sats.to_sat()), None),
                     Action::Carry { reason } => (
                         "carry",
                         None,
@@ -670,14 +670,14 @@ impl From<&Settlement> for SettlementOut {
                 SettlementEntryOut {
                     prosumer: e.prosumer.to_string(),
                     bill_total: money(e.bill_total),
-                    bill_sats: e.bill_sats,
-                    carried_in: e.carried_in,
-                    due: e.due,
+                    bill_sats: e.bill_sats.to_sat(),
+                    carried_in: e.carried_in.to_sat(),
+                    due: e.due.to_sat(),
                     action: action.to_owned(),
                     address,
                     sats,
                     reason,
-                    carried_out: e.carried_out,
+                    carried_out: e.carried_out.to_sat(),
                 }
             })
             .collect();
@@ -696,8 +696,8 @@ impl From<&Settlement> for SettlementOut {
             entries,
             grid_sats: s.grid_amount().to_sat(),
             operator_sats: s.operator_amount().to_sat(),
-            payouts_sats: s.payouts().iter().map(|(_, v)| v).sum(),
-            invoices_sats: s.invoices().iter().map(|i| i.sats).sum(),
+            payouts_sats: s.payouts().iter().map(|(_, v)| v.to_sat()).sum(),
+            invoices_sats: s.invoices().iter().map(|i| i.sats.to_sat()).sum(),
             paid_txid: s.paid_by().map(|t| t.to_string()),
             voided: s.voided().map(|v| VoidingOut {
                 at: rfc3339(v.at),
@@ -723,7 +723,7 @@ impl From<&Invoice> for InvoiceOut {
     fn from(i: &Invoice) -> InvoiceOut {
         InvoiceOut {
             prosumer: i.prosumer.to_string(),
-            sats: i.sats,
+            sats: i.sats.to_sat(),
             uri: i.uri.clone(),
         }
     }

@@ -626,7 +626,13 @@ pub async fn one_settlement_stands_per_period<S: Store>(store: S) {
     );
     let carried: std::collections::BTreeMap<_, _> = first.carried_out();
     for e in second.entries() {
-        assert_eq!(e.carried_in, carried.get(&e.prosumer).copied().unwrap_or(0));
+        assert_eq!(
+            e.carried_in,
+            carried
+                .get(&e.prosumer)
+                .copied()
+                .unwrap_or(settlement::bitcoin::SignedAmount::ZERO)
+        );
     }
     grid.mark_paid(first.id(), &"ef".repeat(32)).await.unwrap();
     assert!(matches!(

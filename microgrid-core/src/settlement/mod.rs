@@ -50,8 +50,8 @@
 //! let rate = ExchangeRate::new(rust_decimal::Decimal::from(50_000), "EUR".parse()?, "example", tf.end())?;
 //! let operator = PayoutAddress::new("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest)?;
 //! let s = settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?;
-//! assert_eq!(s.payouts()[0].1, 28_000); // 14 EUR at 50,000 EUR/BTC
-//! assert_eq!(s.invoices()[0].sats, 16_000);
+//! assert_eq!(s.payouts()[0].1.to_sat(), 28_000); // 14 EUR at 50,000 EUR/BTC
+//! assert_eq!(s.invoices()[0].sats.to_sat(), 16_000);
 //! assert_eq!(s.grid_amount().to_sat(), -12_000);     // the grid pays 6 EUR for 60 kWh exported
 //! assert_eq!(s, settle(&bills, &registry, &rate, Network::Regtest, &operator, &BTreeMap::new())?);
 //! # Ok::<(), microgrid_core::Error>(())
@@ -67,6 +67,7 @@ pub mod wallet;
 
 use std::collections::BTreeMap;
 
+use bitcoin::{Amount, SignedAmount};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -199,13 +200,15 @@ pub enum Action {
     Payout {
         /// Where to.
         address: PayoutAddress,
-        /// How much.
-        sats: u64,
+        /// How much (stored as whole satoshis).
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        sats: Amount,
     },
     /// The member owes the operator `sats`.
     Invoice {
-        /// How much.
-        sats: u64,
+        /// How much (stored as whole satoshis).
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        sats: Amount,
     },
     /// The balance goes into the next settlement.
     Carry {
@@ -214,25 +217,30 @@ pub enum Action {
     },
 }
 
-/// One member in a settlement. Sats are signed: positive `bill_sats` is
-/// owed by the member; positive `carried_in`, `due` and `carried_out` are
-/// owed to the member.
+/// One member in a settlement. Amounts are signed: positive `bill_sats`
+/// is owed by the member; positive `carried_in`, `due` and `carried_out`
+/// are owed to the member. Each is stored as whole satoshis (a JSON
+/// integer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementEntry {
     /// The member.
     pub prosumer: ProsumerId,
     /// The bill total in the tariff currency (0 if it had no bill).
     pub bill_total: Decimal,
-    /// The bill total in satoshis.
-    pub bill_sats: i64,
+    /// The bill total in bitcoin.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub bill_sats: SignedAmount,
     /// Balance carried in from earlier settlements.
-    pub carried_in: i64,
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub carried_in: SignedAmount,
     /// `carried_in − bill_sats`.
-    pub due: i64,
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub due: SignedAmount,
     /// What happens to it.
     pub action: Action,
     /// Balance carried into the next settlement.
-    pub carried_out: i64,
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub carried_out: SignedAmount,
 }
 
 /// An invoice: a member owes the operator.
@@ -240,8 +248,9 @@ pub struct SettlementEntry {
 pub struct Invoice {
     /// The member.
     pub prosumer: ProsumerId,
-    /// How much.
-    pub sats: u64,
+    /// How much (stored as whole satoshis).
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub sats: Amount,
     /// A BIP21 URI paying it to the operator.
     pub uri: String,
     /// The address it is paid to: the operator's address, or with a
@@ -252,9 +261,9 @@ pub struct Invoice {
 }
 
 impl Invoice {
-    /// How much, as the [`bitcoin`] crate's amount.
-    pub fn amount(&self) -> bitcoin::Amount {
-        bitcoin::Amount::from_sat(self.sats)
+    /// How much (the same as [`Invoice::sats`]).
+    pub fn amount(&self) -> Amount {
+        self.sats
     }
 }
 
@@ -314,7 +323,7 @@ pub fn settle(
     rate: &ExchangeRate,
     network: Network,
     operator_address: &PayoutAddress,
-    carried_in: &BTreeMap<ProsumerId, i64>,
+    carried_in: &BTreeMap<ProsumerId, SignedAmount>,
 ) -> Result<Settlement> {
     settle_with_policy(
         bills,
@@ -338,7 +347,7 @@ pub fn settle_with_policy(
     rate: &ExchangeRate,
     network: Network,
     operator_address: &PayoutAddress,
-    carried_in: &BTreeMap<ProsumerId, i64>,
+    carried_in: &BTreeMap<ProsumerId, SignedAmount>,
     policy: &PayoutPolicy,
 ) -> Result<Settlement> {
     if bills.currency != rate.currency {
@@ -375,7 +384,8 @@ pub fn settle_with_policy(
         .zip(amounts)
         .zip(bill_sats)
         .map(|((id, bill_total), bill_sats)| {
-            let carried = carried_in.get(*id).copied().unwrap_or(0);
+            let carried = carried_in.get(*id).copied().unwrap_or(SignedAmount::ZERO);
+            let bill_sats = SignedAmount::from_sat(bill_sats);
             let due = carried
                 .checked_sub(bill_sats)
                 .ok_or(Error::Overflow("balance in satoshis"))?;
@@ -383,7 +393,7 @@ pub fn settle_with_policy(
             let carried_out = if matches!(action, Action::Carry { .. }) {
                 due
             } else {
-                0
+                SignedAmount::ZERO
             };
             Ok(SettlementEntry {
                 prosumer: (*id).clone(),
@@ -398,7 +408,7 @@ pub fn settle_with_policy(
         .collect::<Result<Vec<_>>>()?;
 
     let paid = entries.iter().try_fold(0i64, |sum, e| match e.action {
-        Action::Payout { sats, .. } => i64::try_from(sats)
+        Action::Payout { sats, .. } => i64::try_from(sats.to_sat())
             .ok()
             .and_then(|s| sum.checked_add(s))
             .ok_or(Error::Overflow("payout batch")),
@@ -436,17 +446,18 @@ fn within_all_bitcoin(sats: i64, what: &'static str) -> Result<i64> {
 fn decide(
     registry: &Registry,
     id: &ProsumerId,
-    due: i64,
+    due: SignedAmount,
     network: Network,
     operator: &PayoutAddress,
     policy: &PayoutPolicy,
 ) -> Result<Action> {
-    if due == 0 {
+    if due == SignedAmount::ZERO {
         return Ok(Action::Nothing);
     }
-    if due < 0 {
-        let sats = due.unsigned_abs();
-        return Ok(if sats >= operator.dust_limit_sats() {
+    let owed = due.unsigned_abs();
+    if due.is_negative() {
+        let sats = owed;
+        return Ok(if sats.to_sat() >= operator.dust_limit_sats() {
             Action::Invoice { sats }
         } else {
             Action::Carry {
@@ -464,15 +475,15 @@ fn decide(
             expected: network.to_string(),
             found: a.network().to_string(),
         }),
-        Some(a) if (due as u64) < a.dust_limit_sats() => Ok(Action::Carry {
+        Some(a) if owed.to_sat() < a.dust_limit_sats() => Ok(Action::Carry {
             reason: CarryReason::BelowDust,
         }),
-        Some(_) if !policy.reaches_minimum(due as u64) => Ok(Action::Carry {
+        Some(_) if !policy.reaches_minimum(owed.to_sat()) => Ok(Action::Carry {
             reason: CarryReason::BelowMinimum,
         }),
         Some(a) => Ok(Action::Payout {
             address: a.clone(),
-            sats: due as u64,
+            sats: owed,
         }),
     }
 }
@@ -542,7 +553,7 @@ impl Settlement {
     }
 
     /// The payouts, in member order (an address may appear more than once).
-    pub fn payouts(&self) -> Vec<(PayoutAddress, u64)> {
+    pub fn payouts(&self) -> Vec<(PayoutAddress, Amount)> {
         self.entries
             .iter()
             .filter_map(|e| match &e.action {
@@ -573,7 +584,7 @@ impl Settlement {
                         sats,
                         uri: bip21::payment_uri(
                             address,
-                            sats,
+                            sats.to_sat(),
                             Some(e.prosumer.as_str()),
                             Some(&message),
                         ),
@@ -587,10 +598,10 @@ impl Settlement {
     }
 
     /// The balances to carry into the next settlement (non-zero only).
-    pub fn carried_out(&self) -> BTreeMap<ProsumerId, i64> {
+    pub fn carried_out(&self) -> BTreeMap<ProsumerId, SignedAmount> {
         self.entries
             .iter()
-            .filter(|e| e.carried_out != 0)
+            .filter(|e| e.carried_out != SignedAmount::ZERO)
             .map(|e| (e.prosumer.clone(), e.carried_out))
             .collect()
     }
@@ -607,7 +618,7 @@ impl Settlement {
                 merged
                     .entry(address.as_str())
                     .or_insert_with(|| (address.clone(), 0))
-                    .1 += sats;
+                    .1 += sats.to_sat();
             }
         }
         merged.into_values().collect()
@@ -837,7 +848,7 @@ impl Settlement {
             "entries": self.entries.iter().map(|e| serde_json::json!({
                 "prosumer": e.prosumer,
                 "bill_total": e.bill_total,
-                "carried_in": e.carried_in,
+                "carried_in": e.carried_in.to_sat(),
                 "action": e.action,
             })).collect::<Vec<_>>(),
             "grid_sats": self.grid_sats,
@@ -857,15 +868,15 @@ impl Settlement {
     pub fn is_conserved(&self) -> bool {
         let sum = |f: &dyn Fn(&SettlementEntry) -> i128| self.entries.iter().map(f).sum::<i128>();
         let payouts = sum(&|e| match e.action {
-            Action::Payout { sats, .. } => i128::from(sats),
+            Action::Payout { sats, .. } => i128::from(sats.to_sat()),
             _ => 0,
         });
         let invoices = sum(&|e| match e.action {
-            Action::Invoice { sats } => i128::from(sats),
+            Action::Invoice { sats } => i128::from(sats.to_sat()),
             _ => 0,
         });
-        let balance = payouts - invoices + sum(&|e| i128::from(e.carried_out))
-            - sum(&|e| i128::from(e.carried_in))
+        let balance = payouts - invoices + sum(&|e| i128::from(e.carried_out.to_sat()))
+            - sum(&|e| i128::from(e.carried_in.to_sat()))
             + i128::from(self.grid_sats)
             + i128::from(self.operator_sats);
         balance == 0

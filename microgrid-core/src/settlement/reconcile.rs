@@ -421,7 +421,7 @@ fn match_own_invoice(
     r: &mut Reconciliation,
 ) -> Option<Problem> {
     let prosumer = invoice.prosumer.clone();
-    let expected = Amount::from_sat(invoice.sats);
+    let expected = invoice.sats;
     if *paid {
         return Some(Problem::InvoiceTwice {
             prosumer,
@@ -464,7 +464,7 @@ fn match_invoice(
     outpoint: OutPoint,
     r: &mut Reconciliation,
 ) -> Option<Problem> {
-    let sats = amount.to_sat();
+    let sats = amount;
     if let Some(i) = (0..invoices.len()).find(|&i| !paid[i] && invoices[i].sats == sats) {
         paid[i] = true;
         r.invoices.push(PaidInvoice {

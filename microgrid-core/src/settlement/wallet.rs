@@ -539,7 +539,7 @@ pub fn settle_with_wallet(
     rate: &ExchangeRate,
     wallet: &OperatorWallet,
     next: NextIndices,
-    carried_in: &BTreeMap<ProsumerId, i64>,
+    carried_in: &BTreeMap<ProsumerId, bitcoin::SignedAmount>,
     policy: &PayoutPolicy,
 ) -> Result<Settlement> {
     let operator = wallet.change_address(next.change)?;

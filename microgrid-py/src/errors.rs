@@ -5,7 +5,8 @@
 //! ├── ValidationError   bad input: types, ids, readings, prices, addresses, times
 //! ├── ConflictError     a reading that differs from a cleared one, a duplicate id,
 //! │                     a period settled or paid otherwise, a paid settlement voided,
-//! │                     a write into a month archived (detached) in PostgreSQL
+//! │                     a write into a month archived (detached) in PostgreSQL,
+//! │                     a wallet address another settlement gave out
 //! ├── NotFoundError     an unknown prosumer, settlement or period not cleared
 //! ├── StorageError      the database failed
 //! └── SettlementError   rates, networks, fees, inputs that do not cover a batch,
@@ -787,6 +788,28 @@ fn store_error<'py>(py: Python<'py>, e: &StoreError) -> (Bound<'py, PyType>, Det
                 ("reason", reason.as_str().into()),
             ],
         ),
+        // An address of the operator's wallet that another settlement gave
+        // out (another process kept settling with the wallet meanwhile).
+        StoreError::WalletAddressTaken {
+            settlement,
+            wallet,
+            keychain,
+            index,
+            address,
+            holder,
+        } => {
+            let mut details: Details = vec![
+                ("settlement", settlement.as_str().into()),
+                ("wallet", wallet.as_str().into()),
+                ("keychain", (*keychain).into()),
+                ("index", (*index).into()),
+                ("holder", holder.as_str().into()),
+            ];
+            if let Some(a) = address {
+                details.push(("address", a.as_str().into()));
+            }
+            (py.get_type::<ConflictError>(), details)
+        }
         _ => (py.get_type::<StorageError>(), Vec::new()),
     }
 }

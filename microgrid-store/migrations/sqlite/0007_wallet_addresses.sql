@@ -34,12 +34,12 @@ WITH RECURSIVE given (settlement_id, period_start, wallet, keychain, idx, upto) 
     SELECT id, period_start, json_extract(document, '$.wallet.wallet'), 'receive',
            json_extract(document, '$.wallet.first_index'), json_extract(document, '$.wallet.next_index')
     FROM settlements
-    WHERE json_valid(document) AND json_type(document, '$.wallet') = 'object'
+    WHERE CASE WHEN json_valid(document) THEN json_type(document, '$.wallet') END = 'object'
     UNION ALL
     SELECT id, period_start, json_extract(document, '$.wallet.wallet'), 'change',
            json_extract(document, '$.wallet.first_change_index'), json_extract(document, '$.wallet.next_change_index')
     FROM settlements
-    WHERE json_valid(document) AND json_type(document, '$.wallet') = 'object'
+    WHERE CASE WHEN json_valid(document) THEN json_type(document, '$.wallet') END = 'object'
     UNION ALL
     SELECT settlement_id, period_start, wallet, keychain, idx + 1, upto FROM given WHERE idx + 1 < upto
 )

@@ -56,7 +56,8 @@ Every exception the package raises for any argument value is a
     ├── ValidationError   bad input: types, ids, readings, prices, addresses, times
     ├── ConflictError     a reading that differs from a cleared one, a duplicate id,
     │                     a period settled or paid otherwise, a paid settlement voided,
-    │                     a write into a month archived (detached) in PostgreSQL
+    │                     a write into a month archived (detached) in PostgreSQL,
+    │                     a wallet address another settlement gave out
     ├── NotFoundError     an unknown prosumer, settlement or period not cleared
     ├── StorageError      the database failed
     └── SettlementError   rates, networks, fees, inputs that do not cover a batch,

@@ -290,9 +290,9 @@ fn store_status(e: &StoreError) -> StatusCode {
         StoreError::Domain(e) => core_status(e),
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::Url { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        StoreError::MonthArchived { .. } | StoreError::MonthNotDetachable { .. } => {
-            StatusCode::CONFLICT
-        }
+        StoreError::MonthArchived { .. }
+        | StoreError::MonthNotDetachable { .. }
+        | StoreError::WalletAddressTaken { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -514,6 +514,23 @@ fn store_details(e: &StoreError, d: &mut Map<String, Value>) {
             d.insert("month".into(), json!(month));
             d.insert("reason".into(), json!(reason));
         }
+        StoreError::WalletAddressTaken {
+            settlement,
+            wallet,
+            keychain,
+            index,
+            address,
+            holder,
+        } => {
+            d.insert("settlement".into(), json!(settlement));
+            d.insert("wallet".into(), json!(wallet));
+            d.insert("keychain".into(), json!(keychain));
+            d.insert("index".into(), json!(index));
+            if let Some(a) = address {
+                d.insert("address".into(), json!(a));
+            }
+            d.insert("holder".into(), json!(holder));
+        }
         _ => {}
     }
 }
@@ -559,5 +576,28 @@ mod tests {
             error: CoreError::UnknownProsumer("x".into()),
         };
         assert_eq!(in_batch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn a_wallet_address_given_already_is_a_conflict_naming_it() {
+        let e = ServerError::from(StoreError::WalletAddressTaken {
+            settlement: "s2".into(),
+            wallet: "w".into(),
+            keychain: "receive",
+            index: 12,
+            address: Some("bcrt1qexample".into()),
+            holder: "s1".into(),
+        });
+        let p = e.problem();
+        assert_eq!((p.status, p.kind.as_str()), (409, "wallet_address_taken"));
+        for (k, v) in [
+            ("settlement", json!("s2")),
+            ("keychain", json!("receive")),
+            ("index", json!(12)),
+            ("address", json!("bcrt1qexample")),
+            ("holder", json!("s1")),
+        ] {
+            assert_eq!(p.details[k], v, "{k}");
+        }
     }
 }

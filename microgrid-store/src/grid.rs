@@ -112,8 +112,9 @@ pub struct Grid<S> {
     registry: Arc<Mutex<Option<Arc<Registry>>>>,
     battery: Option<Arc<BatterySpec>>,
     /// Held while a settlement with a wallet reads its next indices and
-    /// is stored, so two of them through this grid (or its clones) never
-    /// take the same indices.
+    /// is stored, so two of them through this grid (or its clones) do not
+    /// race for the same indices (across processes the store refuses the
+    /// second, and the grid settles again).
     wallet_settling: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -878,11 +879,12 @@ impl<S: Store> Grid<S> {
     /// same period again with the same inputs starts from the indices of
     /// the standing settlement and so returns it. The replacement of a
     /// voided settlement starts past the indices the voided one used.
-    /// Settlements with a
-    /// wallet through one grid (and its clones) are made one at a time;
-    /// two processes settling different periods with the same wallet at
-    /// the same moment could read the same next indices, so let one
-    /// process settle.
+    /// Two processes settling with the same wallet at once never give one
+    /// address twice: the store refuses the second settlement
+    /// ([`StoreError::WalletAddressTaken`]), and the grid reads the
+    /// indices again and settles again (a few times before it returns the
+    /// error). Through one grid (and its clones) they are made one at a
+    /// time.
     pub async fn settle_with_wallet(
         &self,
         period: &TimeRange,

@@ -3,7 +3,9 @@
 //! house-0015 has no payout address and house-0021 (who left in May) only a
 //! balance below dust: both balances are carried into the next settlement.
 //! Prints the bills, the `sendmany` outputs, the BIP21 invoices, the fee
-//! estimate and an unsigned PSBT.
+//! estimate and an unsigned PSBT. Then house-0015 registers a BOLT12 offer
+//! and the month is settled again with a Lightning threshold: its balance,
+//! which on-chain cannot pay, is paid over Lightning instead of carried.
 //!
 //! Run: `cargo run --example settle_month`
 
@@ -11,9 +13,10 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use microgrid::billing::bill_period;
+use microgrid::lightning::split_payouts;
 use microgrid::settlement::bitcoin::SignedAmount;
 use microgrid::settlement::psbt::{FeeRate, Utxo};
-use microgrid::settlement::{settle, Action, ExchangeRate};
+use microgrid::settlement::{settle, settle_with_policy, Action, ExchangeRate, PayoutPolicy};
 use microgrid::simulate::{regtest_address, Community};
 use microgrid::tariff::Tariff;
 use microgrid::{
@@ -150,6 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 format!("carry {} sat ({reason:?})", e.carried_out.to_sat())
             }
             Action::Nothing => "nothing due".into(),
+            Action::Lightning { sats, .. } => format!("pay {} sat over Lightning", sats.to_sat()),
         };
         println!(
             "  {:<11} bill {:>8} sat, carried in {:>4}: {}",
@@ -199,5 +203,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Unsigned PSBT ({} vB, fee {} sat, change {} sat):\n{}",
         batch.vbytes, batch.fee_sats, batch.change_sats, batch.psbt_base64
     );
+
+    // house-0015 has no payout address but registers a BOLT12 offer (regtest,
+    // no expiry); with a Lightning threshold the settlement pays its balance
+    // over Lightning instead of carrying it. house-0021's 150 sat (below its
+    // address's dust limit, no offer) stay carried.
+    let offer = "lno1qgsqvgnwgcg35z6ee2h3yczraddm72xrfua9uve2rlrm9deu7xyfzrc2zf5x7atnv5knqvp3x5s8qcteda6hguckyypp57jkn6gahas9s9gfcl7fgmgsqwmqcl0ws55e2wxmvdf48r2e2aq";
+    let id: microgrid::ProsumerId = "house-0015".parse()?;
+    let member = registry.get(&id)?.clone();
+    registry.update(member.with_offer(offer.parse()?))?;
+    let policy = PayoutPolicy::default()
+        .with_lightning_below(microgrid::settlement::bitcoin::Amount::from_sat(10_000))?;
+    let ln = settle_with_policy(
+        &bills,
+        &registry,
+        &rate,
+        Network::Regtest,
+        &operator,
+        &carried_in,
+        &policy,
+    )?;
+    println!(
+        "\nWith house-0015's offer and Lightning below 10,000 sat: settlement {}",
+        ln.id()
+    );
+    for e in ln
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.action, Action::Lightning { .. }) || e.carried_out.to_sat() != 0)
+    {
+        let what = match &e.action {
+            Action::Lightning { offer, sats } => {
+                format!(
+                    "pay {} sat over Lightning to {}...",
+                    sats.to_sat(),
+                    &offer.as_str()[..24]
+                )
+            }
+            _ => format!("carry {} sat", e.carried_out.to_sat()),
+        };
+        println!("  {:<11} {what}", e.prosumer.as_str());
+    }
+    let split = split_payouts(&ln, &registry, &policy, rate.at())?;
+    println!(
+        "  split: {} on-chain payouts ({} sat), {} over Lightning ({} msat); conserved: {}",
+        split.onchain.len(),
+        split.onchain_total().to_sat(),
+        split.lightning.len(),
+        split.lightning_total_msat(),
+        ln.is_conserved()
+    );
+    for l in &split.lightning {
+        println!(
+            "    {} msat, payer note \"{}\"",
+            l.amount_msat, l.payer_note
+        );
+    }
     Ok(())
 }

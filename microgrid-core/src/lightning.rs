@@ -6,15 +6,28 @@
 //! may register a BOLT12 offer ([`PayoutOffer`], on
 //! [`crate::Prosumer::with_offer`]) as a payout destination, and the payout
 //! policy may set an on-chain threshold
-//! ([`PayoutPolicy::with_lightning_below`]): [`split_payouts`] takes a
-//! settlement's payouts and turns each one below the threshold to a member
-//! with a usable offer into a [`LightningPayout`] (the offer, the amount in
-//! millisatoshis and a payer note naming the period), for the operator's
-//! Lightning node to pay; the rest stay on-chain and are split into
-//! transactions as before ([`PayoutSplit::onchain_batches`]). The parts add
-//! up to the settlement's payouts exactly: every payout is in exactly one
-//! of them, and a Lightning payout of `s` satoshis is `1000·s`
-//! millisatoshis.
+//! ([`PayoutPolicy::with_lightning_below`]). The threshold acts twice:
+//!
+//! 1. **When settling.** A balance due to a member that on-chain cannot pay
+//!    (no payout address, below the address's dust limit, below the
+//!    policy's minimum payout) is paid over Lightning
+//!    ([`Action::Lightning`]) instead of being carried forward, when the
+//!    threshold is above zero and the member's offer is for the
+//!    settlement's network and has not expired at the exchange rate's time
+//!    (see [`crate::settlement`], step 3). This is part of the settlement
+//!    and of its id; without a threshold a settlement is as before.
+//! 2. **After settling.** [`split_payouts`] takes a settlement's on-chain
+//!    payouts and turns each one below the threshold to a member with a
+//!    usable offer into a [`LightningPayout`] (the offer, the amount in
+//!    millisatoshis and a payer note naming the period), for the
+//!    operator's Lightning node to pay; the rest stay on-chain and are
+//!    split into transactions as before ([`PayoutSplit::onchain_batches`]).
+//!    The settlement's own Lightning actions are always in its Lightning
+//!    list, whatever the threshold given.
+//!
+//! The parts add up to what the settlement pays exactly: every payout and
+//! Lightning action is in exactly one of them, and a Lightning payout of
+//! `s` satoshis is `1000·s` millisatoshis.
 //!
 //! # Which offers are accepted
 //!
@@ -362,12 +375,20 @@ impl PayoutSplit {
     }
 }
 
-/// Splits the payouts of `settlement` by the policy's on-chain threshold
+/// Splits what `settlement` pays by the policy's on-chain threshold
 /// ([`PayoutPolicy::lightning_below`]): a payout below it to a member of
 /// `registry` with an offer that can be paid on the settlement's network
 /// at `at` becomes a [`LightningPayout`]; every other payout stays
 /// on-chain. Without a threshold every payout stays on-chain. A payout to
 /// a member `registry` does not know is [`Error::UnknownProsumer`].
+///
+/// The settlement's Lightning actions ([`Action::Lightning`]) are
+/// [`LightningPayout`]s to the offer the settlement names, whatever the
+/// policy. If such an offer can no longer be paid at `at` (it has expired
+/// since the period was settled), the split is an [`Error::InvalidOffer`]
+/// naming the member and the settlement: the settlement must be voided
+/// and the period settled again (the balance then goes on-chain, over a
+/// newer offer, or is carried).
 ///
 /// ```
 /// # use microgrid_core::lightning::*;
@@ -375,7 +396,8 @@ impl PayoutSplit {
 /// use microgrid_core::settlement::{bitcoin::Amount, PayoutPolicy};
 /// let policy = PayoutPolicy::default().with_lightning_below(Amount::from_sat(10_000))?;
 /// let split = split_payouts(s, r, &policy, s.period().end())?;
-/// let paid: u64 = s.payouts().iter().map(|(_, sats)| sats.to_sat()).sum();
+/// let paid: u64 = s.payouts().iter().map(|(_, sats)| sats.to_sat()).sum::<u64>()
+///     + s.lightning_payouts().iter().map(|(_, _, sats)| sats.to_sat()).sum::<u64>();
 /// assert_eq!(split.onchain_total().to_sat() * 1000 + split.lightning_total_msat(), paid * 1000);
 /// # Ok(()) }
 /// ```
@@ -393,6 +415,30 @@ pub fn split_payouts(
         offers_not_used: Vec::new(),
     };
     for entry in settlement.entries() {
+        if let Action::Lightning { offer, sats } = &entry.action {
+            if let Err(e) = offer.check(settlement.network(), at) {
+                let reason = match e {
+                    Error::InvalidOffer { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(offer.invalid(format!(
+                    "settlement {} pays {} over Lightning to this offer, but {reason}: \
+                     void the settlement and settle the period again",
+                    settlement.id(),
+                    entry.prosumer
+                )));
+            }
+            split.lightning.push(LightningPayout {
+                prosumer: entry.prosumer.clone(),
+                offer: (**offer).clone(),
+                amount_msat: sats
+                    .to_sat()
+                    .checked_mul(MSAT_PER_SAT)
+                    .ok_or(Error::Overflow("payout in millisatoshis"))?,
+                payer_note: format!("microgrid {period} payout {}", entry.prosumer),
+            });
+            continue;
+        }
         let Action::Payout { address, sats } = &entry.action else {
             continue;
         };

@@ -151,6 +151,7 @@ proptest! {
                 Action::Invoice { sats } => prop_assert!(-sats.to_signed().unwrap() == e.due && *sats >= sat(294)),
                 Action::Carry { .. } => prop_assert_eq!(e.carried_out, e.due),
                 Action::Nothing => prop_assert_eq!(e.due, SignedAmount::ZERO),
+                Action::Lightning { .. } => prop_assert!(false, "Lightning without a threshold"),
             }
         }
     }

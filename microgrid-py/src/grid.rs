@@ -212,12 +212,22 @@ fn settlement_inputs(
 }
 
 /// The payout policy of `minimum_payout_sats` (whole satoshis; none: pay
-/// every balance above dust).
-fn payout_policy(minimum_payout_sats: Option<&Any<'_>>) -> Result<PayoutPolicy> {
-    match opt_arg("minimum_payout_sats", minimum_payout_sats, integer::<u64>)? {
-        None => Ok(PayoutPolicy::default()),
+/// every balance above dust) and `lightning_below_sats` (none: nothing
+/// over Lightning when settling).
+fn payout_policy(
+    minimum_payout_sats: Option<&Any<'_>>,
+    lightning_below_sats: Option<&Any<'_>>,
+) -> Result<PayoutPolicy> {
+    let policy = match opt_arg("minimum_payout_sats", minimum_payout_sats, integer::<u64>)? {
+        None => PayoutPolicy::default(),
         Some(sats) => PayoutPolicy::with_minimum_payout(Amount::from_sat(sats))
-            .map_err(|e| Error::from(e).in_argument("minimum_payout_sats")),
+            .map_err(|e| Error::from(e).in_argument("minimum_payout_sats"))?,
+    };
+    match opt_arg("lightning_below_sats", lightning_below_sats, integer::<u64>)? {
+        None => Ok(policy),
+        Some(sats) => policy
+            .with_lightning_below(Amount::from_sat(sats))
+            .map_err(|e| Error::from(e).in_argument("lightning_below_sats")),
     }
 }
 
@@ -699,8 +709,8 @@ impl Grid {
     /// settlement before the period, stored once. The same bills give the
     /// same settlement, content hash included.
     #[pyo3(
-        signature = (parts, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None),
-        text_signature = "($self, /, parts, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None)"
+        signature = (parts, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None, lightning_below_sats = None),
+        text_signature = "($self, /, parts, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None, lightning_below_sats=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn settle_parts(
@@ -713,8 +723,9 @@ impl Grid {
         network: Option<&Any<'_>>,
         rate_source: Option<&Any<'_>>,
         minimum_payout_sats: Option<&Any<'_>>,
+        lightning_below_sats: Option<&Any<'_>>,
     ) -> Result<Settlement> {
-        let policy = payout_policy(minimum_payout_sats)?;
+        let policy = payout_policy(minimum_payout_sats, lightning_below_sats)?;
         let parts = arg("parts", parts, self::parts)?;
         let t = arg("tariff", tariff, self::tariff)?;
         let (rate, net, operator) = settlement_inputs(
@@ -740,10 +751,15 @@ impl Grid {
     /// `operator_address`. Settling again with the same inputs returns the
     /// stored settlement. With `minimum_payout_sats`, a balance due to a
     /// member below it is carried forward to the next settlement instead
-    /// of paid (this changes who is paid, and so the id).
+    /// of paid (this changes who is paid, and so the id). With
+    /// `lightning_below_sats` above zero, a balance on-chain cannot pay (no
+    /// address, below dust, below the minimum) is paid over Lightning to
+    /// the member's BOLT12 offer if it has one usable on the network at the
+    /// period's end (an entry with action `lightning`; see
+    /// `Grid.lightning_split` for paying them) instead of carried.
     #[pyo3(
-        signature = (start, end, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None),
-        text_signature = "($self, /, start, end, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None)"
+        signature = (start, end, tariff, *, rate, operator_address, network = None, rate_source = None, minimum_payout_sats = None, lightning_below_sats = None),
+        text_signature = "($self, /, start, end, tariff, *, rate, operator_address, network='regtest', rate_source='manual', minimum_payout_sats=None, lightning_below_sats=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn settle(
@@ -757,8 +773,9 @@ impl Grid {
         network: Option<&Any<'_>>,
         rate_source: Option<&Any<'_>>,
         minimum_payout_sats: Option<&Any<'_>>,
+        lightning_below_sats: Option<&Any<'_>>,
     ) -> Result<Settlement> {
-        let policy = payout_policy(minimum_payout_sats)?;
+        let policy = payout_policy(minimum_payout_sats, lightning_below_sats)?;
         let r = range(start, end, self.inner.length())?;
         let t = arg("tariff", tariff, self::tariff)?;
         let (rate, net, operator) = settlement_inputs(
@@ -789,8 +806,8 @@ impl Grid {
     /// `first_change_index` set a floor (for a wallet also used outside
     /// this grid).
     #[pyo3(
-        signature = (start, end, tariff, *, rate, wallet, rate_source = None, minimum_payout_sats = None, first_index = None, first_change_index = None),
-        text_signature = "($self, /, start, end, tariff, *, rate, wallet, rate_source='manual', minimum_payout_sats=None, first_index=None, first_change_index=None)"
+        signature = (start, end, tariff, *, rate, wallet, rate_source = None, minimum_payout_sats = None, first_index = None, first_change_index = None, lightning_below_sats = None),
+        text_signature = "($self, /, start, end, tariff, *, rate, wallet, rate_source='manual', minimum_payout_sats=None, first_index=None, first_change_index=None, lightning_below_sats=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn settle_with_wallet(
@@ -805,8 +822,9 @@ impl Grid {
         minimum_payout_sats: Option<&Any<'_>>,
         first_index: Option<&Any<'_>>,
         first_change_index: Option<&Any<'_>>,
+        lightning_below_sats: Option<&Any<'_>>,
     ) -> Result<Settlement> {
-        let policy = payout_policy(minimum_payout_sats)?;
+        let policy = payout_policy(minimum_payout_sats, lightning_below_sats)?;
         let r = range(start, end, self.inner.length())?;
         let t = arg("tariff", tariff, self::tariff)?;
         let floor = NextIndices {

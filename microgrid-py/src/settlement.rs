@@ -456,7 +456,9 @@ impl Settlement {
     }
 
     /// One dict per member: prosumer_id, bill_total, bill_sats,
-    /// carried_in_sats, due_sats, action, sats, address, carried_out_sats.
+    /// carried_in_sats, due_sats, action (`nothing`, `payout`, `invoice`,
+    /// `carry` or `lightning`), sats, address (of a payout), offer (the
+    /// BOLT12 offer of a `lightning` action, else None), carried_out_sats.
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.inner
             .entries()
@@ -468,8 +470,13 @@ impl Settlement {
                 d.set_item("bill_sats", e.bill_sats.to_sat())?;
                 d.set_item("carried_in_sats", e.carried_in.to_sat())?;
                 d.set_item("due_sats", e.due.to_sat())?;
+                let offer = match &e.action {
+                    Action::Lightning { offer, .. } => Some(offer.as_str()),
+                    _ => None,
+                };
                 let (action, sats, address) = match &e.action {
                     Action::Nothing => ("nothing", 0, None),
+                    Action::Lightning { sats, .. } => ("lightning", sats.to_sat(), None),
                     Action::Payout { address, sats } => {
                         ("payout", sats.to_sat(), Some(address.as_str().to_owned()))
                     }
@@ -479,7 +486,25 @@ impl Settlement {
                 d.set_item("action", action)?;
                 d.set_item("sats", sats)?;
                 d.set_item("address", address)?;
+                d.set_item("offer", offer)?;
                 d.set_item("carried_out_sats", e.carried_out.to_sat())?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// The Lightning payouts the settlement decided (balances on-chain
+    /// could not pay, settled with `lightning_below_sats`), as dicts:
+    /// prosumer_id, offer, sats. `Grid.lightning_split` lists them too.
+    fn lightning_payouts<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.inner
+            .lightning_payouts()
+            .into_iter()
+            .map(|(prosumer, offer, sats)| {
+                let d = PyDict::new(py);
+                d.set_item("prosumer_id", prosumer.as_str())?;
+                d.set_item("offer", offer.as_str())?;
+                d.set_item("sats", sats.to_sat())?;
                 Ok(d)
             })
             .collect()

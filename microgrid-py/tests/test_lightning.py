@@ -178,3 +178,61 @@ def test_an_invoice_uri_carries_a_bolt11_invoice():
     with pytest.raises(microgrid.NotFoundError) as e:
         microgrid.invoice_uri_with_lightning(s, "m0", BOLT11_ANY, at=JULY_2)
     assert e.value.details["argument"] == "prosumer"
+
+
+def offer_only(url, lightning_below_sats=None):
+    """m0 has an offer and no payout address, m1 an address, m2 consumes;
+    one day settled at 50,000 EUR/BTC, with `lightning_below_sats` if given."""
+    grid = microgrid.Grid(url)
+    joined = dt.date(2026, 1, 1)
+    grid.register("m0", "M0", "household", joined, offer=OFFER_A)
+    grid.register("m1", "M1", "household", joined, address=microgrid.regtest_address(1))
+    grid.register("m2", "M2", "household", joined, address=microgrid.regtest_address(2))
+    noon = JUNE + dt.timedelta(hours=12)
+    grid.record([noon] * 3, ["m0", "m1", "m2"], [1_000, 1_000, 0], [0, 0, 3_000])
+    end = JUNE + dt.timedelta(days=1)
+    tariff = microgrid.Tariff(Decimal("0.30"), Decimal("0.08"))
+    grid.clear(JUNE, end, "mmr", tariff)
+    s = grid.settle(
+        JUNE, end, tariff, rate=Decimal("50000"), operator_address=OPERATOR, lightning_below_sats=lightning_below_sats
+    )
+    return grid, s
+
+
+def test_a_member_with_only_an_offer_is_paid_over_lightning_when_settling(store_url):
+    # Without a threshold m0's balance is carried: it has no address.
+    _, plain = offer_only("memory:")
+    m0 = plain.entries()[0]
+    assert (m0["action"], m0["offer"], m0["carried_out_sats"] > 0) == ("carry", None, True)
+    assert plain.lightning_payouts() == []
+
+    grid, s = offer_only(store_url, lightning_below_sats=10_000)
+    assert s.id != plain.id
+    m0, m1 = s.entries()[0], s.entries()[1]
+    assert m0["action"] == "lightning"
+    assert m0["offer"] == OFFER_A
+    assert m0["address"] is None
+    assert m0["sats"] == m0["due_sats"] == m1["sats"] > 0
+    assert m0["carried_out_sats"] == 0
+    assert m1["action"] == "payout" and m1["offer"] is None
+    assert s.lightning_payouts() == [{"prosumer_id": "m0", "offer": OFFER_A, "sats": m0["sats"]}]
+    assert s.is_conserved()
+    s.verify()
+    # No on-chain output for it: sendmany pays m1 only.
+    assert list(s.sendmany()) == [m1["address"]]
+    # Stored and read back as it was.
+    assert grid.settlement(s.id).content_hash == s.content_hash
+    assert grid.settlement(s.id).entries() == s.entries()
+
+    # The split lists it for the Lightning node, whatever the threshold given.
+    split = grid.lightning_split(s, lightning_below_sats=1, at=JULY_2)
+    assert split["lightning"] == [
+        {
+            "prosumer": "m0",
+            "offer": OFFER_A,
+            "amount_msat": m0["sats"] * 1000,
+            "payer_note": "microgrid 2026-06-01..2026-06-02 payout m0",
+        }
+    ]
+    assert [p["prosumer"] for p in split["onchain"]] == ["m1"]
+    assert split["onchain_sats"] * 1000 + split["lightning_msat"] == (m0["sats"] + m1["sats"]) * 1000

@@ -572,11 +572,16 @@ pub struct SettlementEntryOut {
     pub carried_in: i64,
     /// `carried_in − bill_sats`.
     pub due: i64,
-    /// `nothing`, `payout`, `invoice` or `carry`.
+    /// `nothing`, `payout`, `invoice`, `carry` or `lightning` (paid by the
+    /// operator's Lightning node to the member's BOLT12 offer: a balance
+    /// on-chain cannot pay, settled with a Lightning threshold).
     pub action: String,
     /// The payout address of a payout.
     pub address: Option<String>,
-    /// The sats of a payout or invoice.
+    /// The BOLT12 offer of a `lightning` action (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    /// The sats of a payout, Lightning payout or invoice.
     pub sats: Option<u64>,
     /// Why a balance is carried: `below_dust`, `no_address`, `below_minimum`.
     pub reason: Option<String>,
@@ -649,8 +654,15 @@ impl From<&Settlement> for SettlementOut {
             .entries()
             .iter()
             .map(|e| {
+                let offer = match &e.action {
+                    Action::Lightning { offer, .. } => Some(offer.as_str().to_owned()),
+                    _ => None,
+                };
                 let (action, address, sats, reason) = match &e.action {
                     Action::Nothing => ("nothing", None, None, None),
+                    Action::Lightning { sats, .. } => {
+                        ("lightning", None, Some(sats.to_sat()), None)
+                    }
                     Action::Payout { address, sats } => (
                         "payout",
                         Some(address.as_str().to_owned()),
@@ -675,6 +687,7 @@ impl From<&Settlement> for SettlementOut {
                     due: e.due.to_sat(),
                     action: action.to_owned(),
                     address,
+                    offer,
                     sats,
                     reason,
                     carried_out: e.carried_out.to_sat(),
@@ -879,5 +892,40 @@ mod tests {
             let kind: microgrid_core::ProsumerKind = name.parse().unwrap();
             assert_eq!(kind.as_str(), name);
         }
+    }
+
+    #[test]
+    fn a_lightning_action_shows_its_offer_and_other_entries_are_unchanged() {
+        let offer = "lno1qgsqvgnwgcg35z6ee2h3yczraddm72xrfua9uve2rlrm9deu7xyfzrc2zf5x7atnv5knqvp3x5s8qcteda6hguckyypp57jkn6gahas9s9gfcl7fgmgsqwmqcl0ws55e2wxmvdf48r2e2aq";
+        let address = serde_json::json!({"address": "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "network": "regtest"});
+        let entry = |prosumer: &str, action: serde_json::Value| {
+            serde_json::json!({"prosumer": prosumer, "bill_total": "-1", "bill_sats": -2000,
+                "carried_in": 0, "due": 2000, "action": action, "carried_out": 0})
+        };
+        let document = serde_json::json!({
+            "id": "0".repeat(32),
+            "period": {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z", "length": 15},
+            "network": "regtest",
+            "rate": {"per_btc": "50000", "currency": "EUR", "source": "test", "at": "2026-07-01T00:00:00Z"},
+            "operator_address": address,
+            "entries": [
+                entry("a", serde_json::json!({"kind": "lightning", "offer": offer, "sats": 2000})),
+                entry("b", serde_json::json!({"kind": "payout", "address": address, "sats": 2000})),
+            ],
+            "grid_sats": 0,
+            "operator_sats": 4000,
+            "paid_txid": null,
+        });
+        let s: Settlement = serde_json::from_value(document).unwrap();
+        let out = serde_json::to_value(SettlementOut::from(&s)).unwrap();
+        let a = &out["entries"][0];
+        assert_eq!(a["action"], "lightning");
+        assert_eq!(a["offer"], offer);
+        assert_eq!(a["sats"], 2000);
+        assert_eq!(a["address"], serde_json::Value::Null);
+        let b = out["entries"][1].as_object().unwrap();
+        assert_eq!(b["action"], "payout");
+        assert!(!b.contains_key("offer"), "{b:?}");
+        assert_eq!(out["payouts_sats"], 2000);
     }
 }

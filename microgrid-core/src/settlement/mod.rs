@@ -11,14 +11,33 @@
 //!    `grid_sats`; the operator keeps `operator_sats = T − grid_sats` (fees
 //!    and margin). So `Σ bill_sats = grid_sats + operator_sats`.
 //! 3. Each member's `due = carried_in − bill_sats` (positive: the operator
-//!    owes the member). A positive due is paid out if the member has a
-//!    payout address on the settlement's network and the amount reaches the
-//!    address type's dust limit; otherwise it is carried forward. A negative
-//!    due becomes an invoice (a BIP21 URI to the operator's address) if it
-//!    reaches that address's dust limit, otherwise it is carried forward.
+//!    owes the member). A positive due is paid out on-chain
+//!    ([`Action::Payout`]) if the member has a payout address on the
+//!    settlement's network, the amount reaches the address type's dust
+//!    limit and the policy's minimum payout
+//!    ([`PayoutPolicy::with_minimum_payout`]). A positive due that cannot
+//!    be paid on-chain (no address, below dust, below the minimum) is paid
+//!    over Lightning ([`Action::Lightning`]) when all of these hold: the
+//!    policy has a Lightning threshold above zero
+//!    ([`PayoutPolicy::with_lightning_below`]), and the member registered a
+//!    BOLT12 offer ([`crate::Prosumer::with_offer`]) whose chains include
+//!    the settlement's network and which has not expired at the rate
+//!    snapshot's time ([`ExchangeRate::at`], an input, so settling stays
+//!    deterministic). Otherwise it is carried forward ([`Action::Carry`]).
+//!    A negative due becomes an invoice (a BIP21 URI to the operator's
+//!    address) if it reaches that address's dust limit, otherwise it is
+//!    carried forward.
 //!
-//! Conservation to the satoshi, checked by property tests:
-//! `Σ payouts − Σ invoices + Σ carried_out − Σ carried_in + grid_sats + operator_sats = 0`.
+//! A settlement made without a Lightning threshold (or with a threshold of
+//! zero) has no Lightning action and is exactly what it was before
+//! Lightning actions existed, id included. Payouts that can go on-chain
+//! stay [`Action::Payout`] whatever the threshold;
+//! [`crate::lightning::split_payouts`] moves those below it to Lightning
+//! after settling.
+//!
+//! Conservation to the satoshi, checked by property tests (Lightning
+//! actions count as payouts; their `carried_out` is 0):
+//! `Σ payouts + Σ lightning − Σ invoices + Σ carried_out − Σ carried_in + grid_sats + operator_sats = 0`.
 //!
 //! A settlement's [`Settlement::id`] is a hash of its inputs, so settling
 //! the same period with the same inputs gives the same settlement;
@@ -77,6 +96,7 @@ use sha2::{Digest, Sha256};
 use crate::address::{Network, PayoutAddress};
 use crate::billing::PeriodBills;
 use crate::error::{Error, Result};
+use crate::lightning::PayoutOffer;
 use crate::money::Currency;
 use crate::registry::{text_problem, ProsumerId, Registry};
 use crate::timeframe::TimeRange;
@@ -214,6 +234,20 @@ pub enum Action {
     Carry {
         /// Why.
         reason: CarryReason,
+    },
+    /// The operator's Lightning node pays `sats` to the member's BOLT12
+    /// `offer`: a balance on-chain cannot pay (no address, below dust or
+    /// below the minimum payout), settled with a policy that pays over
+    /// Lightning (see the [module docs](self)). No on-chain output: batches,
+    /// PSBTs and reconciliation leave it out;
+    /// [`crate::lightning::split_payouts`] lists it for the node.
+    Lightning {
+        /// The member's offer when the period was settled (stored as its
+        /// text; boxed, as a parsed offer is large).
+        offer: Box<PayoutOffer>,
+        /// How much, at least 1 sat (stored as whole satoshis).
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        sats: Amount,
     },
 }
 
@@ -389,7 +423,15 @@ pub fn settle_with_policy(
             let due = carried
                 .checked_sub(bill_sats)
                 .ok_or(Error::Overflow("balance in satoshis"))?;
-            let action = decide(registry, id, due, network, operator_address, policy)?;
+            let action = decide(
+                registry,
+                id,
+                due,
+                network,
+                operator_address,
+                policy,
+                rate.at,
+            )?;
             let carried_out = if matches!(action, Action::Carry { .. }) {
                 due
             } else {
@@ -408,10 +450,12 @@ pub fn settle_with_policy(
         .collect::<Result<Vec<_>>>()?;
 
     let paid = entries.iter().try_fold(0i64, |sum, e| match e.action {
-        Action::Payout { sats, .. } => i64::try_from(sats.to_sat())
-            .ok()
-            .and_then(|s| sum.checked_add(s))
-            .ok_or(Error::Overflow("payout batch")),
+        Action::Payout { sats, .. } | Action::Lightning { sats, .. } => {
+            i64::try_from(sats.to_sat())
+                .ok()
+                .and_then(|s| sum.checked_add(s))
+                .ok_or(Error::Overflow("payout batch"))
+        }
         _ => Ok(sum),
     })?;
     within_all_bitcoin(paid, "payout batch")?;
@@ -443,6 +487,7 @@ fn within_all_bitcoin(sats: i64, what: &'static str) -> Result<i64> {
     Ok(sats)
 }
 
+/// What happens to `due` (see the module docs, step 3).
 fn decide(
     registry: &Registry,
     id: &ProsumerId,
@@ -450,6 +495,7 @@ fn decide(
     network: Network,
     operator: &PayoutAddress,
     policy: &PayoutPolicy,
+    at: DateTime<Utc>,
 ) -> Result<Action> {
     if due == SignedAmount::ZERO {
         return Ok(Action::Nothing);
@@ -465,26 +511,34 @@ fn decide(
             }
         });
     }
-    let address = registry.get(id).ok().and_then(|p| p.payout());
-    match address {
-        None => Ok(Action::Carry {
-            reason: CarryReason::NoAddress,
-        }),
-        Some(a) if a.network() != network => Err(Error::MixedNetworks {
-            id: id.to_string(),
-            expected: network.to_string(),
-            found: a.network().to_string(),
-        }),
-        Some(a) if owed.to_sat() < a.dust_limit_sats() => Ok(Action::Carry {
-            reason: CarryReason::BelowDust,
-        }),
-        Some(_) if !policy.reaches_minimum(owed.to_sat()) => Ok(Action::Carry {
-            reason: CarryReason::BelowMinimum,
-        }),
-        Some(a) => Ok(Action::Payout {
-            address: a.clone(),
+    let member = registry.get(id).ok();
+    let reason = match member.and_then(|p| p.payout()) {
+        None => CarryReason::NoAddress,
+        Some(a) if a.network() != network => {
+            return Err(Error::MixedNetworks {
+                id: id.to_string(),
+                expected: network.to_string(),
+                found: a.network().to_string(),
+            })
+        }
+        Some(a) if owed.to_sat() < a.dust_limit_sats() => CarryReason::BelowDust,
+        Some(_) if !policy.reaches_minimum(owed.to_sat()) => CarryReason::BelowMinimum,
+        Some(a) => {
+            return Ok(Action::Payout {
+                address: a.clone(),
+                sats: owed,
+            })
+        }
+    };
+    // On-chain cannot pay it: over Lightning if the policy says so and the
+    // member's offer can be paid on this network at the rate's time.
+    let lightning = policy.lightning_below().is_some_and(|t| t > Amount::ZERO);
+    match member.and_then(|p| p.offer()) {
+        Some(offer) if lightning && offer.check(network, at).is_ok() => Ok(Action::Lightning {
+            offer: Box::new(offer.clone()),
             sats: owed,
         }),
+        _ => Ok(Action::Carry { reason }),
     }
 }
 
@@ -558,6 +612,22 @@ impl Settlement {
             .iter()
             .filter_map(|e| match &e.action {
                 Action::Payout { address, sats } => Some((address.clone(), *sats)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The Lightning payouts the settlement decided ([`Action::Lightning`]),
+    /// in member order: the member, the offer and the amount. The payouts
+    /// [`crate::lightning::split_payouts`] moves to Lightning after settling
+    /// are not among them.
+    pub fn lightning_payouts(&self) -> Vec<(ProsumerId, PayoutOffer, Amount)> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.action {
+                Action::Lightning { offer, sats } => {
+                    Some((e.prosumer.clone(), (**offer).clone(), *sats))
+                }
                 _ => None,
             })
             .collect()
@@ -829,6 +899,13 @@ impl Settlement {
                 e.prosumer
             )));
         }
+        if let Some((e, problem)) = self
+            .entries
+            .iter()
+            .find_map(|e| self.action_problem(e).map(|p| (e, p)))
+        {
+            return Err(invalid(format!("{}'s {problem}", e.prosumer)));
+        }
         if !self.is_conserved() {
             return Err(invalid("its satoshis are not conserved".into()));
         }
@@ -836,6 +913,40 @@ impl Settlement {
             wallet::check_record(self, w).map_err(invalid)?;
         }
         Ok(())
+    }
+
+    /// What does not hold of `e`'s action: it pays, invoices or carries
+    /// exactly the due (a payout or Lightning payout of `due`, an invoice
+    /// of `−due`, a carry of `due`, nothing when nothing is due), and a
+    /// Lightning offer is for the settlement's network.
+    fn action_problem(&self, e: &SettlementEntry) -> Option<String> {
+        let paid = |sats: Amount| sats.to_signed().ok() == Some(e.due);
+        let settled_here = e.carried_out == SignedAmount::ZERO;
+        match &e.action {
+            Action::Nothing if e.due != SignedAmount::ZERO || !settled_here => {
+                Some("action is nothing but something is due".into())
+            }
+            Action::Payout { sats, .. } if !paid(*sats) || !settled_here => {
+                Some("payout is not its due".into())
+            }
+            Action::Lightning { sats, .. } if !paid(*sats) || !settled_here => {
+                Some("Lightning payout is not its due".into())
+            }
+            Action::Lightning { offer, .. } if !offer.supports(self.network) => {
+                Some(format!("Lightning offer is not for {}", self.network))
+            }
+            Action::Invoice { sats }
+                if sats.to_signed().ok().and_then(|s| s.checked_add(e.due))
+                    != Some(SignedAmount::ZERO)
+                    || !settled_here =>
+            {
+                Some("invoice is not its due".into())
+            }
+            Action::Carry { .. } if e.carried_out != e.due => {
+                Some("carried_out is not its due".into())
+            }
+            _ => None,
+        }
     }
 
     /// SHA-256 of the inputs that decide the settlement, hex.
@@ -868,7 +979,9 @@ impl Settlement {
     pub fn is_conserved(&self) -> bool {
         let sum = |f: &dyn Fn(&SettlementEntry) -> i128| self.entries.iter().map(f).sum::<i128>();
         let payouts = sum(&|e| match e.action {
-            Action::Payout { sats, .. } => i128::from(sats.to_sat()),
+            Action::Payout { sats, .. } | Action::Lightning { sats, .. } => {
+                i128::from(sats.to_sat())
+            }
             _ => 0,
         });
         let invoices = sum(&|e| match e.action {

@@ -16,11 +16,22 @@
 //!   rule, so the deductions add up to the fee exactly. Who pays the fee
 //!   is a choice made when the batches are built (see [`super::batches`]);
 //!   it does not change the settlement.
-//! * **Lightning below a threshold.** Payouts below an on-chain threshold
-//!   ([`PayoutPolicy::with_lightning_below`]) to members with a BOLT12
-//!   offer are paid over Lightning instead ([`crate::lightning`]). Like the
-//!   fee payer it is a choice made after settling: it does not change the
-//!   settlement or its id.
+//! * **Lightning.** With an on-chain threshold above zero
+//!   ([`PayoutPolicy::with_lightning_below`]), Lightning is used twice
+//!   ([`crate::lightning`]):
+//!   - *when settling*, a balance due to a member that on-chain cannot pay
+//!     (no payout address, below the address's dust limit, below the
+//!     minimum payout) is paid over Lightning ([`super::Action::Lightning`])
+//!     instead of being carried, if the member's BOLT12 offer is for the
+//!     settlement's network and has not expired at the exchange rate's
+//!     time. This changes the settlement's entries and id, but only for
+//!     such members: a settlement in which none has a usable offer, and
+//!     any settlement made without a threshold or with a threshold of
+//!     zero, is what it was without one, id included;
+//!   - *after settling*, on-chain payouts below the threshold to members
+//!     with a usable offer are moved to Lightning
+//!     ([`crate::lightning::split_payouts`]); like the fee payer this is a
+//!     choice made after settling and does not change the settlement.
 
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
@@ -95,12 +106,13 @@ impl PayoutPolicy {
         })
     }
 
-    /// The same policy, paying payouts of less than `threshold` over
-    /// Lightning to members who registered a BOLT12 offer
-    /// ([`crate::lightning::split_payouts`]); larger payouts, and payouts
-    /// to members without an offer, stay on-chain. A threshold of zero
-    /// sends nothing over Lightning; more than 21 million BTC is
-    /// [`Error::InvalidAmount`].
+    /// The same policy, paying over Lightning to members who registered a
+    /// BOLT12 offer: payouts of less than `threshold`
+    /// ([`crate::lightning::split_payouts`]), and, when settling, balances
+    /// on-chain cannot pay at all ([`super::Action::Lightning`]; see the
+    /// [module docs](self)). Larger payouts, and payouts to members without
+    /// an offer, stay on-chain. A threshold of zero sends nothing over
+    /// Lightning; more than 21 million BTC is [`Error::InvalidAmount`].
     pub fn with_lightning_below(mut self, threshold: Amount) -> Result<PayoutPolicy> {
         if threshold > Amount::MAX_MONEY {
             return Err(Error::InvalidAmount {
@@ -114,7 +126,8 @@ impl PayoutPolicy {
     }
 
     /// The on-chain threshold: payouts below it go over Lightning to
-    /// members with an offer. `None`: every payout is on-chain.
+    /// members with an offer. `None` (or zero): every payout is on-chain
+    /// and nothing is paid over Lightning.
     pub fn lightning_below(&self) -> Option<Amount> {
         self.lightning_below
     }

@@ -60,28 +60,42 @@ use crate::traits::{
     ClearFn, LedgerStore, ReadingStore, RegistryStore, WalletIndices,
 };
 
-/// `url` without its `schema` query parameter, and that parameter's value.
-fn take_schema(url: &str) -> (String, Option<String>) {
+/// `url` without its query parameter `name`, and that parameter's value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
     let Some((head, query)) = url.split_once('?') else {
         return (url.to_owned(), None);
     };
-    let mut schema = None;
+    let mut value = None;
     let rest: Vec<&str> = query
         .split('&')
-        .filter(|kv| match kv.strip_prefix("schema=") {
-            Some(value) => {
-                schema = Some(value.to_owned());
-                false
-            }
-            None => true,
-        })
+        .filter(
+            |kv| match kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                Some(v) => {
+                    value = Some(v.to_owned());
+                    false
+                }
+                None => true,
+            },
+        )
         .collect();
     if rest.is_empty() {
-        (head.to_owned(), schema)
+        (head.to_owned(), value)
     } else {
-        (format!("{head}?{}", rest.join("&")), schema)
+        (format!("{head}?{}", rest.join("&")), value)
     }
 }
+
+/// `url` without its `schema` query parameter, and that parameter's value.
+fn take_schema(url: &str) -> (String, Option<String>) {
+    take_param(url, "schema")
+}
+
+/// The connections a store keeps open to PostgreSQL unless its URL says
+/// otherwise (`pool_size=N`).
+pub const DEFAULT_POOL_SIZE: u32 = 4;
+
+/// The most connections a URL may ask for.
+pub const MAX_POOL_SIZE: u32 = 64;
 
 /// A store in a PostgreSQL database (in one schema of it).
 #[derive(Debug, Clone)]
@@ -96,15 +110,38 @@ impl PostgresStore {
     ///
     /// A `schema=NAME` query parameter opens that schema instead
     /// ([`PostgresStore::open_in_schema`]):
-    /// `postgres://ann@db/books?schema=community_a`.
+    /// `postgres://ann@db/books?schema=community_a`. A `pool_size=N`
+    /// parameter (1 to [`MAX_POOL_SIZE`], default [`DEFAULT_POOL_SIZE`])
+    /// sets how many connections the store keeps open: more serve more
+    /// concurrent requests (the HTTP service), fewer leave the server's
+    /// `max_connections` to others.
     pub async fn open(url: &str) -> Result<PostgresStore> {
-        let (url, schema) = take_schema(url);
-        PostgresStore::open_in_schema(&url, schema.as_deref().unwrap_or("public")).await
+        let (rest, schema) = take_schema(url);
+        let (rest, pool_size) = take_param(&rest, "pool_size");
+        let pool_size = match pool_size {
+            None => DEFAULT_POOL_SIZE,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_POOL_SIZE).contains(&n) => n,
+                _ => {
+                    return Err(StoreError::bad_url(
+                        url,
+                        format!(
+                        "pool_size must be a whole number from 1 to {MAX_POOL_SIZE}, not {text:?}"
+                    ),
+                    ))
+                }
+            },
+        };
+        PostgresStore::connect(&rest, schema.as_deref().unwrap_or("public"), pool_size).await
     }
 
     /// Like [`PostgresStore::open`], in `schema` (created if missing), so
     /// that several grids can share one database.
     pub async fn open_in_schema(url: &str, schema: &str) -> Result<PostgresStore> {
+        PostgresStore::connect(url, schema, DEFAULT_POOL_SIZE).await
+    }
+
+    async fn connect(url: &str, schema: &str, pool_size: u32) -> Result<PostgresStore> {
         if schema.is_empty()
             || !schema
                 .bytes()
@@ -131,7 +168,7 @@ impl PostgresStore {
         .map_err(db("creating the schema"))?;
         admin.close().await;
         let pool = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(pool_size)
             .connect_with(options.options([("search_path", schema)]))
             .await
             .map_err(db("connecting to PostgreSQL"))?;
@@ -2080,6 +2117,33 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ids, ["B", "a"]);
+    }
+
+    #[test]
+    fn the_pool_size_parameter_is_taken_and_checked() {
+        assert_eq!(
+            take_param("postgres://a@h/db?pool_size=16&schema=x", "pool_size"),
+            (
+                "postgres://a@h/db?schema=x".to_owned(),
+                Some("16".to_owned())
+            )
+        );
+        // A parameter whose name only starts like it is left alone.
+        assert_eq!(
+            take_param("postgres://a@h/db?pool_sizes=2", "pool_size"),
+            ("postgres://a@h/db?pool_sizes=2".to_owned(), None)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for bad in ["0", "65", "many", ""] {
+            let url = format!("postgres://ann:hunter2@127.0.0.1:1/db?pool_size={bad}");
+            let err = rt.block_on(PostgresStore::open(&url)).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.kind(), "url", "{text}");
+            assert!(text.contains("pool_size"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub(crate) const REGISTRY: &str =
     "SELECT id, name, kind, joined, left_on, payout_address, payout_network, payout_offer FROM prosumers ORDER BY position";
 pub(crate) const PROSUMER_IDS: &str = "SELECT id FROM prosumers";
 
+#[cfg(feature = "sqlite")]
 pub(crate) const INSERT_READINGS: &str =
     "INSERT INTO readings (start, prosumer_id, length_minutes, produced_wh, consumed_wh) ";
+#[cfg(feature = "sqlite")]
 pub(crate) const ON_CONFLICT_REPLACE_READING: &str =
     " ON CONFLICT (start, prosumer_id) DO UPDATE SET produced_wh = excluded.produced_wh, \
      consumed_wh = excluded.consumed_wh";
@@ -41,6 +43,7 @@ pub(crate) const READINGS: &str =
     "SELECT start, prosumer_id, length_minutes, produced_wh, consumed_wh FROM readings \
      WHERE start >= $1 AND start < $2 ORDER BY start, prosumer_id";
 
+#[cfg(feature = "sqlite")]
 pub(crate) const INSERT_SUMMARIES: &str =
     "INSERT INTO timeframes (start, length_minutes, production_wh, consumption_wh, supply_wh, demand_wh, \
      shared_wh, import_wh, export_wh, sellers, buyers, grid_import_price, grid_export_price, community_price, \
@@ -51,6 +54,7 @@ pub(crate) const SUMMARIES: &str =
      FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
 pub(crate) const CLEARED: &str =
     "SELECT start FROM timeframes WHERE start >= $1 AND start < $2 ORDER BY start";
+#[cfg(feature = "sqlite")]
 pub(crate) const INSERT_ALLOCATIONS: &str =
     "INSERT INTO allocations (start, prosumer_id, produced_wh, consumed_wh, community_wh) ";
 pub(crate) const ALLOCATIONS: &str =

@@ -1,6 +1,8 @@
 //! No store URL secret reaches a message, a `Debug` or a printed line.
 
-use microgrid_store::{AnyStore, Grid, StoreError};
+#[cfg(feature = "postgres")]
+use microgrid_store::Grid;
+use microgrid_store::{AnyStore, StoreError};
 
 const SECRET: &str = "hunter2-secret";
 

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
+use microgrid_core::lightning::{split_payouts, PayoutOffer};
 use microgrid_core::settlement::bitcoin::{Amount, OutPoint};
 use microgrid_core::settlement::psbt::{FeeRate, Utxo};
 use microgrid_core::settlement::{BatchOptions, ExchangeRate, FeePayer, PayoutPolicy, Settlement};
@@ -326,6 +327,10 @@ pub async fn create_prosumer(
     if let Some(address) = p.address {
         let net = network(p.network.as_deref())?;
         prosumer = prosumer.with_payout(PayoutAddress::new(&address, net)?);
+    }
+    if let Some(offer) = p.offer {
+        let net = network(p.network.as_deref())?;
+        prosumer = prosumer.with_offer(PayoutOffer::parse(&offer, net, chrono::Utc::now())?);
     }
     let out = ProsumerOut::from(&prosumer);
     state.grid.register(prosumer).await?;
@@ -800,10 +805,13 @@ pub async fn settle(
         s.rate_source.as_deref().unwrap_or("manual"),
         r.end(),
     )?;
-    let policy = match s.minimum_payout_sats {
+    let mut policy = match s.minimum_payout_sats {
         None => PayoutPolicy::default(),
         Some(sats) => PayoutPolicy::with_minimum_payout(Amount::from_sat(sats))?,
     };
+    if let Some(sats) = s.lightning_below_sats {
+        policy = policy.with_lightning_below(Amount::from_sat(sats))?;
+    }
     let settlement = state
         .grid
         .settle_with_policy(&r, &t, &rate, net, &operator, &policy)
@@ -855,6 +863,44 @@ pub async fn sendmany(
         s.sendmany_json(),
     )
         .into_response())
+}
+
+/// The settlement's Lightning payouts (its `lightning` entries) for the
+/// operator's Lightning node: each member's offer, the amount in
+/// millisatoshis and the payer note, as the library's `split_payouts`
+/// gives them (operator). An offer that has expired since the period was
+/// settled is 422 (`invalid_offer`): void the settlement and settle the
+/// period again.
+#[utoipa::path(get, path = "/api/v1/settlements/{id}/lightning", tag = "settlements", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The settlement's id")),
+    responses(
+        (status = 200, description = "The Lightning payouts (none for a settlement made without `lightning_below_sats`)", body = LightningOut),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such settlement, or not the operator", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An offer can no longer be paid (expired)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn lightning(
+    State(state): State<AppState>,
+    caller: Caller,
+    OriginalUri(uri): OriginalUri,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Result<Json<LightningOut>> {
+    caller.operator_only(uri.path())?;
+    let id = path(id)?;
+    let s = stored_settlement(&state, &id).await?;
+    let registry = state.grid.refresh_registry().await?;
+    // Without a threshold the split moves no on-chain payout: its
+    // Lightning part is exactly the settlement's Lightning actions.
+    let split = split_payouts(&s, &registry, &PayoutPolicy::default(), chrono::Utc::now())?;
+    Ok(Json(LightningOut {
+        settlement: s.id().to_string(),
+        total_msat: split.lightning_total_msat(),
+        payouts: split
+            .lightning
+            .iter()
+            .map(LightningPayoutOut::from)
+            .collect(),
+    }))
 }
 
 /// Query of `GET /api/v1/settlements/{id}/psbt`.

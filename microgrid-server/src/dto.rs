@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use microgrid_core::billing::{Bill, PeriodBills};
+use microgrid_core::lightning::LightningPayout;
 use microgrid_core::settlement::{Action, Batch, Invoice, Settlement};
 use microgrid_core::{Allocation, Prosumer, TimeframeSummary, Trade};
 use rust_decimal::Decimal;
@@ -66,6 +67,14 @@ pub struct NewProsumer {
     /// `bitcoin`, `testnet`, `signet` or `regtest` (default).
     #[serde(default)]
     pub network: Option<String>,
+    /// A BOLT12 offer (`lno1…`) for payouts over Lightning: it must take
+    /// any amount, be for a single item, be for `network` and not have
+    /// expired now (else 422, kind `invalid_offer`). A settlement with
+    /// `lightning_below_sats` pays over Lightning the balances due to the
+    /// member that on-chain cannot pay (no address, below dust or the
+    /// minimum payout).
+    #[serde(default)]
+    pub offer: Option<String>,
 }
 
 /// The names of [`microgrid_core::ProsumerKind`].
@@ -98,6 +107,8 @@ pub struct ProsumerOut {
     pub address: Option<String>,
     /// The address's network, if any.
     pub network: Option<String>,
+    /// Its BOLT12 offer for payouts over Lightning, if any.
+    pub offer: Option<String>,
 }
 
 impl From<&Prosumer> for ProsumerOut {
@@ -110,6 +121,7 @@ impl From<&Prosumer> for ProsumerOut {
             left: p.left(),
             address: p.payout().map(|a| a.as_str().to_owned()),
             network: p.payout().map(|a| a.network().as_str().to_owned()),
+            offer: p.offer().map(|o| o.as_str().to_owned()),
         }
     }
 }
@@ -554,9 +566,22 @@ pub struct SettleIn {
     /// `bitcoin`, `testnet`, `signet` or `regtest` (default).
     #[serde(default)]
     pub network: Option<String>,
-    /// Balances due to a member below this are carried forward.
+    /// Balances due to a member below this are carried forward (or paid
+    /// over Lightning, with `lightning_below_sats`).
     #[serde(default)]
     pub minimum_payout_sats: Option<u64>,
+    /// The Lightning threshold, sats (as Python's `Grid.settle(...,
+    /// lightning_below_sats=)`). Above zero, a balance due to a member
+    /// that on-chain cannot pay (no payout address, below the address's
+    /// dust limit, below `minimum_payout_sats`) is paid over Lightning to
+    /// the member's BOLT12 offer (action `lightning`), when the member
+    /// registered one for the settlement's network that has not expired at
+    /// the period's end; without an offer it is carried forward as before.
+    /// Payouts on-chain can pay stay on-chain. Absent or zero: nothing is
+    /// paid over Lightning, and the settlement (its id included) is what
+    /// it is without the field.
+    #[serde(default)]
+    pub lightning_below_sats: Option<u64>,
 }
 
 /// What happens to one member's due amount.
@@ -636,8 +661,13 @@ pub struct SettlementOut {
     pub grid_sats: i64,
     /// What the operator keeps, in sats.
     pub operator_sats: i64,
-    /// Σ payouts, sats.
+    /// Σ on-chain payouts (action `payout`), sats.
     pub payouts_sats: u64,
+    /// Σ Lightning payouts (action `lightning`), sats.
+    pub lightning_sats: u64,
+    /// How many members are paid over Lightning (entries with action
+    /// `lightning`); `GET /api/v1/settlements/{id}/lightning` lists them.
+    pub lightning_payouts: usize,
     /// Σ invoices, sats.
     pub invoices_sats: u64,
     /// The transaction that paid it, once marked paid.
@@ -694,6 +724,7 @@ impl From<&Settlement> for SettlementOut {
                 }
             })
             .collect();
+        let lightning = s.lightning_payouts();
         SettlementOut {
             id: s.id().to_string(),
             start: rfc3339(s.period().start()),
@@ -710,6 +741,8 @@ impl From<&Settlement> for SettlementOut {
             grid_sats: s.grid_amount().to_sat(),
             operator_sats: s.operator_amount().to_sat(),
             payouts_sats: s.payouts().iter().map(|(_, v)| v.to_sat()).sum(),
+            lightning_sats: lightning.iter().map(|(_, _, v)| v.to_sat()).sum(),
+            lightning_payouts: lightning.len(),
             invoices_sats: s.invoices().iter().map(|i| i.sats.to_sat()).sum(),
             paid_txid: s.paid_by().map(|t| t.to_string()),
             voided: s.voided().map(|v| VoidingOut {
@@ -719,6 +752,44 @@ impl From<&Settlement> for SettlementOut {
             content_hash: s.content_hash(),
         }
     }
+}
+
+/// A payout for the operator's Lightning node: a settlement's `lightning`
+/// entry, as [`microgrid_core::lightning::split_payouts`] gives it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LightningPayoutOut {
+    /// The member.
+    pub prosumer: String,
+    /// The member's BOLT12 offer to pay.
+    pub offer: String,
+    /// The payout in millisatoshis (the entry's sats × 1000).
+    pub amount_msat: u64,
+    /// The payer note for the invoice request, naming the period and the
+    /// member (`microgrid 2026-06 payout house-07`).
+    pub payer_note: String,
+}
+
+impl From<&LightningPayout> for LightningPayoutOut {
+    fn from(p: &LightningPayout) -> LightningPayoutOut {
+        LightningPayoutOut {
+            prosumer: p.prosumer.to_string(),
+            offer: p.offer.as_str().to_owned(),
+            amount_msat: p.amount_msat,
+            payer_note: p.payer_note.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/settlements/{id}/lightning`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LightningOut {
+    /// The settlement.
+    pub settlement: String,
+    /// The Lightning payouts, in member order.
+    pub payouts: Vec<LightningPayoutOut>,
+    /// Σ of the payouts, millisatoshis (the settlement's `lightning_sats`
+    /// × 1000).
+    pub total_msat: u64,
 }
 
 /// A BIP21 invoice: a member owes the operator.
@@ -927,5 +998,7 @@ mod tests {
         assert_eq!(b["action"], "payout");
         assert!(!b.contains_key("offer"), "{b:?}");
         assert_eq!(out["payouts_sats"], 2000);
+        assert_eq!(out["lightning_sats"], 2000);
+        assert_eq!(out["lightning_payouts"], 1);
     }
 }

@@ -359,6 +359,10 @@ fn core_details(e: &CoreError, d: &mut Map<String, Value>) {
             put("address", json!(address));
             put("reason", json!(reason));
         }
+        E::InvalidOffer { offer, reason } => {
+            put("offer", json!(offer));
+            put("reason", json!(reason));
+        }
         E::WrongNetwork { address, network } => {
             put("address", json!(address));
             put("network", json!(network));

@@ -28,6 +28,7 @@
 //! | `GET /api/v1/settlements/{id}` | operator | a settlement |
 //! | `GET /api/v1/settlements/{id}/sendmany` | operator | its `sendmany` outputs |
 //! | `GET /api/v1/settlements/{id}/psbt` | operator | its batches and PSBTs |
+//! | `GET /api/v1/settlements/{id}/lightning` | operator | its Lightning payouts (offer, msat, payer note) |
 //! | `GET /api/v1/settlements/{id}/invoices` | any key | operator: all; prosumer: its own |
 //! | `POST /api/v1/settlements/{id}/paid` | operator | mark it paid |
 //! | `POST /api/v1/keys`, `GET /api/v1/keys` | operator | create (secret shown once), list |
@@ -183,6 +184,7 @@ impl AppState {
         api::get_settlement,
         api::sendmany,
         api::psbt,
+        api::lightning,
         api::invoices,
         api::paid,
         api::create_key,
@@ -268,6 +270,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/settlements/{id}", get(api::get_settlement))
         .route("/api/v1/settlements/{id}/sendmany", get(api::sendmany))
         .route("/api/v1/settlements/{id}/psbt", get(api::psbt))
+        .route("/api/v1/settlements/{id}/lightning", get(api::lightning))
         .route("/api/v1/settlements/{id}/invoices", get(api::invoices))
         .route("/api/v1/settlements/{id}/paid", post(api::paid))
         .route("/api/v1/keys", post(api::create_key).get(api::list_keys))

@@ -1065,6 +1065,198 @@ fn too_large(s: Server) {
     );
 }
 
+/// An amount-less regtest BOLT12 offer (`OFFER_A` of the Python tests,
+/// made with the `lightning` crate's `OfferBuilder` from a fixed key).
+const REGTEST_OFFER: &str = "lno1qgsqvgnwgcg35z6ee2h3yczraddm72xrfua9uve2rlrm9deu7xyfzrc2z3cxz7t0w468xgr0vcsx6etdvfjhygpjxytzzq7hjd334aa2pecfgwwagl7qqxkdpvrjwectvecw5552eq7tqynlfg";
+/// A minimal mainnet offer (a test vector of the `lightning` crate).
+const MAINNET_OFFER: &str = "lno1zcss9mk8y3wkklfvevcrszlmu23kfrxh49px20665dqwmn4p72pksese";
+
+/// A member registered with a BOLT12 offer and no address, producing in
+/// every timeframe: settled without `lightning_below_sats` its balance is
+/// carried (no address); settled with it, paid over Lightning.
+fn lightning(s: Server) {
+    let c = community();
+    s.register(&c);
+    // Offers are checked when registering: for the network, and parsed.
+    let member = |id: &str, offer: &str| {
+        json!({"id": id, "name": "Lightning house", "kind": "household",
+            "joined": START, "network": "regtest", "offer": offer})
+    };
+    let p = s
+        .post_json("/api/v1/prosumers", s.op(), &member("ln-x", MAINNET_OFFER))
+        .problem(422, "invalid_offer");
+    assert_eq!(p["details"]["offer"], MAINNET_OFFER);
+    assert!(
+        p["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not for regtest"),
+        "{p}"
+    );
+    let p = s
+        .post_json(
+            "/api/v1/prosumers",
+            s.op(),
+            &member("ln-x", "lno1notanoffer"),
+        )
+        .problem(422, "invalid_offer");
+    assert_eq!(p["details"]["offer"], "lno1notanoffer");
+    s.get("/api/v1/prosumers/ln-x", s.op())
+        .problem(404, "not_found");
+    let registered = s
+        .post_json(
+            "/api/v1/prosumers",
+            s.op(),
+            &member("ln-house", REGTEST_OFFER),
+        )
+        .ok();
+    assert_eq!(registered["offer"], REGTEST_OFFER);
+    assert_eq!(registered["address"], Value::Null);
+    assert_eq!(
+        s.get("/api/v1/prosumers/ln-house", s.op()).ok()["offer"],
+        REGTEST_OFFER
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/prosumers/{}", c.ids()[0]), s.op())
+            .ok()["offer"],
+        Value::Null
+    );
+
+    // The community's readings and the member's: 1 kWh produced in each
+    // timeframe, nothing consumed.
+    let readings = c.readings().unwrap();
+    let mut rows: Value =
+        serde_json::from_slice(&json_body(&readings.iter().collect::<Vec<_>>())).unwrap();
+    let first = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap();
+    for i in 0..(DAYS as i64 * 96) {
+        let start = first + chrono::Duration::minutes(15 * i);
+        rows.as_array_mut()
+            .unwrap()
+            .push(json!({"prosumer": "ln-house",
+            "start": start.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "produced_wh": 1000, "consumed_wh": 0}));
+    }
+    let a = s.post_json("/api/v1/readings", s.op(), &rows).ok();
+    assert_eq!(a["inserted"], (HOUSEHOLDS + 1) * DAYS as usize * 96);
+    s.post_json(
+        "/api/v1/clear",
+        s.op(),
+        &json!({"start": START, "end": END, "mechanism": "sdr"}),
+    )
+    .ok();
+
+    let operator = regtest_address(99, OutputType::P2wpkh);
+    let settle = |start: &str, end: &str, threshold: Option<i64>| {
+        let mut body = json!({"start": start, "end": end, "rate": "60000",
+            "rate_source": "test", "operator_address": operator.as_str()});
+        if let Some(t) = threshold {
+            body["lightning_below_sats"] = json!(t);
+        }
+        s.post_json("/api/v1/settlements", s.op(), &body)
+    };
+    let entry = |settlement: &Value, id: &str| -> Value {
+        settlement["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["prosumer"] == id)
+            .unwrap_or_else(|| panic!("no entry of {id}: {settlement}"))
+            .clone()
+    };
+    // A threshold that is not a whole number of sats: 400 naming it.
+    let p = settle(START, "2026-06-02", Some(-1)).problem(400, "invalid_body");
+    assert!(
+        p["details"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("lightning_below_sats"),
+        "{p}"
+    );
+
+    // Day 0 without a threshold: carried, no Lightning.
+    let day0 = settle(START, "2026-06-02", None).ok();
+    let e = entry(&day0, "ln-house");
+    assert!(e["due"].as_i64().unwrap() > 0, "{e}");
+    assert_eq!(e["action"], "carry");
+    assert_eq!(e["reason"], "no_address");
+    assert_eq!(e["carried_out"], e["due"]);
+    assert!(e.get("offer").is_none(), "{e}");
+    assert_eq!(day0["lightning_sats"], 0);
+    assert_eq!(day0["lightning_payouts"], 0);
+    let id0 = day0["id"].as_str().unwrap();
+    assert_eq!(
+        s.get(&format!("/api/v1/settlements/{id0}/lightning"), s.op())
+            .ok(),
+        json!({"settlement": id0, "payouts": [], "total_msat": 0})
+    );
+    let carried = e["carried_out"].as_i64().unwrap();
+
+    // Days 1 and 2 with a threshold: the balance, the carried one
+    // included, is paid over Lightning to the offer.
+    let rest = settle("2026-06-02", END, Some(1)).ok();
+    let e = entry(&rest, "ln-house");
+    assert_eq!(e["carried_in"], carried);
+    let due = e["due"].as_i64().unwrap();
+    assert!(due > carried, "{e}");
+    assert_eq!(e["action"], "lightning");
+    assert_eq!(e["offer"], REGTEST_OFFER);
+    assert_eq!(e["sats"], due);
+    assert_eq!(e["address"], Value::Null);
+    assert_eq!(e["reason"], Value::Null);
+    assert_eq!(e["carried_out"], 0);
+    assert_eq!(rest["lightning_sats"], due);
+    assert_eq!(rest["lightning_payouts"], 1);
+    // On-chain payouts are the `payout` entries only: the sendmany object
+    // and payouts_sats leave the Lightning payout out.
+    let onchain: u64 = rest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "payout")
+        .map(|e| e["sats"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rest["payouts_sats"], onchain);
+    let id = rest["id"].as_str().unwrap();
+    let sendmany = s
+        .get(&format!("/api/v1/settlements/{id}/sendmany"), s.op())
+        .json();
+    let btc: f64 = sendmany
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!((btc * 1e8).round() as u64, onchain);
+    // Stored as answered.
+    assert_eq!(
+        s.get(&format!("/api/v1/settlements/{id}"), s.op()).ok(),
+        rest
+    );
+    // The same inputs again: the same settlement; without the threshold
+    // it would pay otherwise, so it conflicts.
+    assert_eq!(settle("2026-06-02", END, Some(1)).ok()["id"], id);
+    settle("2026-06-02", END, None).problem(409, "settlement_conflict");
+
+    // The Lightning payouts for the operator's node.
+    let ln = s
+        .get(&format!("/api/v1/settlements/{id}/lightning"), s.op())
+        .ok();
+    let msat = due as u64 * 1000;
+    assert_eq!(
+        ln,
+        json!({"settlement": id, "total_msat": msat, "payouts": [{
+            "prosumer": "ln-house", "offer": REGTEST_OFFER, "amount_msat": msat,
+            "payer_note": "microgrid 2026-06-02..2026-06-04 payout ln-house"}]})
+    );
+    let key = s.key_for("ln-house");
+    s.get(&format!("/api/v1/settlements/{id}/lightning"), Some(&key))
+        .problem(404, "not_found");
+    s.get("/api/v1/settlements/nope/lightning", s.op())
+        .problem(404, "not_found");
+    s.get(&format!("/api/v1/settlements/{id}/lightning"), None)
+        .problem(401, "unauthorized");
+}
+
 fn keys_api(s: Server) {
     let c = community();
     s.register(&c);
@@ -1160,6 +1352,10 @@ macro_rules! backend {
             #[test]
             fn too_large() {
                 super::too_large(Server::start($store, Some(4096)));
+            }
+            #[test]
+            fn lightning() {
+                super::lightning(Server::start($store, None));
             }
             #[test]
             fn keys_api() {

@@ -20,6 +20,11 @@ from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 from openapi_check import Checker
 
 UTC = dt.timezone.utc
+# An amount-less regtest BOLT12 offer (made with the `lightning` crate's
+# OfferBuilder from a fixed key; OFFER_A of microgrid-py/tests/test_lightning.py).
+REGTEST_OFFER = "lno1qgsqvgnwgcg35z6ee2h3yczraddm72xrfua9uve2rlrm9deu7xyfzrc2z3cxz7t0w468xgr0vcsx6etdvfjhygpjxytzzq7hjd334aa2pecfgwwagl7qqxkdpvrjwectvecw5552eq7tqynlfg"
+# A minimal mainnet offer (a test vector of the `lightning` crate).
+MAINNET_OFFER = "lno1zcss9mk8y3wkklfvevcrszlmu23kfrxh49px20665dqwmn4p72pksese"
 
 
 def test_the_document_is_valid_openapi_3_1(server):
@@ -112,6 +117,13 @@ def test_every_documented_operation_answers_as_documented(server):
     ids = [p["id"] for p in call("GET", "/api/v1/prosumers", O, expect=200).json()["items"]]
     assert new in ids and pid in ids
     assert [p["id"] for p in call("GET", "/api/v1/prosumers", P, expect=200).json()["items"]] == [pid]
+    # A member with a BOLT12 offer and no address (paid over Lightning
+    # below); an offer for another network is refused, naming it.
+    ln = new + "-ln"
+    ln_body = {"id": ln, "name": "HTTP Lightning house", "kind": "household", "joined": day.date().isoformat(), "offer": REGTEST_OFFER}
+    bad = call("POST", "/api/v1/prosumers", O, json={**ln_body, "offer": MAINNET_OFFER}, expect=422).json()
+    assert bad["kind"] == "invalid_offer" and bad["details"]["offer"] == MAINNET_OFFER, bad
+    assert call("POST", "/api/v1/prosumers", O, json=ln_body, expect=201).json()["offer"] == REGTEST_OFFER
     call("GET", "/api/v1/prosumers/{id}", O, path_args={"id": new}, expect=200)
     call("GET", "/api/v1/prosumers/{id}", P, path_args={"id": pid}, expect=200)
     other = call("GET", "/api/v1/prosumers/{id}", P, path_args={"id": new}, expect=404)
@@ -151,6 +163,8 @@ def test_every_documented_operation_answers_as_documented(server):
     call("POST", "/api/v1/readings", O, data="[{", headers={"Content-Type": "application/json"})
     call("POST", "/api/v1/readings", P, json=rows)
     call("POST", "/api/v1/readings", None, json=rows, expect=401)
+    ln_rows = [{"prosumer": ln, "start": _z(day + i * tf), "produced_wh": 10_000, "consumed_wh": 0} for i in range(8)]
+    assert call("POST", "/api/v1/readings", O, json=ln_rows, expect=200).json()["inserted"] == 8
 
     # Clear that day.
     clear = {"start": _z(day), "end": _z(day + dt.timedelta(days=1)), "mechanism": "sdr"}
@@ -203,6 +217,22 @@ def test_every_documented_operation_answers_as_documented(server):
     call("GET", "/api/v1/settlements/{id}/invoices", P, path_args=sid, expect=200)
     call("POST", "/api/v1/settlements/{id}/paid", O, path_args=sid, json={"txid": "zz"})
     call("POST", "/api/v1/settlements/{id}/paid", O, path_args=sid, json={"txid": "ab" * 32}, expect=200)
+    lightning = call("GET", "/api/v1/settlements/{id}/lightning", O, path_args=sid, expect=200).json()
+    assert lightning == {"settlement": s["id"], "payouts": [], "total_msat": 0}
+    call("GET", "/api/v1/settlements/{id}/lightning", P, path_args=sid, expect=404)
+    call("GET", "/api/v1/settlements/{id}/lightning", O, path_args={"id": "0" * 64}, expect=404)
+
+    # Settle the day after with a Lightning threshold: the member with only
+    # an offer is paid over Lightning.
+    day_settle = {**settle, "start": clear["start"], "end": clear["end"], "lightning_below_sats": 1000}
+    call("POST", "/api/v1/settlements", O, json={**day_settle, "lightning_below_sats": -1}, expect=400)
+    d = call("POST", "/api/v1/settlements", O, json=day_settle, expect=201).json()
+    (entry,) = [e for e in d["entries"] if e["prosumer"] == ln]
+    assert entry["action"] == "lightning" and entry["offer"] == REGTEST_OFFER and entry["sats"] > 0, entry
+    assert d["lightning_sats"] == entry["sats"] and d["lightning_payouts"] == 1, d
+    paid = call("GET", "/api/v1/settlements/{id}/lightning", O, path_args={"id": d["id"]}, expect=200).json()
+    assert [(p["prosumer"], p["offer"], p["amount_msat"]) for p in paid["payouts"]] == [(ln, REGTEST_OFFER, entry["sats"] * 1000)]
+    assert paid["total_msat"] == entry["sats"] * 1000
 
     # Keys: create one, list, use, revoke.
     k = call("POST", "/api/v1/keys", O, json={"role": "prosumer", "prosumer": pid}).json()

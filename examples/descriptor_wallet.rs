@@ -205,7 +205,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\nJune pays {} outputs ({} sat) in {} transactions at {rate}:",
         payouts.len(),
-        payouts.iter().map(|(_, v)| v).sum::<u64>(),
+        payouts.iter().map(|(_, v)| v.to_sat()).sum::<u64>(),
         batches.len()
     );
     for batch in &batches {

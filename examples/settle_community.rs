@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     s.verify()?;
     let payouts = s.payout_batch();
-    let paid: u64 = payouts.iter().map(|(_, v)| v).sum();
+    let paid: u64 = payouts.iter().map(|(_, v)| v.to_sat()).sum();
     println!(
         "Settlement {} of {} members: {} payout outputs ({} sat), {} invoices, {} balances carried",
         s.id(),
@@ -178,7 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect();
             expected.push(TxOut {
-                value: Amount::from_sat(unsigned.change_sats),
+                value: unsigned.change_sats,
                 script_pubkey: operator.as_bitcoin().script_pubkey(),
             });
             assert_eq!(psbt.unsigned_tx.output, expected);
@@ -186,9 +186,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "  PSBT {}: {} outputs = its payouts + change of {} sat, {} vB, fee {} sat, {} base64 characters",
                 b.index,
                 psbt.unsigned_tx.output.len(),
-                unsigned.change_sats,
+                unsigned.change_sats.to_sat(),
                 unsigned.vbytes,
-                unsigned.fee_sats,
+                unsigned.fee_sats.to_sat(),
                 unsigned.psbt_base64.len()
             );
         }
@@ -214,7 +214,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         value: Amount::from_sat(sats),
         script_pubkey: address.as_bitcoin().script_pubkey(),
     };
-    let mut outputs: Vec<TxOut> = payouts[..3].iter().map(|(a, v)| out(a, *v)).collect();
+    let mut outputs: Vec<TxOut> = payouts[..3]
+        .iter()
+        .map(|(a, v)| out(a, v.to_sat()))
+        .collect();
     outputs.push(out(&operator, inv_partly.sats.to_sat() / 2));
     outputs.push(out(&operator, inv_twice.sats.to_sat()));
     outputs.push(out(&operator, inv_twice.sats.to_sat()));

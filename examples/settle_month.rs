@@ -189,7 +189,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fee = s.estimate_fee(feerate);
     println!(
         "\nFee estimate at 5 sat/vB: {} vB, {} sat",
-        fee.vbytes, fee.fee_sats
+        fee.vbytes,
+        fee.fee_sats.to_sat()
     );
 
     let paid: u64 = s.payouts().iter().map(|(_, v)| v.to_sat()).sum();
@@ -201,7 +202,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch = s.build_psbt(&[utxo], &operator, feerate)?;
     println!(
         "Unsigned PSBT ({} vB, fee {} sat, change {} sat):\n{}",
-        batch.vbytes, batch.fee_sats, batch.change_sats, batch.psbt_base64
+        batch.vbytes,
+        batch.fee_sats.to_sat(),
+        batch.change_sats.to_sat(),
+        batch.psbt_base64
     );
 
     // house-0015 has no payout address but registers a BOLT12 offer (regtest,

@@ -341,14 +341,17 @@ impl PayoutSplit {
 
     /// The on-chain payouts merged per address, in address order, as
     /// [`Settlement::payout_batch`] merges all of them.
-    pub fn onchain_batch(&self) -> Vec<(PayoutAddress, u64)> {
-        let mut merged: std::collections::BTreeMap<&str, (PayoutAddress, u64)> =
+    ///
+    /// A settlement pays at most 21 million BTC, so merging cannot
+    /// overflow (it would saturate, never panic).
+    pub fn onchain_batch(&self) -> Vec<(PayoutAddress, Amount)> {
+        let mut merged: std::collections::BTreeMap<&str, (PayoutAddress, Amount)> =
             std::collections::BTreeMap::new();
         for p in &self.onchain {
-            merged
+            let slot = merged
                 .entry(p.address.as_str())
-                .or_insert_with(|| (p.address.clone(), 0))
-                .1 += p.amount.to_sat();
+                .or_insert_with(|| (p.address.clone(), Amount::ZERO));
+            slot.1 = slot.1.checked_add(p.amount).unwrap_or(Amount::MAX);
         }
         merged.into_values().collect()
     }

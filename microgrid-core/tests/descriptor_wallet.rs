@@ -574,7 +574,7 @@ fn psbt_case(a: &Account, w: &OperatorWallet, taproot: bool) {
     assert_eq!(p.change_index, Some(2));
     check_wallet_psbt(a, w, batch, &utxos, &p, taproot);
     // Its fee pays the batch's rate for its size.
-    assert_eq!(p.fee.to_sat(), rate.fee_for_vbytes(p.vbytes));
+    assert_eq!(p.fee, rate.fee_for_vbytes(p.vbytes));
     // A batch past the reservation, or another wallet's settlement, is refused.
     let mut later = batch.clone();
     later.index = 1;

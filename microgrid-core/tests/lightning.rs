@@ -360,7 +360,7 @@ fn small_payouts_to_members_with_an_offer_go_over_lightning() {
     // The on-chain part is batched as the settlement's payouts are.
     let options = BatchOptions::new(FeeRate::new(2).unwrap());
     let batches = split.onchain_batches(&s, &options).unwrap();
-    let paid: Vec<(PayoutAddress, u64)> = batches.iter().flat_map(|b| b.payments()).collect();
+    let paid: Vec<(PayoutAddress, Amount)> = batches.iter().flat_map(|b| b.payments()).collect();
     assert_eq!(paid, split.onchain_batch());
     assert_eq!(
         batches.iter().map(|b| b.payouts_total()).sum::<Amount>(),
@@ -466,7 +466,7 @@ proptest! {
             prop_assert!(p.amount.to_sat() >= threshold || !usable);
         }
         let batches = split.onchain_batches(&s, &BatchOptions::new(FeeRate::new(1).unwrap())).unwrap();
-        let batched: Vec<(PayoutAddress, u64)> = batches.iter().flat_map(|b| b.payments()).collect();
+        let batched: Vec<(PayoutAddress, Amount)> = batches.iter().flat_map(|b| b.payments()).collect();
         prop_assert_eq!(batched, split.onchain_batch());
     }
 }

@@ -323,13 +323,13 @@ fn the_psbt_decodes_to_the_batch() {
     let mut expected: Vec<(String, u64)> = s
         .payout_batch()
         .into_iter()
-        .map(|(a, v)| (a.to_string(), v))
+        .map(|(a, v)| (a.to_string(), v.to_sat()))
         .collect();
-    expected.push((addr(0).to_string(), batch.change_sats));
+    expected.push((addr(0).to_string(), batch.change_sats.to_sat()));
     assert_eq!(outputs, expected);
     let paid: u64 = outputs.iter().map(|(_, v)| v).sum();
-    assert_eq!(100_000 - paid, batch.fee_sats);
-    assert_eq!(batch.fee_sats, batch.vbytes * 3);
+    assert_eq!(sat(100_000 - paid), batch.fee_sats);
+    assert_eq!(batch.fee_sats, sat(batch.vbytes * 3));
     assert_eq!(
         psbt.inputs[0].witness_utxo.as_ref().unwrap().value.to_sat(),
         100_000
@@ -423,7 +423,7 @@ fn members_sharing_an_address_are_paid_in_one_output_everywhere() {
         s.payouts(),
         vec![(addr(1), sat(1_667)), (addr(4), sat(3_333))]
     );
-    assert_eq!(s.payout_batch(), vec![(addr(1), 5_000)]);
+    assert_eq!(s.payout_batch(), vec![(addr(1), sat(5_000))]);
     assert_eq!(
         s.sendmany_json(),
         "{\"mo9ncXisMeAoXwqcV5EWuyncbmCcQN4rVs\":0.00005000}"
@@ -445,7 +445,7 @@ fn members_sharing_an_address_are_paid_in_one_output_everywhere() {
         .iter()
         .map(|o| o.value.to_sat())
         .collect();
-    assert_eq!(values, [5_000, batch.change_sats]);
+    assert_eq!(values, [5_000, batch.change_sats.to_sat()]);
     assert_eq!(
         s.estimate_fee(FeeRate::new(2).unwrap()).vbytes,
         batch.vbytes
@@ -703,7 +703,7 @@ fn fractional_fee_rates_are_exact_and_checked_where_made() {
     );
     let half = FeeRate::from_sat_per_vb_decimal(d("0.5")).unwrap();
     let est = s.estimate_fee(half);
-    assert_eq!(est.fee_sats, est.vbytes.div_ceil(2));
+    assert_eq!(est.fee_sats, sat(est.vbytes.div_ceil(2)));
 }
 
 fn super_rate() -> ExchangeRate {
@@ -765,12 +765,12 @@ fn reconciliation_finds_payouts_and_invoices_and_reports_partial_and_double_paym
     let operator = own_operator();
     let stranger = Some(simulate::regtest_address(2_000, OutputType::P2tr));
     let mut outputs: Vec<(&PayoutAddress, u64)> = vec![
-        (&batch[0].0, batch[0].1),     // a payout, exactly
-        (&operator, 3_333),            // m02's invoice
-        (&operator, 3_333),            // ... paid twice
-        (&operator, 4_000),            // part of m03's or m05's
-        (&batch[1].0, batch[1].1 - 1), // a payout short by one sat
-        (&operator, 90_000),           // change
+        (&batch[0].0, batch[0].1.to_sat()),     // a payout, exactly
+        (&operator, 3_333),                     // m02's invoice
+        (&operator, 3_333),                     // ... paid twice
+        (&operator, 4_000),                     // part of m03's or m05's
+        (&batch[1].0, batch[1].1.to_sat() - 1), // a payout short by one sat
+        (&operator, 90_000),                    // change
     ];
     if let Some(st) = &stranger {
         outputs.push((st, 1_000));
@@ -825,7 +825,7 @@ fn reconciliation_finds_payouts_and_invoices_and_reports_partial_and_double_paym
     assert_eq!(ledger.open_payouts(&s), vec![batch[1].clone()]);
     assert_eq!(ledger.open_invoices(&s).len(), 2);
     let rest = transaction(&[
-        (&batch[1].0, batch[1].1),
+        (&batch[1].0, batch[1].1.to_sat()),
         (&operator, 5_000),
         (&operator, 6_667),
         (&operator, 3_333),
@@ -848,7 +848,7 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     let b = bills(&[-12, -3, -1].map(Decimal::from), Decimal::ZERO);
     let s = settle_own(&b, &reg, &super_rate());
     let batch = s.payout_batch();
-    let outputs: Vec<(&PayoutAddress, u64)> = batch.iter().map(|(a, v)| (a, *v)).collect();
+    let outputs: Vec<(&PayoutAddress, u64)> = batch.iter().map(|(a, v)| (a, v.to_sat())).collect();
     let mut with_change = outputs.clone();
     let change = own_operator();
     with_change.push((&change, 12_345));
@@ -884,8 +884,8 @@ fn mark_paid_by_a_transaction_checks_it_pays_the_batch() {
     // The batch the members pay the fee of: the outputs less their shares.
     let options = BatchOptions::new(FeeRate::new(1).unwrap()).fee_payer(FeePayer::Members);
     let batches = s.batches(&options).unwrap();
-    let net: Vec<(PayoutAddress, u64)> = batches[0].payments();
-    let net_refs: Vec<(&PayoutAddress, u64)> = net.iter().map(|(a, v)| (a, *v)).collect();
+    let net: Vec<(PayoutAddress, Amount)> = batches[0].payments();
+    let net_refs: Vec<(&PayoutAddress, u64)> = net.iter().map(|(a, v)| (a, v.to_sat())).collect();
     let mut by_batch = s.clone();
     assert!(by_batch.mark_paid_by(&transaction(&net_refs), &[]).is_err());
     by_batch

@@ -114,8 +114,8 @@ fn check_psbt(batch: &Batch, n: u32) -> Result<(), TestCaseError> {
     };
     let unsigned = batch.psbt(&[utxo], &operator()).unwrap();
     prop_assert_eq!(unsigned.vbytes, batch.vbytes);
-    prop_assert_eq!(unsigned.fee_sats, batch.fee.to_sat());
-    prop_assert_eq!(unsigned.change_sats, 100_000);
+    prop_assert_eq!(unsigned.fee_sats, batch.fee);
+    prop_assert_eq!(unsigned.change_sats, bitcoin::Amount::from_sat(100_000));
     let psbt = bitcoin::Psbt::from_str(&unsigned.psbt_base64).unwrap();
     let outputs: Vec<(bitcoin::ScriptBuf, u64)> = psbt
         .unsigned_tx
@@ -168,19 +168,19 @@ proptest! {
         let batches = s.batches(&options).unwrap();
         prop_assert_eq!(&batches, &s.batches(&options).unwrap(), "deterministic");
         let batch = s.payout_batch();
-        let flattened: Vec<(PayoutAddress, u64)> = batches
+        let flattened: Vec<(PayoutAddress, bitcoin::Amount)> = batches
             .iter()
-            .flat_map(|b| b.outputs.iter().map(|o| (o.address.clone(), o.payout.to_sat())))
+            .flat_map(|b| b.outputs.iter().map(|o| (o.address.clone(), o.payout)))
             .collect();
         prop_assert_eq!(&flattened, &batch);
-        let total: u64 = batch.iter().map(|(_, v)| v).sum();
+        let total: u64 = batch.iter().map(|(_, v)| v.to_sat()).sum();
         prop_assert_eq!(batches.iter().map(|b| b.payouts_total().to_sat()).sum::<u64>(), total);
         let mut start = 0;
         for (i, b) in batches.iter().enumerate() {
             prop_assert_eq!(b.index, i);
             prop_assert!(b.vbytes <= cap && b.weight.to_wu() <= 4 * cap);
             prop_assert_eq!(b.vbytes, b.weight.to_wu().div_ceil(4));
-            prop_assert_eq!(b.fee.to_sat(), FeeRate::from_sat_per_kvb(kvb).unwrap().fee_for_vbytes(b.vbytes));
+            prop_assert_eq!(b.fee, FeeRate::from_sat_per_kvb(kvb).unwrap().fee_for_vbytes(b.vbytes));
             let shares: u64 = b.outputs.iter().map(|o| o.fee_share.to_sat()).sum();
             prop_assert_eq!(shares, if members_pay { b.fee.to_sat() } else { 0 });
             for o in &b.outputs {

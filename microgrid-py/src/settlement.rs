@@ -618,7 +618,7 @@ impl Settlement {
         let fee = self.inner.estimate_fee(fee_rate(sat_per_vb)?);
         let d = PyDict::new(py);
         d.set_item("vbytes", fee.vbytes)?;
-        d.set_item("fee_sats", fee.fee_sats)?;
+        d.set_item("fee_sats", fee.fee_sats.to_sat())?;
         Ok(d)
     }
 
@@ -641,8 +641,8 @@ impl Settlement {
         let batch = self.inner.build_psbt(&utxos, &change, fee)?;
         let d = PyDict::new(py);
         d.set_item("psbt", batch.psbt_base64)?;
-        d.set_item("fee_sats", batch.fee_sats)?;
-        d.set_item("change_sats", batch.change_sats)?;
+        d.set_item("fee_sats", batch.fee_sats.to_sat())?;
+        d.set_item("change_sats", batch.change_sats.to_sat())?;
         d.set_item("vbytes", batch.vbytes)?;
         Ok(d)
     }
@@ -719,8 +719,8 @@ impl Settlement {
         let unsigned = batch.psbt(&utxos, &change)?;
         let d = PyDict::new(py);
         d.set_item("psbt", unsigned.psbt_base64)?;
-        d.set_item("fee_sats", unsigned.fee_sats)?;
-        d.set_item("change_sats", unsigned.change_sats)?;
+        d.set_item("fee_sats", unsigned.fee_sats.to_sat())?;
+        d.set_item("change_sats", unsigned.change_sats.to_sat())?;
         d.set_item("vbytes", unsigned.vbytes)?;
         Ok(d)
     }

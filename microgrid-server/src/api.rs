@@ -1014,8 +1014,8 @@ pub async fn psbt(
                 }
             };
             o.psbt = Some(unsigned.psbt_base64);
-            o.psbt_fee_sats = Some(unsigned.fee_sats);
-            o.psbt_change_sats = Some(unsigned.change_sats);
+            o.psbt_fee_sats = Some(unsigned.fee_sats.to_sat());
+            o.psbt_change_sats = Some(unsigned.change_sats.to_sat());
             o.psbt_inputs = taken.iter().map(|u| u.outpoint.to_string()).collect();
         }
         out.push(o);

@@ -175,15 +175,15 @@ impl Batch {
     pub fn estimate(&self) -> FeeEstimate {
         FeeEstimate {
             vbytes: self.vbytes,
-            fee_sats: self.fee.to_sat(),
+            fee_sats: self.fee,
         }
     }
 
     /// The outputs as `(address, value)`, as the PSBT pays them.
-    pub fn payments(&self) -> Vec<(PayoutAddress, u64)> {
+    pub fn payments(&self) -> Vec<(PayoutAddress, Amount)> {
         self.outputs
             .iter()
-            .map(|o| (o.address.clone(), o.amount.to_sat()))
+            .map(|o| (o.address.clone(), o.amount))
             .collect()
     }
 
@@ -193,7 +193,7 @@ impl Batch {
         let fields: Vec<String> = self
             .outputs
             .iter()
-            .map(|o| format!("\"{}\":{}", o.address, format_btc(o.amount.to_sat())))
+            .map(|o| format!("\"{}\":{}", o.address, format_btc(o.amount)))
             .collect();
         format!("{{{}}}", fields.join(","))
     }
@@ -311,7 +311,7 @@ impl Settlement {
     /// on-chain part of a [`crate::lightning::PayoutSplit`]).
     pub(crate) fn batches_of(
         &self,
-        payouts: Vec<(PayoutAddress, u64)>,
+        payouts: Vec<(PayoutAddress, Amount)>,
         options: &BatchOptions,
     ) -> Result<Vec<Batch>> {
         let change = options.change.as_ref().unwrap_or(&self.operator_address);
@@ -324,8 +324,8 @@ impl Settlement {
         }
         let change_weight = super::psbt::output_weight(change);
         let cap = options.max_vbytes * 4;
-        let mut parts: Vec<(Vec<(PayoutAddress, u64)>, u64)> = Vec::new();
-        let mut current: Vec<(PayoutAddress, u64)> = Vec::new();
+        let mut parts: Vec<(Vec<(PayoutAddress, Amount)>, u64)> = Vec::new();
+        let mut current: Vec<(PayoutAddress, Amount)> = Vec::new();
         let mut current_weight = change_weight;
         for (address, sats) in payouts {
             let w = super::psbt::output_weight(&address);
@@ -358,9 +358,9 @@ impl Settlement {
                 let vbytes = weight.div_ceil(4);
                 let fee = options.feerate.fee_for_vbytes(vbytes);
                 let shares = match options.fee_payer {
-                    FeePayer::Operator => vec![0; outputs.len()],
+                    FeePayer::Operator => vec![Amount::ZERO; outputs.len()],
                     FeePayer::Members => {
-                        let weights: Vec<u64> = outputs.iter().map(|(_, s)| *s).collect();
+                        let weights: Vec<Amount> = outputs.iter().map(|(_, s)| *s).collect();
                         pro_rata(fee, &weights).ok_or(Error::Overflow("fee shares"))?
                     }
                 };
@@ -370,20 +370,20 @@ impl Settlement {
                     .map(|((address, sats), share)| {
                         let amount = sats
                             .checked_sub(share)
-                            .filter(|a| *a >= address.dust_limit_sats());
+                            .filter(|a| a.to_sat() >= address.dust_limit_sats());
                         let Some(amount) = amount else {
                             return Err(Error::PayoutBelowDustAfterFee {
                                 address: address.to_string(),
-                                payout: sats,
-                                fee_share: share,
+                                payout: sats.to_sat(),
+                                fee_share: share.to_sat(),
                                 dust_limit: address.dust_limit_sats(),
                             });
                         };
                         Ok(BatchOutput {
                             address,
-                            payout: Amount::from_sat(sats),
-                            fee_share: Amount::from_sat(share),
-                            amount: Amount::from_sat(amount),
+                            payout: sats,
+                            fee_share: share,
+                            amount,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -392,7 +392,7 @@ impl Settlement {
                     outputs,
                     weight: Weight::from_wu(weight),
                     vbytes,
-                    fee: Amount::from_sat(fee),
+                    fee,
                     fee_payer: options.fee_payer,
                     feerate: options.feerate,
                     max_vbytes: options.max_vbytes,

@@ -522,7 +522,7 @@ fn decide(
             })
         }
         Some(a) if owed.to_sat() < a.dust_limit_sats() => CarryReason::BelowDust,
-        Some(_) if !policy.reaches_minimum(owed.to_sat()) => CarryReason::BelowMinimum,
+        Some(_) if !policy.reaches_minimum(owed) => CarryReason::BelowMinimum,
         Some(a) => {
             return Ok(Action::Payout {
                 address: a.clone(),
@@ -680,15 +680,16 @@ impl Settlement {
     /// address (members may share a wallet; `sendmany` refuses an address
     /// twice), in address order. The `sendmany` object, the fee estimate and
     /// the PSBT all pay exactly this. The sum is at most 21 million BTC
-    /// ([`settle`] checks it), so merging cannot overflow.
-    pub fn payout_batch(&self) -> Vec<(PayoutAddress, u64)> {
-        let mut merged: BTreeMap<&str, (PayoutAddress, u64)> = BTreeMap::new();
+    /// ([`settle`] checks it), so merging cannot overflow (it would
+    /// saturate, never panic).
+    pub fn payout_batch(&self) -> Vec<(PayoutAddress, Amount)> {
+        let mut merged: BTreeMap<&str, (PayoutAddress, Amount)> = BTreeMap::new();
         for e in &self.entries {
             if let Action::Payout { address, sats } = &e.action {
-                merged
+                let slot = merged
                     .entry(address.as_str())
-                    .or_insert_with(|| (address.clone(), 0))
-                    .1 += sats.to_sat();
+                    .or_insert_with(|| (address.clone(), Amount::ZERO));
+                slot.1 = slot.1.checked_add(*sats).unwrap_or(Amount::MAX);
             }
         }
         merged.into_values().collect()

@@ -137,9 +137,9 @@ impl PayoutPolicy {
         self.minimum_payout
     }
 
-    /// Whether `sats` due to a member reaches the minimum.
-    pub(crate) fn reaches_minimum(&self, sats: u64) -> bool {
-        self.minimum_payout.is_none_or(|m| sats >= m.to_sat())
+    /// Whether `due` to a member reaches the minimum.
+    pub(crate) fn reaches_minimum(&self, due: Amount) -> bool {
+        self.minimum_payout.is_none_or(|m| due >= m)
     }
 }
 
@@ -148,16 +148,17 @@ impl PayoutPolicy {
 /// satoshis left over go one each to the largest remainders (ties: the
 /// earlier weight). The parts add up to `total` exactly. All weights zero
 /// (or none) gives all zeros only when `total` is zero; otherwise `None`.
-pub fn pro_rata(total: u64, weights: &[u64]) -> Option<Vec<u64>> {
-    let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
+pub fn pro_rata(total: Amount, weights: &[Amount]) -> Option<Vec<Amount>> {
+    let total = total.to_sat();
+    let sum: u128 = weights.iter().map(|w| u128::from(w.to_sat())).sum();
     if sum == 0 {
-        return (total == 0).then(|| vec![0; weights.len()]);
+        return (total == 0).then(|| vec![Amount::ZERO; weights.len()]);
     }
     let mut parts = Vec::with_capacity(weights.len());
     let mut remainders = Vec::with_capacity(weights.len());
     let mut given: u128 = 0;
-    for &w in weights {
-        let exact = u128::from(total) * u128::from(w);
+    for w in weights {
+        let exact = u128::from(total) * u128::from(w.to_sat());
         let part = exact / sum;
         given += part;
         parts.push(part as u64);
@@ -169,7 +170,7 @@ pub fn pro_rata(total: u64, weights: &[u64]) -> Option<Vec<u64>> {
     for &i in order.iter().take(left) {
         parts[i] += 1;
     }
-    Some(parts)
+    Some(parts.into_iter().map(Amount::from_sat).collect())
 }
 
 #[cfg(test)]
@@ -178,13 +179,18 @@ mod tests {
 
     #[test]
     fn pro_rata_parts_add_up_exactly() {
-        assert_eq!(pro_rata(10, &[1, 1, 1]), Some(vec![4, 3, 3]));
-        assert_eq!(pro_rata(100, &[50, 30, 20]), Some(vec![50, 30, 20]));
-        assert_eq!(pro_rata(7, &[0, 5]), Some(vec![0, 7]));
-        assert_eq!(pro_rata(0, &[]), Some(vec![]));
-        assert_eq!(pro_rata(1, &[0, 0]), None);
-        let parts = pro_rata(999_999, &[3, 7, 11, 13, 17]).unwrap();
-        assert_eq!(parts.iter().sum::<u64>(), 999_999);
+        let sats = |v: &[u64]| v.iter().map(|s| Amount::from_sat(*s)).collect::<Vec<_>>();
+        let split = |total: u64, weights: &[u64]| pro_rata(Amount::from_sat(total), &sats(weights));
+        assert_eq!(split(10, &[1, 1, 1]), Some(sats(&[4, 3, 3])));
+        assert_eq!(split(100, &[50, 30, 20]), Some(sats(&[50, 30, 20])));
+        assert_eq!(split(7, &[0, 5]), Some(sats(&[0, 7])));
+        assert_eq!(split(0, &[]), Some(vec![]));
+        assert_eq!(split(1, &[0, 0]), None);
+        let parts = split(999_999, &[3, 7, 11, 13, 17]).unwrap();
+        assert_eq!(
+            parts.iter().copied().sum::<Amount>(),
+            Amount::from_sat(999_999)
+        );
     }
 
     #[test]
@@ -201,7 +207,7 @@ mod tests {
         assert!(
             PayoutPolicy::with_minimum_payout(Amount::MAX_MONEY + Amount::from_sat(1)).is_err()
         );
-        assert!(PayoutPolicy::default().reaches_minimum(1));
+        assert!(PayoutPolicy::default().reaches_minimum(Amount::from_sat(1)));
     }
 
     #[test]

@@ -45,8 +45,8 @@ pub const MAX_SAT_PER_KVB: u64 = 10_000_000;
 /// use rust_decimal::Decimal;
 /// let half = FeeRate::from_sat_per_vb_decimal(Decimal::new(5, 1))?; // 0.5 sat/vB
 /// assert_eq!(half.sat_per_kvb(), 500);
-/// assert_eq!(half.fee_for_vbytes(141), 71); // 70.5 rounds up
-/// assert_eq!(FeeRate::new(2)?.fee_for_vbytes(141), 282);
+/// assert_eq!(half.fee_for_vbytes(141), bitcoin::Amount::from_sat(71)); // 70.5 rounds up
+/// assert_eq!(FeeRate::new(2)?.fee_for_vbytes(141), bitcoin::Amount::from_sat(282));
 /// assert_eq!(FeeRate::from_bitcoin(bitcoin::FeeRate::from_sat_per_kwu(250))?, FeeRate::new(1)?);
 /// assert!(FeeRate::from_sat_per_kvb(99).is_err());
 /// # Ok::<(), microgrid_core::Error>(())
@@ -131,10 +131,12 @@ impl FeeRate {
         self.0.div_ceil(1000)
     }
 
-    /// The fee of `vbytes` virtual bytes: `⌈vbytes · rate / 1000⌉` sat.
-    pub fn fee_for_vbytes(self, vbytes: u64) -> u64 {
+    /// The fee of `vbytes` virtual bytes: `⌈vbytes · rate / 1000⌉` sat
+    /// (saturating at `u64::MAX` sat, far above all bitcoin, for sizes no
+    /// transaction has).
+    pub fn fee_for_vbytes(self, vbytes: u64) -> Amount {
         let fee = (u128::from(vbytes) * u128::from(self.0)).div_ceil(1000);
-        u64::try_from(fee).unwrap_or(u64::MAX)
+        Amount::from_sat(u64::try_from(fee).unwrap_or(u64::MAX))
     }
 }
 
@@ -186,8 +188,9 @@ impl Utxo {
 pub struct FeeEstimate {
     /// Virtual size of the transaction.
     pub vbytes: u64,
-    /// Fee at the given rate.
-    pub fee_sats: u64,
+    /// Fee at the given rate (serialized as whole satoshis).
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub fee_sats: Amount,
 }
 
 fn varint_len(n: usize) -> u64 {
@@ -240,10 +243,13 @@ pub fn estimate_fee(
 pub struct UnsignedBatch {
     /// BIP174 PSBT, base64.
     pub psbt_base64: String,
-    /// The fee it pays.
-    pub fee_sats: u64,
-    /// The change it returns (0 if change would be dust and went to the fee).
-    pub change_sats: u64,
+    /// The fee it pays (serialized as whole satoshis).
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub fee_sats: Amount,
+    /// The change it returns (zero if change would be dust and went to the
+    /// fee; serialized as whole satoshis).
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub change_sats: Amount,
     /// Its virtual size.
     pub vbytes: u64,
 }
@@ -256,7 +262,7 @@ pub struct UnsignedBatch {
 /// (`non_witness_utxo`), which the operator's wallet adds when it processes
 /// the PSBT. An error if the inputs do not cover the payouts and the fee.
 pub fn build_psbt(
-    payouts: &[(PayoutAddress, u64)],
+    payouts: &[(PayoutAddress, Amount)],
     utxos: &[Utxo],
     change: &PayoutAddress,
     feerate: FeeRate,
@@ -264,20 +270,28 @@ pub fn build_psbt(
     let outpoints = check_inputs(utxos)?;
     let input_types: Vec<OutputType> = utxos.iter().map(|u| u.address.output_type()).collect();
     let mut outputs: Vec<&PayoutAddress> = payouts.iter().map(|(a, _)| a).collect();
-    let available = sum_of_money(utxos.iter().map(|u| u.value.to_sat()), "operator inputs")?;
+    let available = sum_of_money(utxos.iter().map(|u| u.value), "operator inputs")?;
     let paid = sum_of_money(payouts.iter().map(|(_, s)| *s), "payout batch")?;
     let without_change = estimate_fee(&input_types, &outputs, feerate);
     outputs.push(change);
     let with_change = estimate_fee(&input_types, &outputs, feerate);
-    let needed = paid + without_change.fee_sats;
+    let needed = paid
+        .checked_add(without_change.fee_sats)
+        .ok_or(Error::Overflow("payout batch and fee"))?;
     if available < needed {
-        return Err(Error::InsufficientInputs { needed, available });
+        return Err(Error::InsufficientInputs {
+            needed: needed.to_sat(),
+            available: available.to_sat(),
+        });
     }
-    let change_sats = available.saturating_sub(paid + with_change.fee_sats);
-    let (fee, change_sats, vbytes) = if change_sats >= change.dust_limit_sats() {
+    let change_sats = paid
+        .checked_add(with_change.fee_sats)
+        .and_then(|spent| available.checked_sub(spent))
+        .unwrap_or(Amount::ZERO);
+    let (fee, change_sats, vbytes) = if change_sats.to_sat() >= change.dust_limit_sats() {
         (with_change.fee_sats, change_sats, with_change.vbytes)
     } else {
-        (available - paid, 0, without_change.vbytes)
+        (available - paid, Amount::ZERO, without_change.vbytes)
     };
 
     let input = outpoints
@@ -292,13 +306,13 @@ pub fn build_psbt(
     let mut output: Vec<TxOut> = payouts
         .iter()
         .map(|(a, sats)| TxOut {
-            value: Amount::from_sat(*sats),
+            value: *sats,
             script_pubkey: a.as_bitcoin().script_pubkey(),
         })
         .collect();
-    if change_sats > 0 {
+    if change_sats > Amount::ZERO {
         output.push(TxOut {
-            value: Amount::from_sat(change_sats),
+            value: change_sats,
             script_pubkey: change.as_bitcoin().script_pubkey(),
         });
     }
@@ -349,10 +363,10 @@ fn check_inputs(utxos: &[Utxo]) -> Result<Vec<OutPoint>> {
 }
 
 /// Σ `values`, an error when it exceeds 21 million BTC (or `u64`).
-fn sum_of_money(mut values: impl Iterator<Item = u64>, what: &'static str) -> Result<u64> {
+fn sum_of_money(mut values: impl Iterator<Item = Amount>, what: &'static str) -> Result<Amount> {
     values
-        .try_fold(0u64, u64::checked_add)
-        .filter(|total| *total <= Amount::MAX_MONEY.to_sat())
+        .try_fold(Amount::ZERO, Amount::checked_add)
+        .filter(|total| *total <= Amount::MAX_MONEY)
         .ok_or(Error::Overflow(what))
 }
 
@@ -374,8 +388,37 @@ mod tests {
             fee,
             FeeEstimate {
                 vbytes: 141,
-                fee_sats: 282
+                fee_sats: Amount::from_sat(282)
             }
+        );
+    }
+
+    #[test]
+    fn amounts_serialize_as_whole_satoshis() {
+        let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
+        let fee = estimate_fee(&[OutputType::P2wpkh], &[&a, &a], FeeRate::new(2).unwrap());
+        let json = serde_json::to_string(&fee).unwrap();
+        assert_eq!(json, r#"{"vbytes":141,"fee_sats":282}"#);
+        assert_eq!(serde_json::from_str::<FeeEstimate>(&json).unwrap(), fee);
+        let batch = build_psbt(
+            &[(a.clone(), Amount::from_sat(10_000))],
+            &[utxo(0, 100_000)],
+            &a,
+            FeeRate::new(1).unwrap(),
+        )
+        .unwrap();
+        let value = serde_json::to_value(&batch).unwrap();
+        assert_eq!(
+            value["fee_sats"],
+            serde_json::json!(batch.fee_sats.to_sat())
+        );
+        assert_eq!(
+            value["change_sats"],
+            serde_json::json!(batch.change_sats.to_sat())
+        );
+        assert_eq!(
+            serde_json::from_value::<UnsignedBatch>(value).unwrap(),
+            batch
         );
     }
 
@@ -399,7 +442,7 @@ mod tests {
     fn inputs_that_overflow_or_repeat_are_refused_not_summed() {
         let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
         let rate = FeeRate::new(1).unwrap();
-        let pay = [(a.clone(), 10_000)];
+        let pay = [(a.clone(), Amount::from_sat(10_000))];
         let big = u64::MAX / 2 + 10;
         assert_eq!(
             build_psbt(&pay, &[utxo(0, big), utxo(1, big)], &a, rate),
@@ -427,7 +470,7 @@ mod tests {
         };
         let a = addr("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4");
         let batch = build_psbt(
-            &[(a.clone(), 10_000)],
+            &[(a.clone(), Amount::from_sat(10_000))],
             &[utxo(0, 100_000), legacy],
             &a,
             FeeRate::new(1).unwrap(),

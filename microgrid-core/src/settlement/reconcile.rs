@@ -263,10 +263,10 @@ impl Settlement {
     fn reconcile_expecting(
         &self,
         tx: &Transaction,
-        expected: Vec<(PayoutAddress, u64)>,
+        expected: Vec<(PayoutAddress, Amount)>,
     ) -> Reconciliation {
         let txid = tx.compute_txid();
-        let payouts: BTreeMap<ScriptBuf, (PayoutAddress, u64)> = expected
+        let payouts: BTreeMap<ScriptBuf, (PayoutAddress, Amount)> = expected
             .into_iter()
             .map(|(a, v)| (a.as_bitcoin().script_pubkey(), (a, v)))
             .collect();
@@ -300,7 +300,7 @@ impl Settlement {
                         amount,
                         outpoint,
                     });
-                } else if amount.to_sat() == *sats {
+                } else if amount == *sats {
                     r.payouts.push(PaidPayout {
                         address,
                         amount,
@@ -309,7 +309,7 @@ impl Settlement {
                 } else {
                     r.problems.push(Problem::PayoutWrongAmount {
                         address,
-                        expected: Amount::from_sat(*sats),
+                        expected: *sats,
                         found: amount,
                         outpoint,
                     });
@@ -371,10 +371,10 @@ impl Settlement {
         let expected = match batches {
             [] => self.payout_batch(),
             [batch] => {
-                let paid: Vec<(PayoutAddress, u64)> = batch
+                let paid: Vec<(PayoutAddress, Amount)> = batch
                     .outputs
                     .iter()
-                    .map(|o| (o.address.clone(), o.payout.to_sat()))
+                    .map(|o| (o.address.clone(), o.payout))
                     .collect();
                 if paid != self.payout_batch() {
                     return Err(mismatch(
@@ -579,7 +579,7 @@ impl Payments {
     }
 
     /// The payout outputs not yet paid.
-    pub fn open_payouts(&self, settlement: &Settlement) -> Vec<(PayoutAddress, u64)> {
+    pub fn open_payouts(&self, settlement: &Settlement) -> Vec<(PayoutAddress, Amount)> {
         settlement
             .payout_batch()
             .into_iter()

@@ -11,6 +11,7 @@
 //! value, and the result depends only on the inputs. All arithmetic is on
 //! integers (`i128`); nothing passes through a float.
 
+use bitcoin::Amount;
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
@@ -129,8 +130,10 @@ pub fn to_sats_largest_remainder(amounts: &[Decimal], rate: Decimal) -> Result<(
     Ok((parts, total))
 }
 
-/// Formats satoshis as BTC with exactly 8 decimals, e.g. `0.00012345`.
-pub fn format_btc(sats: u64) -> String {
+/// Formats an amount as BTC with exactly 8 decimals, e.g. `0.00012345`
+/// (as Bitcoin Core's `sendmany` takes it).
+pub fn format_btc(amount: Amount) -> String {
+    let sats = amount.to_sat();
     format!(
         "{}.{:08}",
         sats / SATS_PER_BTC as u64,
@@ -141,7 +144,7 @@ pub fn format_btc(sats: u64) -> String {
 /// Formats satoshis as BTC without trailing zeros (as BIP21 shows them),
 /// e.g. `20.3`, `50`, `0.0005`.
 pub fn format_btc_short(sats: u64) -> String {
-    let s = format_btc(sats);
+    let s = format_btc(Amount::from_sat(sats));
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
@@ -194,8 +197,8 @@ mod tests {
 
     #[test]
     fn btc_formats() {
-        assert_eq!(format_btc(12_345), "0.00012345");
-        assert_eq!(format_btc(2_030_000_000), "20.30000000");
+        assert_eq!(format_btc(Amount::from_sat(12_345)), "0.00012345");
+        assert_eq!(format_btc(Amount::from_sat(2_030_000_000)), "20.30000000");
         assert_eq!(format_btc_short(2_030_000_000), "20.3");
         assert_eq!(format_btc_short(5_000_000_000), "50");
         assert_eq!(format_btc_short(50_000), "0.0005");

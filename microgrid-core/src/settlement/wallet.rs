@@ -403,10 +403,10 @@ impl OperatorWallet {
         let psbt = self.with_origins(&unsigned, utxos, change_index)?;
         Ok(WalletPsbt {
             psbt_base64: psbt.to_string(),
-            fee: Amount::from_sat(unsigned.fee_sats),
-            change: Amount::from_sat(unsigned.change_sats),
-            change_address: (unsigned.change_sats > 0).then_some(change),
-            change_index: (unsigned.change_sats > 0).then_some(change_index),
+            fee: unsigned.fee_sats,
+            change: unsigned.change_sats,
+            change_address: (unsigned.change_sats > Amount::ZERO).then_some(change),
+            change_index: (unsigned.change_sats > Amount::ZERO).then_some(change_index),
             vbytes: unsigned.vbytes,
         })
     }
@@ -426,7 +426,7 @@ impl OperatorWallet {
             psbt.update_input_with_descriptor(i, &d)
                 .map_err(|e| Error::Psbt(format!("input {}: {e}", u.outpoint)))?;
         }
-        if unsigned.change_sats > 0 {
+        if unsigned.change_sats > Amount::ZERO {
             let last = psbt.outputs.len() - 1;
             let d = self.definite(Keychain::Change, change_index)?;
             psbt.update_output_with_descriptor(last, &d)

@@ -407,9 +407,9 @@ pub fn settle_with_policy(
         .map(|id| totals.get(id).copied().unwrap_or_default())
         .collect();
     let (bill_sats, total) = to_sats_largest_remainder(&amounts, rate.per_btc)?;
-    let total = within_all_bitcoin(total, "batch in satoshis")?;
+    let total = within_all_bitcoin(total.to_sat(), "batch in satoshis")?;
     let grid_sats = within_all_bitcoin(
-        to_sats(bills.grid_leg, rate.per_btc)?,
+        to_sats(bills.grid_leg, rate.per_btc)?.to_sat(),
         "grid leg in satoshis",
     )?;
 
@@ -419,7 +419,6 @@ pub fn settle_with_policy(
         .zip(bill_sats)
         .map(|((id, bill_total), bill_sats)| {
             let carried = carried_in.get(*id).copied().unwrap_or(SignedAmount::ZERO);
-            let bill_sats = SignedAmount::from_sat(bill_sats);
             let due = carried
                 .checked_sub(bill_sats)
                 .ok_or(Error::Overflow("balance in satoshis"))?;

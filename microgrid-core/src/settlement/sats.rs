@@ -11,7 +11,7 @@
 //! value, and the result depends only on the inputs. All arithmetic is on
 //! integers (`i128`); nothing passes through a float.
 
-use bitcoin::Amount;
+use bitcoin::{Amount, SignedAmount};
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
@@ -78,11 +78,13 @@ fn round_half_up(n: i128, d: i128) -> Result<i64> {
     i64::try_from((twice + d).div_euclid(2 * d)).map_err(|_| Error::Overflow("amount in satoshis"))
 }
 
-/// Converts one amount to satoshis, rounding half up.
-pub fn to_sats(amount: Decimal, rate: Decimal) -> Result<i64> {
+/// Converts one amount to satoshis, rounding half up (negative for a
+/// negative amount; not checked against all bitcoin, which the caller
+/// does).
+pub fn to_sats(amount: Decimal, rate: Decimal) -> Result<SignedAmount> {
     let rate = rate_parts(rate)?;
     let (n, d) = exact_sats(amount, &rate)?;
-    round_half_up(n, d)
+    round_half_up(n, d).map(SignedAmount::from_sat)
 }
 
 /// Converts a batch of amounts with the largest remainder rule (see the
@@ -90,16 +92,21 @@ pub fn to_sats(amount: Decimal, rate: Decimal) -> Result<i64> {
 /// positive.
 ///
 /// ```
+/// use microgrid_core::settlement::bitcoin::SignedAmount;
 /// use microgrid_core::settlement::sats::to_sats_largest_remainder;
 /// use rust_decimal::Decimal;
 /// // Three bills of 0.333333333 EUR at 1 EUR per BTC: 33,333,333.3 sat each.
 /// let third: Decimal = "0.333333333".parse().unwrap();
 /// let (parts, total) = to_sats_largest_remainder(&[third, third, third], Decimal::ONE)?;
-/// assert_eq!(total, 100_000_000); // 99,999,999.9 rounds up
-/// assert_eq!(parts, [33_333_334, 33_333_333, 33_333_333]);
+/// assert_eq!(total, SignedAmount::from_sat(100_000_000)); // 99,999,999.9 rounds up
+/// let sats: Vec<i64> = parts.iter().map(|p| p.to_sat()).collect();
+/// assert_eq!(sats, [33_333_334, 33_333_333, 33_333_333]);
 /// # Ok::<(), microgrid_core::Error>(())
 /// ```
-pub fn to_sats_largest_remainder(amounts: &[Decimal], rate: Decimal) -> Result<(Vec<i64>, i64)> {
+pub fn to_sats_largest_remainder(
+    amounts: &[Decimal],
+    rate: Decimal,
+) -> Result<(Vec<SignedAmount>, SignedAmount)> {
     let rate = rate_parts(rate)?;
     let mut floors = Vec::with_capacity(amounts.len());
     let mut remainders = Vec::with_capacity(amounts.len());
@@ -125,9 +132,13 @@ pub fn to_sats_largest_remainder(amounts: &[Decimal], rate: Decimal) -> Result<(
     }
     let parts = floors
         .into_iter()
-        .map(|f| i64::try_from(f).map_err(|_| Error::Overflow("amount in satoshis")))
-        .collect::<Result<Vec<i64>>>()?;
-    Ok((parts, total))
+        .map(|f| {
+            i64::try_from(f)
+                .map(SignedAmount::from_sat)
+                .map_err(|_| Error::Overflow("amount in satoshis"))
+        })
+        .collect::<Result<Vec<SignedAmount>>>()?;
+    Ok((parts, SignedAmount::from_sat(total)))
 }
 
 /// Formats an amount as BTC with exactly 8 decimals, e.g. `0.00012345`
@@ -159,18 +170,25 @@ mod tests {
     #[test]
     fn one_amount_rounds_half_up() {
         // 1 EUR at 50,000 EUR/BTC = 2000 sat exactly; 0.000005 EUR = 0.01 sat → 0.
-        assert_eq!(to_sats(d("1"), d("50000")).unwrap(), 2000);
-        assert_eq!(to_sats(d("0.00001"), d("1000")).unwrap(), 1); // exactly 1 sat
-        assert_eq!(to_sats(d("0.000005"), d("1000")).unwrap(), 1); // 0.5 sat, half up
-        assert_eq!(to_sats(d("-0.000005"), d("1000")).unwrap(), 0); // −0.5 sat, half up
+        let sats = |a: &str, r: &str| to_sats(d(a), d(r)).unwrap().to_sat();
+        assert_eq!(sats("1", "50000"), 2000);
+        assert_eq!(sats("0.00001", "1000"), 1); // exactly 1 sat
+        assert_eq!(sats("0.000005", "1000"), 1); // 0.5 sat, half up
+        assert_eq!(sats("-0.000005", "1000"), 0); // −0.5 sat, half up
     }
 
     #[test]
     fn negative_amounts_convert_symmetrically_in_total() {
         let (parts, total) = to_sats_largest_remainder(&[d("1.5"), d("-1.5")], d("3")).unwrap();
-        assert_eq!(total, 0);
-        assert_eq!(parts.iter().sum::<i64>(), 0);
-        assert_eq!(parts, [50_000_000, -50_000_000]);
+        assert_eq!(total, SignedAmount::ZERO);
+        assert_eq!(parts.iter().map(|p| p.to_sat()).sum::<i64>(), 0);
+        assert_eq!(
+            parts,
+            [
+                SignedAmount::from_sat(50_000_000),
+                SignedAmount::from_sat(-50_000_000)
+            ]
+        );
     }
 
     #[test]
@@ -186,7 +204,7 @@ mod tests {
         // The largest amount that fits still converts exactly.
         assert_eq!(
             to_sats(d("10000000000000000000"), d("1000000000000")).unwrap(),
-            1_000_000_000_000_000
+            SignedAmount::from_sat(1_000_000_000_000_000)
         );
     }
 

@@ -225,8 +225,8 @@ use crate::metrics::CommunityMetrics;
 use crate::money::{Currency, Price, AMOUNT_DECIMALS};
 use crate::pricing::bill_sharing::BillSharingPeriod;
 use crate::pricing::CommunityPrice;
-use crate::registry::ProsumerId;
 use crate::registry::Registry;
+use crate::registry::{ProsumerId, ProsumerKind};
 use crate::tariff::Tariff;
 use crate::timeframe::TimeRange;
 
@@ -305,7 +305,9 @@ pub struct PeriodBills {
     pub fees: Decimal,
     /// Σ operator margin.
     pub operator_margin: Decimal,
-    /// Energy metrics of the period.
+    /// Energy metrics of the period, with the charge and discharge of the
+    /// battery members ([`ProsumerKind::Battery`]) kept apart, so its
+    /// ratios are the members' (see [`CommunityMetrics`]).
     pub metrics: CommunityMetrics,
 }
 
@@ -527,8 +529,15 @@ fn complete(
         share_the_grid_bill(summaries, &mut bills)?;
     }
     let mut fixed_fees = Decimal::ZERO;
+    // The battery members' charge and discharge, kept apart in the metrics.
+    let (mut charged, mut discharged) = (Wh::ZERO, Wh::ZERO);
     for b in &mut bills {
-        b.fixed_fee = tariff.fixed_fee_for(period, registry.get(&b.prosumer)?)?;
+        let member = registry.get(&b.prosumer)?;
+        if member.kind() == ProsumerKind::Battery {
+            charged = charged.checked_add(b.energy.consumed)?;
+            discharged = discharged.checked_add(b.energy.produced)?;
+        }
+        b.fixed_fee = tariff.fixed_fee_for(period, member)?;
         fixed_fees += b.fixed_fee;
         b.network_charge = tariff.network_charge().amount_for(b.energy.bought);
         b.baseline += b.fixed_fee;
@@ -556,7 +565,7 @@ fn complete(
             .clone()
             .map(|s| tariff.operator_margin().amount_for(s.shared))
             .sum(),
-        metrics: CommunityMetrics::from_summaries(summaries)?,
+        metrics: CommunityMetrics::from_summaries(summaries)?.with_battery(charged, discharged),
         bills,
     })
 }

@@ -4,7 +4,9 @@
 //! period the state of charge changes by Σ stored − Σ discharged, the
 //! charge splits into stored and lost energy, the state of charge stays in
 //! `[0, capacity]` and the power limits hold; money is conserved with the
-//! battery's bill included; and the row and columnar clearing paths agree.
+//! battery's bill included; the period's metrics keep the battery apart
+//! (the members' self-sufficiency is the one computed without it); and the
+//! row and columnar clearing paths agree.
 
 use chrono::{TimeZone, Utc};
 use microgrid_core::battery::{clear_range_with_battery, dispatch_rows};
@@ -186,6 +188,30 @@ proptest! {
         prop_assert_eq!(bills.total(), bills.grid_leg + bills.fees + bills.operator_margin);
         let grid: Decimal = with.iter().map(|c| c.summary.grid_amount()).sum();
         prop_assert_eq!(bills.grid_leg, grid);
+
+        // The metrics keep the battery apart: the members' consumption and
+        // production are those of the community cleared without it, and the
+        // ratios are computed from them, independently here.
+        let mm = &bills.metrics;
+        prop_assert_eq!((mm.battery_charged, mm.battery_discharged), (t.charged, t.discharged));
+        let plain = CommunityMetrics::from_summaries(without.iter().map(|c| &c.summary)).unwrap();
+        prop_assert_eq!(mm.members_consumption(), plain.consumption);
+        prop_assert_eq!(mm.members_production(), plain.production);
+        prop_assert_eq!(
+            mm.members_production().get() + mm.import.get() + mm.battery_discharged.get(),
+            mm.members_consumption().get() + mm.export.get() + mm.battery_charged.get()
+        );
+        let consumed = plain.consumption.get();
+        let expected = (consumed != 0)
+            .then(|| Decimal::from(consumed - mm.import.get()) / Decimal::from(consumed));
+        prop_assert_eq!(mm.self_sufficiency(), expected);
+        let produced = plain.production.get();
+        let expected = (produced != 0)
+            .then(|| Decimal::from(produced - mm.export.get()) / Decimal::from(produced));
+        prop_assert_eq!(mm.self_consumption(), expected);
+        // Without the battery the metrics are the plain ones.
+        let plain_bills = bill_period(&s.period, &tariff, &s.registry, &without).unwrap();
+        prop_assert_eq!(plain_bills.metrics, plain);
 
         // The columnar path: the battery's column written by dispatch_rows,
         // then the parallel row kernel; the same clearings and steps.

@@ -152,17 +152,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Self-sufficiency: the share of the households' consumption not drawn
-    // from the grid. With the battery, its charging is not the households'
-    // consumption.
-    let plain = CommunityMetrics::from_summaries(&without.summaries(&october).await?)?;
-    let stored = CommunityMetrics::from_summaries(&with.summaries(&october).await?)?;
-    let households_consumed = stored.consumption.get() - t.charged.get();
-    assert_eq!(households_consumed, plain.consumption.get());
-    let share = |consumed: i64, imported: i64| {
-        Decimal::from(consumed - imported) * Decimal::from(100) / Decimal::from(consumed)
+    // from the grid. The bills' metrics keep the battery apart (its
+    // charging is not the households' consumption, its discharging not
+    // their production), so their ratios are the households'.
+    let bills = with.bill(&october, &tariff).await?;
+    let plain_bills = without.bill(&october, &tariff).await?;
+    let (plain, stored) = (plain_bills.metrics, bills.metrics);
+    assert_eq!(
+        (stored.battery_charged, stored.battery_discharged),
+        (t.charged, t.discharged)
+    );
+    assert_eq!(stored.members_consumption(), plain.consumption);
+    let percent = |m: &CommunityMetrics| {
+        m.self_sufficiency()
+            .map(|r| r * Decimal::from(100))
+            .ok_or("no consumption")
     };
-    let before = share(plain.consumption.get(), plain.import.get());
-    let after = share(households_consumed, stored.import.get());
+    let before = percent(&plain)?;
+    let after = percent(&stored)?;
     println!("Self-sufficiency of the households (consumption not drawn from the grid):");
     println!(
         "  without the battery {:>6.2} %   (imported {} Wh, exported {} Wh)",
@@ -183,8 +190,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         after - before
     );
 
-    let bills = with.bill(&october, &tariff).await?;
-    let plain_bills = without.bill(&october, &tariff).await?;
     println!("Bills for October (EUR; + owes, − is owed), with the battery and without:");
     println!(
         "{:<12}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>11}",

@@ -35,7 +35,8 @@ fn length() -> TimeframeLength {
 }
 
 /// The registry of `n` members (ids not in registration order; some join
-/// on the second day, which prorates their fixed fee).
+/// on the second day, which prorates their fixed fee); the first is a
+/// battery, whose energy the metrics keep apart.
 fn registry(n: usize, late: &[bool]) -> Registry {
     let day0 = NaiveDate::from_ymd_opt(2026, 6, 29).unwrap();
     let mut registry = Registry::default();
@@ -50,7 +51,11 @@ fn registry(n: usize, late: &[bool]) -> Registry {
                 Prosumer::new(
                     format!("p{:03}", (k * 37) % 101),
                     "x",
-                    ProsumerKind::Household,
+                    if k == 0 {
+                        ProsumerKind::Battery
+                    } else {
+                        ProsumerKind::Household
+                    },
                     joined,
                 )
                 .unwrap(),
@@ -162,6 +167,14 @@ proptest! {
         let cleared = clear_reading_rows(&input, &registry.id_order(), &tariff, &m, threads).unwrap();
         let pairs: Vec<(&ReadingRow, &ClearedRow)> = rows.iter().zip(cleared.iter()).collect();
         let expected = bill_rows(&period, &tariff, &registry, &pairs, threads).unwrap();
+        // The battery's energy is kept apart in the metrics, which merged
+        // parts reproduce like the rest of the bills (checked below).
+        let battery = registry.iter().find(|p| p.kind() == ProsumerKind::Battery).unwrap();
+        let (charged, discharged) = expected
+            .bill(battery.id())
+            .map_or((Wh::ZERO, Wh::ZERO), |b| (b.energy.consumed, b.energy.produced));
+        prop_assert_eq!((expected.metrics.battery_charged, expected.metrics.battery_discharged), (charged, discharged));
+        prop_assert_eq!(expected.metrics.members_consumption().get(), expected.metrics.consumption.get() - charged.get());
 
         // Through bytes, in a shuffled order.
         let mut parts: Vec<BillingPart> = parts(&pairs, &cuts, &tariff, &registry, threads)

@@ -287,6 +287,25 @@ pub struct LightningPayout {
 }
 
 impl LightningPayout {
+    /// `sats` to `prosumer`'s `offer`, in millisatoshis, with the payer
+    /// note naming `period` (as [`period_name`] writes it).
+    fn new(
+        prosumer: &ProsumerId,
+        offer: &PayoutOffer,
+        sats: Amount,
+        period: &str,
+    ) -> Result<LightningPayout> {
+        Ok(LightningPayout {
+            prosumer: prosumer.clone(),
+            offer: offer.clone(),
+            amount_msat: sats
+                .to_sat()
+                .checked_mul(MSAT_PER_SAT)
+                .ok_or(Error::Overflow("payout in millisatoshis"))?,
+            payer_note: format!("microgrid {period} payout {prosumer}"),
+        })
+    }
+
     /// The payout in whole satoshis.
     pub fn amount(&self) -> Amount {
         Amount::from_sat(self.amount_msat / MSAT_PER_SAT)
@@ -431,15 +450,12 @@ pub fn split_payouts(
                     entry.prosumer
                 )));
             }
-            split.lightning.push(LightningPayout {
-                prosumer: entry.prosumer.clone(),
-                offer: (**offer).clone(),
-                amount_msat: sats
-                    .to_sat()
-                    .checked_mul(MSAT_PER_SAT)
-                    .ok_or(Error::Overflow("payout in millisatoshis"))?,
-                payer_note: format!("microgrid {period} payout {}", entry.prosumer),
-            });
+            split.lightning.push(LightningPayout::new(
+                &entry.prosumer,
+                offer,
+                *sats,
+                &period,
+            )?);
             continue;
         }
         let Action::Payout { address, sats } = &entry.action else {
@@ -450,15 +466,12 @@ pub fn split_payouts(
         if let (true, Some(offer)) = (below, member.offer()) {
             match offer.check(settlement.network(), at) {
                 Ok(()) => {
-                    split.lightning.push(LightningPayout {
-                        prosumer: entry.prosumer.clone(),
-                        offer: offer.clone(),
-                        amount_msat: sats
-                            .to_sat()
-                            .checked_mul(MSAT_PER_SAT)
-                            .ok_or(Error::Overflow("payout in millisatoshis"))?,
-                        payer_note: format!("microgrid {period} payout {}", entry.prosumer),
-                    });
+                    split.lightning.push(LightningPayout::new(
+                        &entry.prosumer,
+                        offer,
+                        *sats,
+                        &period,
+                    )?);
                     continue;
                 }
                 Err(Error::InvalidOffer { reason, .. }) => {

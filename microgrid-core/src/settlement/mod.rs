@@ -501,9 +501,8 @@ fn decide(
     }
     let owed = due.unsigned_abs();
     if due.is_negative() {
-        let sats = owed;
-        return Ok(if sats.to_sat() >= operator.dust_limit_sats() {
-            Action::Invoice { sats }
+        return Ok(if owed.to_sat() >= operator.dust_limit_sats() {
+            Action::Invoice { sats: owed }
         } else {
             Action::Carry {
                 reason: CarryReason::BelowDust,
